@@ -1,0 +1,1 @@
+"""referral-broker: an encrypted brokerage between patients and private clinics."""

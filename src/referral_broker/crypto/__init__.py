@@ -1,0 +1,1 @@
+"""All cryptography of the product. Nothing else imports nacl or cryptography directly."""

@@ -1,0 +1,75 @@
+"""The broker's keys on disk: the signing seed, the data secret, and `broker.pub` for clinics to pin.
+
+Layout of the keys folder (see keys/README.md): `broker-signing.key` and `data.key` hold base64 secrets
+(mode 0600; in production they are mounted secrets), `broker.pub` holds `ed25519:<base64>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from referral_broker.crypto.contact import ContactVault
+from referral_broker.crypto.encoding import b64, unb64
+from referral_broker.crypto.envelope import BrokerSigner
+from referral_broker.crypto.keyfile import write_private
+
+SIGNING_FILE = "broker-signing.key"
+DATA_FILE = "data.key"
+PUBLIC_FILE = "broker.pub"
+
+
+class BrokerKeysMissing(Exception):
+    """The keys folder lacks a key; the message says which and how to make it."""
+
+
+@dataclass(frozen=True)
+class BrokerKeys:
+    signer: BrokerSigner
+    vault: ContactVault
+
+
+def init_keys(folder: Path) -> list[str]:
+    """Create whichever broker keys are missing; never overwrite one. Returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    signing = folder / SIGNING_FILE
+    if not signing.exists():
+        write_private(signing, b64(BrokerSigner.generate().seed).encode() + b"\n")
+        written.append(SIGNING_FILE)
+    data = folder / DATA_FILE
+    if not data.exists():
+        write_private(data, b64(ContactVault.generate_secret()).encode() + b"\n")
+        written.append(DATA_FILE)
+    signer = BrokerSigner(unb64(signing.read_text()))
+    public = folder / PUBLIC_FILE
+    expected = format_public_key(signer.public_key)
+    if not public.exists() or public.read_text().strip() != expected:
+        public.write_text(expected + "\n")
+        written.append(PUBLIC_FILE)
+    return written
+
+
+def load_keys(folder: Path) -> BrokerKeys:
+    for name in (SIGNING_FILE, DATA_FILE):
+        if not (folder / name).exists():
+            raise BrokerKeysMissing(f"{folder / name} is missing; run `referral-broker keys init` first")
+    return BrokerKeys(
+        signer=BrokerSigner(unb64((folder / SIGNING_FILE).read_text())),
+        vault=ContactVault(unb64((folder / DATA_FILE).read_text())),
+    )
+
+
+def format_public_key(public_key: bytes) -> str:
+    return f"ed25519:{b64(public_key)}"
+
+
+def parse_public_key(text: str) -> bytes:
+    """Read `ed25519:<base64>` (the content of broker.pub)."""
+    prefix, _, value = text.strip().partition(":")
+    if prefix != "ed25519" or not value:
+        raise ValueError("a broker key looks like 'ed25519:<base64>' (the content of broker.pub)")
+    key = unb64(value)
+    if len(key) != 32:
+        raise ValueError("a broker key is 32 bytes")
+    return key

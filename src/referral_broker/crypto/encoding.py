@@ -1,0 +1,34 @@
+"""Key identifiers and fingerprints: the short names people and programs use for public keys."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+
+def key_id(public_key: bytes) -> str:
+    """A stable, short identifier of a public key: 16 hex digits of its SHA-256."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def enrolment_fingerprint(slug: str, encryption_key: bytes, signing_key: bytes) -> str:
+    """What an operator compares out of band: 160 bits of SHA-256 over the clinic's name and keys."""
+    digest = hashlib.sha256(
+        b"referral-broker enrolment v1\x00" + slug.encode() + b"\x00" + encryption_key + signing_key
+    ).digest()[:20]
+    text = base64.b32encode(digest).decode()  # 32 characters, no padding for 20 bytes
+    return "-".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+def normalise_fingerprint(text: str) -> str:
+    """Accept a fingerprint as people copy it: any case, with or without dashes and spaces."""
+    cleaned = "".join(ch for ch in text.upper() if ch.isalnum())
+    return "-".join(cleaned[i : i + 4] for i in range(0, len(cleaned), 4))
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text.strip(), validate=True)

@@ -1,0 +1,152 @@
+"""Sealed, signed envelopes: the only form in which a referral leaves the broker's memory.
+
+Format v1 (JSON): {"format", "signer", "body", "signature"} where `body` is the JSON of EnvelopeBody
+and `signature` is the broker's Ed25519 signature over a domain tag and those exact body bytes, so no
+canonical re-encoding is needed to verify. Inside the body each recipient key has its own sealed box of
+the same padded payload; the payload names its clinic and delivery again, so a box for clinic B
+re-sealed to clinic A's key is refused on opening.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import msgspec
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.public import PrivateKey, PublicKey, SealedBox
+from nacl.signing import SigningKey, VerifyKey
+
+from referral_broker.crypto.encoding import key_id
+from referral_broker.crypto.padding import pad, unpad
+from referral_broker.domain.errors import EnvelopeRejected
+
+ENVELOPE_FORMAT = "referral-broker/envelope/v1"
+_SIGNATURE_DOMAIN = b"referral-broker envelope v1\x00"
+
+
+class Recipient(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    key_id: str
+    box: bytes
+
+
+class EnvelopeBody(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    kind: str  # "referral"; notices will use their own kinds
+    delivery_id: str
+    reference: str
+    clinic: str
+    issued_at: datetime
+    recipients: list[Recipient]
+
+
+class SignedEnvelope(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    format: str
+    signer: str
+    body: bytes
+    signature: bytes
+
+
+_signed_decoder = msgspec.json.Decoder(SignedEnvelope)
+_body_decoder = msgspec.json.Decoder(EnvelopeBody)
+_encoder = msgspec.json.Encoder()
+
+
+class BrokerSigner:
+    """The broker's Ed25519 key, used to sign envelopes and receipts."""
+
+    def __init__(self, seed: bytes) -> None:
+        self._key = SigningKey(seed)
+        self.public_key = bytes(self._key.verify_key)
+        self.key_id = key_id(self.public_key)
+
+    @classmethod
+    def generate(cls) -> BrokerSigner:
+        return cls(bytes(SigningKey.generate()))
+
+    @property
+    def seed(self) -> bytes:
+        return bytes(self._key)
+
+    def sign(self, domain: bytes, message: bytes) -> bytes:
+        return self._key.sign(domain + message).signature
+
+
+@dataclass(frozen=True)
+class SealedEnvelope:
+    """An envelope ready to store: its bytes and the hash the dispatch receipt records."""
+
+    data: bytes
+    body: EnvelopeBody
+
+
+def seal(
+    payload: bytes,
+    *,
+    kind: str,
+    delivery_id: str,
+    reference: str,
+    clinic: str,
+    issued_at: datetime,
+    recipient_keys: list[bytes],
+    signer: BrokerSigner,
+) -> SealedEnvelope:
+    """Pad `payload`, seal it to every recipient key, and sign the whole."""
+    if not recipient_keys:
+        raise ValueError("an envelope needs at least one recipient key")
+    padded = pad(payload)
+    body = EnvelopeBody(
+        kind=kind,
+        delivery_id=delivery_id,
+        reference=reference,
+        clinic=clinic,
+        issued_at=issued_at,
+        recipients=[Recipient(key_id(k), SealedBox(PublicKey(k)).encrypt(padded)) for k in recipient_keys],
+    )
+    body_bytes = _encoder.encode(body)
+    signed = SignedEnvelope(
+        format=ENVELOPE_FORMAT,
+        signer=signer.key_id,
+        body=body_bytes,
+        signature=signer.sign(_SIGNATURE_DOMAIN, body_bytes),
+    )
+    return SealedEnvelope(data=_encoder.encode(signed), body=body)
+
+
+def verify(data: bytes, broker_key: bytes) -> EnvelopeBody:
+    """Check the broker's signature and return the body; anything else is refused."""
+    try:
+        signed = _signed_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise EnvelopeRejected(f"envelope is malformed: {exc}") from None
+    if signed.format != ENVELOPE_FORMAT:
+        raise EnvelopeRejected(f"unknown envelope format {signed.format!r}")
+    if signed.signer != key_id(broker_key):
+        raise EnvelopeRejected("envelope is signed by a key other than the pinned broker key")
+    try:
+        VerifyKey(broker_key).verify(_SIGNATURE_DOMAIN + signed.body, signed.signature)
+    except (BadSignatureError, ValueError, TypeError):
+        raise EnvelopeRejected("envelope signature does not verify against the pinned broker key") from None
+    try:
+        return _body_decoder.decode(signed.body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise EnvelopeRejected(f"signed envelope body is malformed: {exc}") from None
+
+
+def open_envelope(
+    data: bytes, *, broker_key: bytes, clinic: str, private_keys: list[bytes]
+) -> tuple[EnvelopeBody, bytes]:
+    """Verify, check the addressee, and unseal with whichever of `private_keys` it was sealed to."""
+    body = verify(data, broker_key)
+    if body.clinic != clinic:
+        raise EnvelopeRejected(f"envelope is addressed to {body.clinic!r}, not to this clinic")
+    boxes = {r.key_id: r.box for r in body.recipients}
+    for secret in private_keys:
+        private = PrivateKey(secret)
+        box = boxes.get(key_id(bytes(private.public_key)))
+        if box is None:
+            continue
+        try:
+            return body, unpad(SealedBox(private).decrypt(box))
+        except CryptoError:
+            raise EnvelopeRejected("sealed box does not open with this clinic's key") from None
+    raise EnvelopeRejected("envelope is not sealed to any key this clinic holds")
