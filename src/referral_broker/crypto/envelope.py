@@ -116,8 +116,12 @@ def verify(data: bytes, broker_key: bytes) -> EnvelopeBody:
     """Check the broker's signature and return the body; anything else is refused."""
     try:
         signed = _signed_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
         raise EnvelopeRejected(f"envelope is malformed: {exc}") from None
+    if _encoder.encode(signed) != data:
+        # Only the canonical encoding is accepted, so no two byte strings pass as the same envelope
+        # (non-canonical base64 padding bits would otherwise decode to identical bytes).
+        raise EnvelopeRejected("envelope is not in canonical form")
     if signed.format != ENVELOPE_FORMAT:
         raise EnvelopeRejected(f"unknown envelope format {signed.format!r}")
     if signed.signer != key_id(broker_key):
@@ -128,7 +132,7 @@ def verify(data: bytes, broker_key: bytes) -> EnvelopeBody:
         raise EnvelopeRejected("envelope signature does not verify against the pinned broker key") from None
     try:
         return _body_decoder.decode(signed.body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
         raise EnvelopeRejected(f"signed envelope body is malformed: {exc}") from None
 
 

@@ -21,11 +21,18 @@ def decode_json(body: bytes, type_: type[T]) -> T:
         return msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError:
         pass  # fall through: find every error, not only the first msgspec saw
-    except msgspec.DecodeError:
-        raise InvalidRequest([FieldError("body", "malformed", "the body is not valid JSON")]) from None
-    untyped = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise _malformed() from None
+    try:
+        untyped = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        raise _malformed() from None
     errors = field_errors(type_, untyped)
     raise InvalidRequest(errors or [FieldError("body", "invalid", "the body does not match the schema")])
+
+
+def _malformed() -> InvalidRequest:
+    return InvalidRequest([FieldError("body", "malformed", "the body is not valid JSON (UTF-8, nested at most a few hundred levels)")])
 
 
 def field_errors(type_: Any, data: Any, path: str = "") -> list[FieldError]:

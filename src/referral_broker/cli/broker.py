@@ -1,0 +1,228 @@
+"""`referral-broker`: the operator's command line (keys, migrate, serve, worker, dev, clinic)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from referral_broker.crypto.broker_keys import BrokerKeysMissing, init_keys
+from referral_broker.domain.errors import DomainError
+from referral_broker.services import enrolment
+from referral_broker.services.context import BrokerContext
+from referral_broker.services.settings import ConfigError, Settings
+
+T = TypeVar("T")
+log = logging.getLogger("referral_broker")
+
+
+class _NoDoorbell:
+    """The operator commands change no delivery, so they ring nothing."""
+
+    async def ring(self, job: str, subject_id: object) -> None:  # pragma: no cover - never called
+        raise RuntimeError("operator commands do not enqueue jobs")
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _with_context(fn: Callable[[BrokerContext], Awaitable[T]]) -> T:
+    async def run() -> T:
+        ctx = await BrokerContext.open(_settings(), _NoDoorbell(), pool_size=2)
+        try:
+            return await fn(ctx)
+        finally:
+            await ctx.close()
+
+    return asyncio.run(run())
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    folder = Path(args.dir) if args.dir else _settings_keys_dir()
+    written = init_keys(folder)
+    for name in written:
+        print(f"wrote {folder / name}")
+    if not written:
+        print(f"all broker keys already exist in {folder}; nothing was changed")
+    print(f"clinics pin this key: {(folder / 'broker.pub').read_text().strip()}")
+    return 0
+
+
+def _settings_keys_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("REFERRAL_BROKER_KEYS_DIR", "keys"))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from referral_broker.store.migrate import apply_migrations
+    from referral_broker.store.pool import create_pool
+
+    async def run() -> list[str]:
+        pool = await create_pool(_settings().database_url, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                return await apply_migrations(conn)
+        finally:
+            await pool.close()
+
+    applied = asyncio.run(run())
+    print("applied: " + ", ".join(applied) if applied else "the database is up to date")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    _settings()  # refuse to start on bad configuration, with the variable named
+    uvicorn.run(
+        "referral_broker.cli.broker:app_factory",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,  # a manage link's path holds a secret token; access logs would keep it
+        log_level="info",
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def app_factory() -> Any:
+    from referral_broker.web.app import create_app
+
+    configure_logging()
+    return create_app()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from referral_broker.queue.worker import run_supervised
+
+    run_supervised(_settings())
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from referral_broker.cli.dev import run_dev
+
+    return run_dev(host=args.host, port=args.port)
+
+
+def cmd_clinic_add(args: argparse.Namespace) -> int:
+    data = Path(args.enrollment).read_bytes()
+    categories = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else []
+    clinic, fingerprint = _with_context(
+        lambda ctx: enrolment.add_clinic(
+            ctx, data, actor="operator-cli", city=args.city, categories=categories, description=args.description
+        )
+    )
+    print(f"enrolled {clinic.slug} ({clinic.name}); its keys wait for verification")
+    print(f"fingerprint: {fingerprint}")
+    print("call the clinic on a number you already know, compare the fingerprint, then run:")
+    print(f"  referral-broker clinic verify {clinic.slug} --fingerprint {fingerprint}")
+    return 0
+
+
+def cmd_clinic_verify(args: argparse.Namespace) -> int:
+    n = _with_context(lambda ctx: enrolment.verify(ctx, args.slug, args.fingerprint, actor="operator-cli"))
+    print(f"verified {args.slug}: {n} key(s) active; the clinic can now receive referrals")
+    return 0
+
+
+def cmd_clinic_list(args: argparse.Namespace) -> int:
+    clinics = _with_context(enrolment.list_clinics)
+    rows = [
+        {
+            "slug": c.clinic.slug,
+            "name": c.clinic.name,
+            "status": c.clinic.status,
+            "city": c.clinic.city,
+            "categories": c.clinic.categories,
+            "keys": [{"key_id": k.key_id, "purpose": k.purpose, "state": k.state} for k in c.keys],
+            "fingerprint": c.keys[0].fingerprint if c.keys else None,
+            "last_pull_at": c.clinic.last_pull_at.isoformat() if c.clinic.last_pull_at else None,
+        }
+        for c in clinics
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no clinics are enrolled")
+    for r in rows:
+        states = ", ".join(f"{k['purpose']}={k['state']}" for k in r["keys"])
+        print(f"{r['slug']:<24} {r['status']:<10} {r['name']}  [{states}]")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="referral-broker", description="Operate the referral broker.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    keys = sub.add_parser("keys", help="the broker's own keys").add_subparsers(dest="keys_command", required=True)
+    k_init = keys.add_parser("init", help="create missing broker keys (never overwrites)")
+    k_init.add_argument("--dir", help="keys folder (default: $REFERRAL_BROKER_KEYS_DIR or keys/)")
+    k_init.set_defaults(func=cmd_keys_init)
+
+    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
+
+    serve = sub.add_parser("serve", help="run the web server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("worker", help="run the job worker (supervised)").set_defaults(func=cmd_worker)
+
+    dev = sub.add_parser("dev", help="run everything locally with demo clinics")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
+    dev.set_defaults(func=cmd_dev)
+
+    clinic = sub.add_parser("clinic", help="enrol and inspect clinics").add_subparsers(
+        dest="clinic_command", required=True
+    )
+    add = clinic.add_parser("add", help="enrol a clinic from its enrollment.json")
+    add.add_argument("--enrollment", required=True, metavar="FILE")
+    add.add_argument("--city")
+    add.add_argument("--categories", help="comma-separated, e.g. physiotherapy,orthopaedics")
+    add.add_argument("--description")
+    add.set_defaults(func=cmd_clinic_add)
+    verify = clinic.add_parser("verify", help="activate a clinic's keys after comparing the fingerprint")
+    verify.add_argument("slug")
+    verify.add_argument("--fingerprint", required=True)
+    verify.set_defaults(func=cmd_clinic_verify)
+    lst = clinic.add_parser("list", help="list enrolled clinics")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_clinic_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging()
+    args = build_parser().parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except (ConfigError, BrokerKeysMissing, DomainError, FileNotFoundError, FileExistsError) as exc:
+        print(f"referral-broker: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"referral-broker: cannot reach a service: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

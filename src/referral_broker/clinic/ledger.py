@@ -1,0 +1,116 @@
+"""`DIR/ledger.jsonl`: the clinic's own record of what it wrote and acknowledged, so a pull is idempotent.
+
+Append-only JSON lines, each fsync'd before the step it records is taken to have happened:
+"writing" (about to write a referral file), "written" (it is on disk), "acknowledged" (the broker
+confirmed). "writing" lets a pull interrupted between the rename and the "written" line recognise
+the file it finds as its own instead of refusing it forever.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from referral_broker.clinic import durable
+
+Event = Literal["writing", "written", "acknowledged"]
+
+
+class LedgerDamaged(Exception):
+    """A line of the ledger, other than a last one torn by a crash, cannot be read."""
+
+
+class LedgerEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    event: Event
+    delivery_id: str
+    at: datetime
+    reference: str | None = None
+    file: str | None = None
+
+
+_decoder = msgspec.json.Decoder(LedgerEntry)
+_encoder = msgspec.json.Encoder()
+
+
+class Ledger:
+    """The ledger's state, read once at the start of a pull and kept current as lines are appended."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writing: dict[str, str] = {}  # delivery id -> file being written
+        self._written: dict[str, str] = {}  # delivery id -> reference
+        self._by_reference: dict[str, str] = {}  # reference -> delivery id
+        self._acknowledged: set[str] = set()
+        self._needs_newline = False
+        for entry in self._read():
+            self._apply(entry)
+
+    def written_reference(self, delivery_id: str) -> str | None:
+        return self._written.get(delivery_id)
+
+    def delivery_of(self, reference: str) -> str | None:
+        return self._by_reference.get(reference)
+
+    def is_acknowledged(self, delivery_id: str) -> bool:
+        return delivery_id in self._acknowledged
+
+    def was_writing(self, delivery_id: str, file: Path) -> bool:
+        return self._writing.get(delivery_id) == str(file)
+
+    def record_writing(self, delivery_id: str, reference: str, file: Path) -> None:
+        self._append([self._entry("writing", delivery_id, reference, file)])
+
+    def record_written(self, delivery_id: str, reference: str, file: Path) -> None:
+        self._append([self._entry("written", delivery_id, reference, file)])
+
+    def record_acknowledged(self, delivery_ids: list[str]) -> None:
+        if delivery_ids:
+            self._append([self._entry("acknowledged", d, None, None) for d in delivery_ids])
+
+    @staticmethod
+    def _entry(event: Event, delivery_id: str, reference: str | None, file: Path | None) -> LedgerEntry:
+        return LedgerEntry(
+            event=event,
+            delivery_id=delivery_id,
+            at=datetime.now(UTC),
+            reference=reference,
+            file=None if file is None else str(file),
+        )
+
+    def _apply(self, entry: LedgerEntry) -> None:
+        if entry.event == "writing" and entry.file is not None:
+            self._writing[entry.delivery_id] = entry.file
+        elif entry.event == "written" and entry.reference is not None:
+            self._written[entry.delivery_id] = entry.reference
+            self._by_reference[entry.reference] = entry.delivery_id
+        elif entry.event == "acknowledged":
+            self._acknowledged.add(entry.delivery_id)
+
+    def _read(self) -> list[LedgerEntry]:
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        lines = data.split(b"\n")
+        entries: list[LedgerEntry] = []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(_decoder.decode(line))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                if number == len(lines):  # a last line without its newline: torn by a crash, never recorded
+                    continue
+                raise LedgerDamaged(f"{self.path} line {number} cannot be read; repair or move it") from None
+        self._needs_newline = bool(data) and not data.endswith(b"\n")
+        return entries
+
+    def _append(self, entries: list[LedgerEntry]) -> None:
+        text = b"".join(_encoder.encode(e) + b"\n" for e in entries)
+        durable.append(self.path, b"\n" + text if self._needs_newline else text)
+        self._needs_newline = False
+        for entry in entries:
+            self._apply(entry)

@@ -1,0 +1,1 @@
+"""The job queue (arq on Redis): the doorbell adapter, thin job functions, the worker and its crons."""

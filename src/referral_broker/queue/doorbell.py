@@ -1,0 +1,55 @@
+"""The arq adapter behind the services' Doorbell port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+from referral_broker.services.ports import job_id
+
+log = logging.getLogger(__name__)
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings: RedisSettings = RedisSettings.from_dsn(url)
+    # Fail fast: a ring that cannot reach Redis is made up for by the reconciler, so never hang intake.
+    settings.conn_timeout = 2
+    settings.conn_retries = 0
+    return settings
+
+
+class ArqDoorbell:
+    """Enqueues jobs with deterministic ids; connects lazily and reconnects after Redis comes back."""
+
+    def __init__(self, url: str, redis: ArqRedis | None = None) -> None:
+        self._url = url
+        self._redis = redis
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> ArqRedis:
+        if self._redis is None:
+            async with self._lock:
+                if self._redis is None:
+                    self._redis = await create_pool(redis_settings(self._url))
+        return self._redis
+
+    async def ring(self, job: str, subject_id: uuid.UUID) -> None:
+        redis = await self._connection()
+        await redis.enqueue_job(job, str(subject_id), _job_id=job_id(job, subject_id))
+
+    async def ping(self) -> bool:
+        try:
+            redis = await self._connection()
+            result: Any = await asyncio.wait_for(redis.ping(), timeout=2)
+            return bool(result)
+        except Exception:  # readiness only: any failure means "not ready"
+            return False
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None

@@ -1,0 +1,39 @@
+"""Job functions: each takes ids only (arq pickles and may log its arguments), calls one service, and
+turns a transient failure into an arq Retry with back-off. None swallows an error."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from typing import Any
+
+from arq import Retry
+
+from referral_broker.services import dispatch, reconcile
+from referral_broker.services.context import BrokerContext
+
+log = logging.getLogger(__name__)
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential back-off with jitter, capped at five minutes."""
+    base: float = min(300.0, 2.0 ** max(attempt, 1))
+    return base / 2 + random.uniform(0, base / 2)  # noqa: S311 - jitter, not a secret
+
+
+async def dispatch_referral(ctx: dict[str, Any], referral_id: str) -> str:
+    """Idempotent: see services.dispatch. Safe to run twice, concurrently, or after a crash."""
+    broker: BrokerContext = ctx["broker"]
+    try:
+        outcome = await dispatch.dispatch_referral(broker, uuid.UUID(referral_id))
+    except dispatch.TransientDispatchFailure as exc:
+        delay = backoff_seconds(ctx.get("job_try", 1))
+        log.warning("dispatch of referral %s failed (%s); retrying in %.1f s", referral_id, exc, delay)
+        raise Retry(defer=delay) from exc
+    return outcome.value
+
+
+async def reconcile_outbox(ctx: dict[str, Any]) -> int:
+    broker: BrokerContext = ctx["broker"]
+    return await reconcile.reconcile(broker)

@@ -1,0 +1,84 @@
+"""arq worker settings, and a supervisor that restarts the worker when Redis goes away and returns."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from arq import cron, func
+from arq.worker import Worker
+from redis.exceptions import RedisError
+
+from referral_broker.queue import jobs
+from referral_broker.queue.doorbell import ArqDoorbell, redis_settings
+from referral_broker.services.context import BrokerContext
+from referral_broker.services.ports import JOB_DISPATCH
+from referral_broker.services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RECONCILE_EVERY_SECONDS = 15
+
+
+def worker_options(settings: Settings) -> dict[str, Any]:
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        doorbell = ArqDoorbell(settings.redis_url, redis=ctx["redis"])
+        ctx["broker"] = await BrokerContext.open(settings, doorbell, pool_size=5)
+        # Make up at once for whatever Redis lost while no worker was running.
+        rung = await jobs.reconcile_outbox(ctx)
+        log.info("worker started; reconciler rang %d due jobs", rung)
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        broker: BrokerContext | None = ctx.get("broker")
+        if broker is not None:
+            await broker.close()
+
+    return {
+        "functions": [
+            # attempts are counted in the outbox, which turns deliveries dead after the configured number;
+            # arq's own limit is only a backstop.
+            func(jobs.dispatch_referral, name=JOB_DISPATCH, max_tries=1000, keep_result=0),
+        ],
+        "cron_jobs": [
+            cron(
+                jobs.reconcile_outbox,
+                name="reconcile_outbox",
+                second=set(range(0, 60, RECONCILE_EVERY_SECONDS)),
+                run_at_startup=False,
+                keep_result=0,
+                unique=True,
+            )
+        ],
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "redis_settings": redis_settings(settings.redis_url),
+        "poll_delay": settings.worker_poll_delay,
+        "keep_result": 0,
+        "job_timeout": 60,
+        "max_jobs": 20,
+        "log_results": False,
+        "handle_signals": True,
+    }
+
+
+def run_supervised(settings: Settings, *, max_backoff: float = 10.0) -> None:
+    """Run the worker; when it stops because Redis went away, start it again once Redis answers.
+
+    A signal (SIGINT/SIGTERM) makes arq finish or return its jobs and `run()` return: then we stop.
+    """
+    delay = 0.5
+    while True:
+        started = time.monotonic()
+        try:
+            worker = Worker(**worker_options(settings))
+            worker.run()
+            return
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            if time.monotonic() - started > 60:
+                delay = 0.5
+            log.warning("worker lost Redis (%s); restarting in %.1f s", type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(max_backoff, delay * 2)
+            asyncio.set_event_loop(asyncio.new_event_loop())

@@ -1,0 +1,1 @@
+"""The use cases: intake, dispatch, the clinic inbox, enrolment, reconciliation."""

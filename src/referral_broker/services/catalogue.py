@@ -1,0 +1,38 @@
+"""What a patient may choose from: active clinics, the consent text, the categories."""
+
+from __future__ import annotations
+
+import msgspec
+
+from referral_broker.domain.categories import CATEGORIES
+from referral_broker.domain.consent import CONSENT_TEXT, CONSENT_VERSION
+from referral_broker.services.context import BrokerContext
+from referral_broker.store import clinics
+
+
+class ClinicChoice(msgspec.Struct, frozen=True):
+    slug: str
+    name: str
+    city: str | None
+    categories: list[str]
+    description: str | None
+
+
+class ConsentText(msgspec.Struct, frozen=True):
+    version: str
+    text: dict[str, str]
+
+
+def current_consent() -> ConsentText:
+    return ConsentText(version=CONSENT_VERSION, text=dict(CONSENT_TEXT))
+
+
+async def choosable_clinics(ctx: BrokerContext) -> list[ClinicChoice]:
+    return [
+        ClinicChoice(slug=c.slug, name=c.name, city=c.city, categories=c.categories, description=c.description)
+        for c in await clinics.active_clinics(ctx.pool)
+    ]
+
+
+def category_names() -> dict[str, dict[str, str]]:
+    return {slug: dict(names) for slug, names in CATEGORIES.items()}

@@ -1,0 +1,104 @@
+"""Dispatch: a referral's queued deliveries become available in each clinic's inbox, once.
+
+Idempotency: the effect is one transaction whose UPDATE only moves deliveries still queued or
+failed, and which marks the outbox row done. A second run (a retry, the reconciler, a second worker,
+a worker restarted after SIGKILL) finds the row done or the deliveries moved, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from enum import StrEnum
+
+import asyncpg
+import msgspec
+
+from referral_broker.domain.delivery import DeliveryStatus
+from referral_broker.services.context import BrokerContext
+from referral_broker.services.ports import JOB_DISPATCH
+from referral_broker.store import audit, deliveries, outbox
+
+log = logging.getLogger(__name__)
+
+_RECEIPT_DOMAIN = b"referral-broker dispatch receipt v1\x00"
+#: Failures that say nothing about the referral itself: the database is away or overloaded.
+_TRANSIENT = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.exceptions.SerializationError,
+              asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.CannotConnectNowError,
+              asyncpg.exceptions.AdminShutdownError, OSError, TimeoutError)
+
+
+class DispatchOutcome(StrEnum):
+    DISPATCHED = "dispatched"
+    NOTHING_TO_DO = "nothing-to-do"
+    DEAD = "dead"
+
+
+class TransientDispatchFailure(Exception):
+    """The effect could not be committed this time (database unreachable, …); try again later."""
+
+    def __init__(self, attempts: int, reason: str) -> None:
+        super().__init__(reason)
+        self.attempts = attempts
+
+
+async def dispatch_referral(ctx: BrokerContext, referral_id: uuid.UUID) -> DispatchOutcome:
+    try:
+        attempts = await outbox.count_attempt_autocommit(ctx.pool, JOB_DISPATCH, referral_id)
+    except _TRANSIENT as exc:
+        raise TransientDispatchFailure(0, type(exc).__name__) from exc
+    if attempts is None:
+        return DispatchOutcome.NOTHING_TO_DO
+    now = ctx.clock()
+    if attempts > ctx.settings.dispatch_max_tries:
+        await _give_up(ctx, referral_id, attempts)
+        return DispatchOutcome.DEAD
+    try:
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            moved = await deliveries.make_available(conn, referral_id, now)
+            signer = ctx.keys.signer
+            await deliveries.insert_receipts(
+                conn,
+                [
+                    (
+                        d.id, d.clinic_id, d.envelope_sha256, now, signer.key_id,
+                        signer.sign(
+                            _RECEIPT_DOMAIN,
+                            msgspec.json.encode([str(d.id), str(d.clinic_id), d.envelope_sha256.hex(), now.isoformat()]),
+                        ),
+                    )
+                    for d in moved
+                ],
+            )
+            await outbox.finish(conn, JOB_DISPATCH, referral_id, now, DispatchOutcome.DISPATCHED.value)
+            if moved:
+                await audit.append(
+                    conn, at=now, actor="worker", action="delivery.dispatched", subject=str(referral_id),
+                    details={"deliveries": [str(d.id) for d in moved]},
+                )
+    except _TRANSIENT as exc:
+        reason = type(exc).__name__
+        await _record_failure(ctx, referral_id, reason)
+        raise TransientDispatchFailure(attempts, reason) from exc
+    return DispatchOutcome.DISPATCHED if moved else DispatchOutcome.NOTHING_TO_DO
+
+
+async def _record_failure(ctx: BrokerContext, referral_id: uuid.UUID, reason: str) -> None:
+    try:
+        await deliveries.mark(ctx.pool, referral_id, DeliveryStatus.FAILED, ctx.clock(), error=reason)
+    except _TRANSIENT:
+        log.warning("could not record dispatch failure of referral %s", referral_id)
+
+
+async def _give_up(ctx: BrokerContext, referral_id: uuid.UUID, attempts: int) -> None:
+    now = ctx.clock()
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        n = await deliveries.mark(
+            conn, referral_id, DeliveryStatus.DEAD, now, error=f"gave up after {attempts - 1} attempts"
+        )
+        await outbox.finish(conn, JOB_DISPATCH, referral_id, now, DispatchOutcome.DEAD.value)
+        await audit.append(
+            conn, at=now, actor="worker", action="delivery.dead", subject=str(referral_id),
+            details={"deliveries": n, "attempts": attempts - 1},
+        )
+    log.error("dispatch of referral %s gave up after %d attempts; deliveries are dead", referral_id, attempts - 1)

@@ -1,0 +1,28 @@
+"""The narrow interfaces services use to reach what they must not know the details of."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol
+
+#: The one job name per kind of work; the outbox, the doorbell and the worker all use these.
+JOB_DISPATCH = "dispatch_referral"
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def job_id(job: str, subject_id: uuid.UUID) -> str:
+    """Deterministic: enqueueing the same work twice while it waits or runs is a no-op in arq."""
+    return f"{job}:{subject_id}"
+
+
+class Doorbell(Protocol):
+    """Tells the workers that work is due. It may lose rings; the outbox and reconciler make up for it."""
+
+    async def ring(self, job: str, subject_id: uuid.UUID) -> None: ...

@@ -1,0 +1,74 @@
+"""Configuration from the environment, checked once at start with a message naming the wrong variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(Exception):
+    """A variable is missing or wrong; the message names it and says what is expected."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    keys_dir: Path
+    public_url: str
+    minimum_age: int
+    dispatch_max_tries: int
+    max_body_bytes: int
+    worker_poll_delay: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql"), None),
+            redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix"), "redis://127.0.0.1:6379/0"),
+            keys_dir=Path(env.get("REFERRAL_BROKER_KEYS_DIR", "keys")),
+            public_url=_url(env, "REFERRAL_BROKER_PUBLIC_URL", ("http", "https"), "http://127.0.0.1:8000").rstrip("/"),
+            minimum_age=_int(env, "REFERRAL_BROKER_MIN_AGE", 16, 0, 120),
+            dispatch_max_tries=_int(env, "REFERRAL_BROKER_DISPATCH_MAX_TRIES", 8, 1, 100),
+            max_body_bytes=_int(env, "REFERRAL_BROKER_MAX_BODY_BYTES", 64 * 1024, 1024, 1024 * 1024),
+            worker_poll_delay=_float(env, "REFERRAL_BROKER_WORKER_POLL_DELAY", 0.05, 0.001, 5.0),
+        )
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: str | None) -> str:
+    value = env.get(name, default)
+    if not value:
+        raise ConfigError(f"{name} is not set; expected a URL like {schemes[0]}://…")
+    if urlsplit(value).scheme not in schemes:
+        raise ConfigError(f"{name} must be a {' or '.join(schemes)}:// URL")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}")
+    return value

@@ -1,0 +1,69 @@
+"""The audit trail: append-only, hash-chained, with no content and no person in it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+_GENESIS = b"\x00" * 32
+_CHAIN_LOCK = 0x5265_6641  # serialises appends so each row sees its predecessor
+
+
+def _digest(prev: bytes, at: datetime, actor: str, action: str, subject: str | None, details: dict[str, Any]) -> bytes:
+    canonical = json.dumps([at.isoformat(), actor, action, subject, details], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(prev + canonical.encode()).digest()
+
+
+async def append(
+    conn: asyncpg.Connection,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Append one event inside the caller's transaction (the lock is released at its commit)."""
+    details = details or {}
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
+    prev = await conn.fetchval("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1") or _GENESIS
+    await conn.execute(
+        """INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        at, actor, action, subject, details, prev, _digest(prev, at, actor, action, subject, details),
+    )
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    event_id: int
+    reason: str
+
+
+async def verify_chain(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, BrokenLink | None]:
+    """Walk the chain; return how many events were checked and the first broken link, if any."""
+    prev = _GENESIS
+    checked = 0
+    rows = await conn.fetch(
+        "SELECT id, at, actor, action, subject, details, prev_hash, hash FROM audit_events ORDER BY id"
+    )
+    for r in rows:
+        if bytes(r["prev_hash"]) != prev:
+            return checked, BrokenLink(r["id"], "does not follow the event before it (a row was removed or reordered)")
+        if _digest(prev, r["at"], r["actor"], r["action"], r["subject"], r["details"]) != bytes(r["hash"]):
+            return checked, BrokenLink(r["id"], "its content does not match its hash (the row was altered)")
+        prev = bytes(r["hash"])
+        checked += 1
+    return checked, None
+
+
+async def recent(conn: asyncpg.Connection | asyncpg.Pool, limit: int = 50) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT id, at, actor, action, subject, details FROM audit_events ORDER BY id DESC LIMIT $1", limit
+    )
+    return [dict(r) for r in rows]

@@ -1,0 +1,107 @@
+"""Delivery state changes. Each is one conditional UPDATE whose WHERE clause comes from the state machine,
+so a repeated or racing call finds nothing to change."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from referral_broker.domain.delivery import DeliveryStatus, sources_of
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    envelope_sha256: bytes
+
+
+async def make_available(conn: asyncpg.Connection, referral_id: uuid.UUID, now: datetime) -> list[Dispatched]:
+    """queued/failed → available for every delivery of the referral; returns those this call moved."""
+    rows = await conn.fetch(
+        """UPDATE deliveries SET status = $2, dispatched_at = $3, updated_at = $3, attempts = attempts + 1,
+                                 last_error = NULL
+           WHERE referral_id = $1 AND status = ANY($4::text[])
+           RETURNING id, clinic_id, envelope_sha256""",
+        referral_id, DeliveryStatus.AVAILABLE.value, now, _from_dispatchable(),
+    )
+    return [Dispatched(r["id"], r["clinic_id"], r["envelope_sha256"]) for r in rows]
+
+
+def _from_dispatchable() -> list[str]:
+    # dead deliveries are only revived by an operator (dead → queued), not by a re-run job
+    return [s for s in sources_of(DeliveryStatus.AVAILABLE) if s != DeliveryStatus.DEAD.value]
+
+
+async def mark(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    referral_id: uuid.UUID,
+    target: DeliveryStatus,
+    now: datetime,
+    *,
+    error: str | None = None,
+) -> int:
+    """Move every delivery of the referral that may reach `target` (failed, dead, …) there."""
+    result = await conn.execute(
+        """UPDATE deliveries SET status = $2, updated_at = $3, last_error = $4
+           WHERE referral_id = $1 AND status = ANY($5::text[]) AND status <> $2""",
+        referral_id, target.value, now, error, sources_of(target),
+    )
+    return int(result.split()[-1])
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    id: uuid.UUID
+    envelope: bytes
+
+
+async def inbox(conn: asyncpg.Connection | asyncpg.Pool, clinic_id: uuid.UUID, limit: int) -> list[InboxRow]:
+    """What waits for the clinic, oldest first; one row more than asked, to tell whether there is more."""
+    rows = await conn.fetch(
+        """SELECT id, envelope FROM deliveries
+           WHERE clinic_id = $1 AND status = 'available'
+           ORDER BY dispatched_at, id LIMIT $2""",
+        clinic_id, limit + 1,
+    )
+    return [InboxRow(r["id"], r["envelope"]) for r in rows]
+
+
+async def acknowledge(
+    conn: asyncpg.Connection, clinic_id: uuid.UUID, ids: list[uuid.UUID], now: datetime
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """available → acknowledged and the ciphertext dropped. Returns (moved now, acknowledged before).
+
+    Scoped to `clinic_id`: another clinic's delivery id is indistinguishable from an unknown one.
+    """
+    moved = await conn.fetch(
+        """UPDATE deliveries SET status = $3, acknowledged_at = $4, updated_at = $4, envelope = NULL
+           WHERE clinic_id = $1 AND id = ANY($2::uuid[]) AND status = ANY($5::text[])
+           RETURNING id""",
+        clinic_id, ids, DeliveryStatus.ACKNOWLEDGED.value, now, sources_of(DeliveryStatus.ACKNOWLEDGED),
+    )
+    before = await conn.fetch(
+        """SELECT id FROM deliveries WHERE clinic_id = $1 AND id = ANY($2::uuid[]) AND status = $3
+           AND acknowledged_at < $4""",
+        clinic_id, ids, DeliveryStatus.ACKNOWLEDGED.value, now,
+    )
+    return [r["id"] for r in moved], [r["id"] for r in before]
+
+
+async def insert_receipts(
+    conn: asyncpg.Connection,
+    receipts: list[tuple[uuid.UUID, uuid.UUID, bytes, datetime, str, bytes]],
+) -> None:
+    await conn.executemany(
+        """INSERT INTO dispatch_receipts (delivery_id, clinic_id, envelope_sha256, dispatched_at, signer, signature)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id) DO NOTHING""",
+        receipts,
+    )
+
+
+async def counts_by_status(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM deliveries GROUP BY status")
+    return {r["status"]: r["n"] for r in rows}

@@ -1,0 +1,52 @@
+"""The transactional outbox: rows that say a job must run, committed with the data they concern."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class DueJob:
+    job: str
+    subject_id: uuid.UUID
+
+
+async def due(conn: asyncpg.Connection | asyncpg.Pool, now: datetime, limit: int) -> list[DueJob]:
+    rows = await conn.fetch(
+        """SELECT job, subject_id FROM outbox WHERE done_at IS NULL AND due_at <= $1
+           ORDER BY due_at LIMIT $2""",
+        now, limit,
+    )
+    return [DueJob(r["job"], r["subject_id"]) for r in rows]
+
+
+async def count_attempt_autocommit(
+    conn: asyncpg.Connection | asyncpg.Pool, job: str, subject_id: uuid.UUID
+) -> int | None:
+    """Count one more attempt of a pending job, committed on its own so a failed attempt still counts.
+
+    None when the job is already done (or never existed)."""
+    value = await conn.fetchval(
+        """UPDATE outbox SET attempts = attempts + 1
+           WHERE job = $1 AND subject_id = $2 AND done_at IS NULL RETURNING attempts""",
+        job, subject_id,
+    )
+    return int(value) if value is not None else None
+
+
+async def finish(
+    conn: asyncpg.Connection | asyncpg.Pool, job: str, subject_id: uuid.UUID, now: datetime, outcome: str
+) -> bool:
+    result = await conn.execute(
+        "UPDATE outbox SET done_at = $3, outcome = $4 WHERE job = $1 AND subject_id = $2 AND done_at IS NULL",
+        job, subject_id, now, outcome,
+    )
+    return result.endswith(" 1")
+
+
+async def pending_count(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE done_at IS NULL") or 0)

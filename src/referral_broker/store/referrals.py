@@ -1,0 +1,101 @@
+"""Referrals and their deliveries, written together with the outbox row that dispatches them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from referral_broker.domain.delivery import DeliveryStatus
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    id: uuid.UUID
+    clinic_id: uuid.UUID
+    envelope: bytes
+    envelope_sha256: bytes
+    recipient_keys: list[str]
+
+
+@dataclass(frozen=True)
+class NewReferral:
+    id: uuid.UUID
+    reference: str
+    created_at: datetime
+    consent_version: str
+    consent_text_sha256: str
+    contact_ct: bytes
+    email_bidx: bytes
+    phone_bidx: bytes
+    manage_token_hash: bytes
+    deliveries: list[NewDelivery]
+
+
+class ReferenceTaken(Exception):
+    """The random reference collided with an existing one; draw another."""
+
+
+async def insert_referral(conn: asyncpg.Connection | asyncpg.Pool, r: NewReferral, *, dispatch_job: str) -> None:
+    """One statement, so one atomic commit: the referral, one delivery per clinic, and the outbox row."""
+    d = r.deliveries
+    try:
+        await conn.execute(
+            """WITH referral AS (
+                   INSERT INTO referrals (id, reference, created_at, consent_version, consent_text_sha256,
+                                          consent_at, contact_ct, email_bidx, phone_bidx, manage_token_hash)
+                   VALUES ($1, $2, $3, $4, $5, $3, $6, $7, $8, $9)
+               ), delivery AS (
+                   INSERT INTO deliveries (id, referral_id, clinic_id, status, envelope, envelope_sha256,
+                                           recipient_keys, created_at, updated_at)
+                   SELECT d.id, $1, d.clinic_id, $10, d.envelope, d.sha, string_to_array(d.keys, ','), $3, $3
+                   FROM unnest($11::uuid[], $12::uuid[], $13::bytea[], $14::bytea[], $15::text[])
+                        AS d(id, clinic_id, envelope, sha, keys)
+               )
+               INSERT INTO outbox (job, subject_id, due_at, created_at) VALUES ($16, $1, $3, $3)""",
+            r.id, r.reference, r.created_at, r.consent_version, r.consent_text_sha256,
+            r.contact_ct, r.email_bidx, r.phone_bidx, r.manage_token_hash,
+            DeliveryStatus.QUEUED.value,
+            [x.id for x in d], [x.clinic_id for x in d], [x.envelope for x in d],
+            [x.envelope_sha256 for x in d], [",".join(x.recipient_keys) for x in d],
+            dispatch_job,
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if "reference" in (exc.constraint_name or ""):
+            raise ReferenceTaken from exc
+        raise
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """What a patient or operator may see of one delivery: metadata, never content."""
+
+    id: uuid.UUID
+    clinic_slug: str
+    clinic_name: str
+    status: str
+    created_at: datetime
+    dispatched_at: datetime | None
+    acknowledged_at: datetime | None
+
+
+async def deliveries_of(conn: asyncpg.Connection | asyncpg.Pool, referral_id: uuid.UUID) -> list[DeliveryView]:
+    rows = await conn.fetch(
+        """SELECT d.id, c.slug AS clinic_slug, c.name AS clinic_name, d.status, d.created_at, d.dispatched_at,
+                  d.acknowledged_at
+           FROM deliveries d JOIN clinics c ON c.id = d.clinic_id
+           WHERE d.referral_id = $1 ORDER BY c.name""",
+        referral_id,
+    )
+    return [DeliveryView(**dict(r)) for r in rows]
+
+
+async def by_manage_token_hash(
+    conn: asyncpg.Connection | asyncpg.Pool, token_hash: bytes
+) -> tuple[uuid.UUID, str, datetime] | None:
+    row = await conn.fetchrow(
+        "SELECT id, reference, created_at FROM referrals WHERE manage_token_hash = $1", token_hash
+    )
+    return (row["id"], row["reference"], row["created_at"]) if row else None

@@ -1,0 +1,1 @@
+"""The HTTP surface: one create_app() wiring controllers per audience."""

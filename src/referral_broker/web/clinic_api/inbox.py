@@ -1,0 +1,35 @@
+"""The signed clinic API: each request must carry an RFC 9421 signature by an active key of an active clinic."""
+
+from __future__ import annotations
+
+from litestar import Controller, Request, get, post
+from litestar.di import Provide
+
+from referral_broker.domain.enrolment import AckRequest, AckResult, InboxPage
+from referral_broker.domain.validation import decode_json
+from referral_broker.services import clinic_auth, clinic_inbox
+from referral_broker.services.context import BrokerContext
+from referral_broker.store.clinics import ClinicRow
+from referral_broker.web.state import provide_broker
+
+
+async def authenticated_clinic(request: Request[object, object, object], broker: BrokerContext) -> ClinicRow:
+    body = await request.body()
+    return await clinic_auth.authenticate(broker, request.method, str(request.url), dict(request.headers), body)
+
+
+class ClinicInboxApi(Controller):
+    path = "/api/v1/clinic"
+    tags = ["clinic"]  # noqa: RUF012
+    dependencies = {  # noqa: RUF012
+        "broker": Provide(provide_broker, sync_to_thread=False),
+        "clinic": Provide(authenticated_clinic),
+    }
+
+    @get("/inbox")
+    async def inbox(self, clinic: ClinicRow, broker: BrokerContext, limit: int = 100) -> InboxPage:
+        return await clinic_inbox.list_inbox(broker, clinic, limit)
+
+    @post("/inbox/ack", status_code=200)
+    async def ack(self, request: Request[object, object, object], clinic: ClinicRow, broker: BrokerContext) -> AckResult:
+        return await clinic_inbox.acknowledge(broker, clinic, decode_json(await request.body(), AckRequest))

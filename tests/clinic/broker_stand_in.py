@@ -1,0 +1,135 @@
+"""A small in-process broker for testing `referral-clinic`: it checks every request's signature and
+serves envelopes sealed and signed the way the real broker does."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+import httpx
+import msgspec
+
+from referral_broker.crypto.encoding import key_id
+from referral_broker.crypto.envelope import BrokerSigner, seal
+from referral_broker.crypto.request_signature import RequestSignatureInvalid, verify_request
+from referral_broker.domain.consent import CONSENT_VERSION, consent_text_sha256
+from referral_broker.domain.enrolment import AckRequest, AckResult, InboxItem, InboxPage
+from referral_broker.domain.referral import (
+    REFERRAL_PAYLOAD_FORMAT,
+    Need,
+    Patient,
+    ReferralPayload,
+    SealedConsent,
+)
+
+CANARY_NAME = "Kari Canarysdatter"
+CANARY_NEED = "CANARY-NEED-7731 vondt i kneet"
+
+
+def referral_payload(
+    clinic: str, *, reference: str | None = None, delivery_id: str | None = None
+) -> ReferralPayload:
+    return ReferralPayload(
+        format=REFERRAL_PAYLOAD_FORMAT,
+        delivery_id=delivery_id or str(uuid.uuid4()),
+        reference=reference or f"RB-{uuid.uuid4().hex[:5].upper()}-{uuid.uuid4().hex[:5].upper()}",
+        clinic=clinic,
+        submitted_at=datetime(2026, 11, 20, 9, 30, tzinfo=UTC),
+        patient=Patient(name=CANARY_NAME, email="kari@example.no", phone="+4741234567", birth_date=date(1990, 5, 17)),
+        need=Need(description=CANARY_NEED, category="physiotherapy"),
+        consent=SealedConsent(
+            version=CONSENT_VERSION,
+            accepted_at=datetime(2026, 11, 20, 9, 29, tzinfo=UTC),
+            text_sha256=consent_text_sha256(),
+        ),
+    )
+
+
+def sealed(
+    payload: ReferralPayload,
+    *,
+    signer: BrokerSigner,
+    recipient_keys: list[bytes],
+    outer_clinic: str | None = None,
+    kind: str = "referral",
+) -> bytes:
+    """Seal `payload` as the broker does; `outer_clinic` lets a test address the envelope differently."""
+    return seal(
+        msgspec.json.encode(payload),
+        kind=kind,
+        delivery_id=payload.delivery_id,
+        reference=payload.reference,
+        clinic=outer_clinic or payload.clinic,
+        issued_at=datetime.now(UTC),
+        recipient_keys=recipient_keys,
+        signer=signer,
+    ).data
+
+
+@dataclass
+class BrokerStandIn:
+    """Answers the clinic API for one clinic; acknowledged deliveries leave the inbox, as at the broker."""
+
+    clinic_signing_key: bytes
+    inbox: dict[str, bytes] = field(default_factory=dict)
+    acknowledged: list[str] = field(default_factory=list)
+    ack_calls: list[list[str]] = field(default_factory=list)
+    requests: list[httpx.Request] = field(default_factory=list)
+    unsigned_or_bad: int = 0
+    answer_status: int | None = None  # answer every signed request with this status
+    ack_failures: list[int | Exception] = field(default_factory=list)  # consumed by the next ack calls
+    always_more: bool = False
+    _nonces: set[str] = field(default_factory=set)
+
+    def add(self, delivery_id: str, envelope: bytes) -> None:
+        self.inbox[delivery_id] = envelope
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        try:
+            checked = verify_request(
+                request.method, str(request.url), request.headers, request.content, public_key=self.clinic_signing_key
+            )
+        except RequestSignatureInvalid:
+            self.unsigned_or_bad += 1
+            return httpx.Response(401)
+        if checked.key_id != key_id(self.clinic_signing_key) or checked.nonce in self._nonces:
+            self.unsigned_or_bad += 1
+            return httpx.Response(401)
+        self._nonces.add(checked.nonce)
+        if self.answer_status is not None:
+            return httpx.Response(self.answer_status)
+        if request.method == "GET" and request.url.path == "/api/v1/clinic/inbox":
+            return self._page(int(request.url.params["limit"]))
+        if request.method == "POST" and request.url.path == "/api/v1/clinic/inbox/ack":
+            assert request.headers["content-type"] == "application/json"
+            return self._ack(msgspec.json.decode(request.content, type=AckRequest))
+        return httpx.Response(404)
+
+    def _page(self, limit: int) -> httpx.Response:
+        items = [InboxItem(delivery_id=d, envelope=e) for d, e in list(self.inbox.items())[:limit]]
+        more = self.always_more or len(self.inbox) > limit
+        return httpx.Response(200, content=msgspec.json.encode(InboxPage(items=items, more=more)))
+
+    def _ack(self, request: AckRequest) -> httpx.Response:
+        self.ack_calls.append(list(request.delivery_ids))
+        if self.ack_failures:
+            failure = self.ack_failures.pop(0)
+            if isinstance(failure, Exception):
+                raise failure
+            return httpx.Response(failure)
+        known, unknown = [], []
+        for delivery in request.delivery_ids:
+            if delivery in self.inbox or delivery in self.acknowledged:
+                self.inbox.pop(delivery, None)
+                if delivery not in self.acknowledged:
+                    self.acknowledged.append(delivery)
+                known.append(delivery)
+            else:
+                unknown.append(delivery)
+        return httpx.Response(200, content=msgspec.json.encode(AckResult(acknowledged=known, unknown=unknown)))

@@ -1,0 +1,192 @@
+"""`referral-clinic pull`: each referral written durably, recorded, and only then acknowledged."""
+
+from __future__ import annotations
+
+import stat
+
+import httpx
+import msgspec
+import pytest
+
+from referral_broker.clinic.keystore import ClinicDir
+from referral_broker.crypto.clinic_identity import check_enrollment, fingerprint_of
+from tests.clinic.broker_stand_in import CANARY_NAME, CANARY_NEED
+from tests.clinic.conftest import Clinic
+
+
+def test_pull_writes_each_referral_durably_and_acknowledges_it(
+    clinic: Clinic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payloads = [clinic.serve() for _ in range(3)]
+    assert clinic.pull("--limit", "2") == 0  # two pages
+    out, err = capsys.readouterr()
+    assert "pulled 3, written 3, acknowledged 3, already had 0, refused 0" in out
+    assert err == ""
+    assert sorted(clinic.broker.acknowledged) == sorted(p.delivery_id for p in payloads)
+    assert clinic.broker.inbox == {}
+    for payload in payloads:
+        path = clinic.out / f"{payload.reference}.json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        written = msgspec.json.decode(path.read_bytes())
+        assert written["reference"] == payload.reference
+        assert written["delivery_id"] == payload.delivery_id
+        assert written["submitted_at"] == "2026-11-20T09:30:00Z"
+        assert written["patient"] == msgspec.to_builtins(payload.patient)
+        assert written["need"] == {"category": "physiotherapy", "description": CANARY_NEED}
+        assert written["consent"] == msgspec.to_builtins(payload.consent)
+        assert "received_at" in written
+    assert not list(clinic.out.glob(".*"))  # no temp files left behind
+    # the ledger says written before acknowledged, for every delivery
+    events = [(e["event"], e["delivery_id"]) for e in clinic.ledger_events()]
+    for payload in payloads:
+        assert events.index(("written", payload.delivery_id)) < events.index(("acknowledged", payload.delivery_id))
+
+
+def test_every_request_is_signed_with_the_enrolled_key(clinic: Clinic) -> None:
+    clinic.serve()
+    assert clinic.pull() == 0
+    assert len(clinic.broker.requests) == 2  # one page, one ack
+    assert clinic.broker.unsigned_or_bad == 0
+    enrolled = check_enrollment((clinic.dir / "enrollment.json").read_bytes())
+    assert enrolled.signing_key == clinic.broker.clinic_signing_key
+    for request in clinic.broker.requests:
+        assert request.headers["user-agent"].startswith("referral-clinic/")
+
+
+def test_patient_content_never_reaches_the_terminal(clinic: Clinic, capsys: pytest.CaptureFixture[str]) -> None:
+    clinic.serve()
+    clinic.serve(outer_clinic="another-clinic")  # refused, and its reason printed
+    assert clinic.pull() == 1
+    out, err = capsys.readouterr()
+    for canary in (CANARY_NAME, CANARY_NEED, "kari@example.no"):
+        assert canary not in out + err
+
+
+def test_crash_after_write_before_ack_writes_no_duplicate_and_acks_on_next_pull(
+    clinic: Clinic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = clinic.serve()
+    clinic.broker.ack_failures.append(httpx.ConnectError("connection reset"))
+    assert clinic.pull() == 1
+    out, err = capsys.readouterr()
+    assert "written 1, acknowledged 0" in out
+    assert "cannot reach the broker" in err and "Traceback" not in err
+    path = clinic.out / f"{payload.reference}.json"
+    first = path.read_bytes()
+    assert clinic.broker.acknowledged == []
+
+    assert clinic.pull() == 0
+    out, _ = capsys.readouterr()
+    assert "pulled 1, written 0, acknowledged 1, already had 1, refused 0" in out
+    assert path.read_bytes() == first  # not written again
+    assert [p.name for p in clinic.out.iterdir()] == [path.name]
+    assert clinic.broker.acknowledged == [payload.delivery_id]
+
+
+def test_ack_answered_with_server_error_is_retried_on_next_pull(
+    clinic: Clinic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = clinic.serve()
+    clinic.broker.ack_failures.append(503)
+    assert clinic.pull() == 1
+    assert "HTTP 503" in capsys.readouterr().err
+    assert clinic.pull() == 0
+    assert clinic.broker.acknowledged == [payload.delivery_id]
+
+
+def test_crash_between_rename_and_ledger_line_is_recovered_without_duplicate(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = clinic.serve()
+
+    def crash(*args: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr("referral_broker.clinic.ledger.Ledger.record_written", crash)
+    assert clinic.pull() == 1
+    assert clinic.broker.acknowledged == []
+    path = clinic.out / f"{payload.reference}.json"
+    first = path.read_bytes()
+    monkeypatch.undo()
+    monkeypatch.setenv("REFERRAL_CLINIC_PASSPHRASE", "correct horse battery staple")
+
+    assert clinic.pull() == 0
+    assert "already had 1" in capsys.readouterr().out
+    assert path.read_bytes() == first
+    assert clinic.broker.acknowledged == [payload.delivery_id]
+
+
+def test_replayed_envelope_is_skipped(clinic: Clinic, capsys: pytest.CaptureFixture[str]) -> None:
+    payload = clinic.serve()
+    envelope = clinic.broker.inbox[payload.delivery_id]
+    assert clinic.pull() == 0
+    path = clinic.out / f"{payload.reference}.json"
+    first = path.read_bytes()
+    capsys.readouterr()
+
+    clinic.broker.add(payload.delivery_id, envelope)  # the same envelope served again
+    assert clinic.pull() == 0
+    assert "pulled 1, written 0, acknowledged 1, already had 1, refused 0" in capsys.readouterr().out
+    assert path.read_bytes() == first
+    assert clinic.broker.ack_calls == [[payload.delivery_id], [payload.delivery_id]]
+
+
+def test_existing_file_unknown_to_the_ledger_is_not_overwritten(
+    clinic: Clinic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = clinic.serve()
+    clinic.out.mkdir()
+    path = clinic.out / f"{payload.reference}.json"
+    path.write_text("the clinic's own file\n")
+    assert clinic.pull() == 1
+    err = capsys.readouterr().err
+    assert f"refused delivery {payload.delivery_id}" in err and "refusing to overwrite" in err
+    assert path.read_text() == "the clinic's own file\n"
+    assert clinic.broker.acknowledged == []
+
+
+def test_refused_envelopes_that_keep_coming_back_do_not_loop(
+    clinic: Clinic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clinic.serve(outer_clinic="another-clinic")
+    clinic.broker.always_more = True
+    assert clinic.pull("--limit", "1") == 1
+    assert "refused 1" in capsys.readouterr().out
+    assert len(clinic.broker.requests) <= 2
+
+
+def test_unverified_key_names_the_fingerprint_to_verify(clinic: Clinic, capsys: pytest.CaptureFixture[str]) -> None:
+    clinic.broker.answer_status = 401
+    assert clinic.pull() == 1
+    err = capsys.readouterr().err
+    fingerprint = fingerprint_of(check_enrollment((clinic.dir / "enrollment.json").read_bytes()))
+    assert f"ask the broker to verify fingerprint {fingerprint}" in err
+    assert "Traceback" not in err
+
+
+def test_unreachable_broker_gives_one_clear_line(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    monkeypatch.setattr(clinic.broker, "handle", refuse)
+    assert clinic.pull() == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "cannot reach the broker at https://broker.test" in err
+
+
+def test_two_pulls_never_interleave(clinic: Clinic, capsys: pytest.CaptureFixture[str]) -> None:
+    clinic.serve()
+    with ClinicDir(clinic.dir).locked():
+        assert clinic.pull() == 1
+    assert "another referral-clinic is working" in capsys.readouterr().err
+    assert clinic.broker.requests == []
+    assert clinic.pull() == 0
+
+
+def test_empty_inbox_pulls_nothing_and_succeeds(clinic: Clinic, capsys: pytest.CaptureFixture[str]) -> None:
+    assert clinic.pull() == 0
+    assert "pulled 0, written 0, acknowledged 0, already had 0, refused 0" in capsys.readouterr().out
+    assert [r.method for r in clinic.broker.requests] == ["GET"]
