@@ -86,9 +86,7 @@ async def database_url(servers: Servers) -> AsyncIterator[str]:
     await admin.close()
 
 
-_TABLES = (
-    "audit_events, clinic_request_nonces, dispatch_receipts, outbox, deliveries, referrals, clinic_keys, clinics"
-)
+_TABLES = "audit_events, clinic_request_nonces, dispatch_receipts, outbox, deliveries, referrals, clinic_keys, clinics"
 
 
 @pytest.fixture
@@ -161,7 +159,9 @@ async def enrol_clinic(ctx: BrokerContext, slug: str, *, verify: bool = True, **
     return EnrolledClinic(slug, name, secrets_, fingerprint)
 
 
-def referral_json(clinics: list[str], *, description: str = "Vondt i kneet etter fotballtrening", **patient: str) -> dict[str, object]:
+def referral_json(
+    clinics: list[str], *, description: str = "Vondt i kneet etter fotballtrening", **patient: str
+) -> dict[str, object]:
     return {
         "clinics": clinics,
         "need": {"category": "physiotherapy", "description": description},

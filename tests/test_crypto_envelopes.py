@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from referral_broker.crypto import envelope, keyfile
-from referral_broker.crypto.clinic_identity import ClinicSecrets, EnrollmentInvalid, check_enrollment, make_enrollment
+from referral_broker.crypto.clinic_identity import (
+    ClinicSecrets,
+    EnrollmentInvalid,
+    check_enrollment,
+    make_enrollment,
+)
 from referral_broker.crypto.contact import ContactDecryptionFailed, ContactVault
 from referral_broker.crypto.encoding import normalise_fingerprint
 from referral_broker.crypto.padding import BUCKETS, pad, unpad
@@ -24,11 +29,21 @@ CLINIC_A = ClinicSecrets.generate("clinic-a")
 CLINIC_B = ClinicSecrets.generate("clinic-b")
 
 
-def _seal(payload: bytes = b"need", clinic: str = "clinic-a", keys: list[bytes] | None = None,
-          signer: envelope.BrokerSigner = BROKER) -> bytes:
+def _seal(
+    payload: bytes = b"need",
+    clinic: str = "clinic-a",
+    keys: list[bytes] | None = None,
+    signer: envelope.BrokerSigner = BROKER,
+) -> bytes:
     return envelope.seal(
-        payload, kind="referral", delivery_id="d-1", reference="RB-1", clinic=clinic,
-        issued_at=datetime.now(UTC), recipient_keys=keys or [CLINIC_A.encryption_public()], signer=signer,
+        payload,
+        kind="referral",
+        delivery_id="d-1",
+        reference="RB-1",
+        clinic=clinic,
+        issued_at=datetime.now(UTC),
+        recipient_keys=keys or [CLINIC_A.encryption_public()],
+        signer=signer,
     ).data
 
 

@@ -15,7 +15,6 @@ from referral_broker.domain.errors import IllegalTransition, InvalidRequest
 from referral_broker.domain.keys import KeyState, check_key_move
 from referral_broker.domain.referral import ReferralRequest, check_request
 from referral_broker.domain.validation import decode_json
-
 from tests.conftest import referral_json
 
 
@@ -72,8 +71,13 @@ def test_rules_name_each_broken_one() -> None:
     with pytest.raises(InvalidRequest) as caught:
         check_request(_decode(body), today=date(2026, 11, 22), minimum_age=16)
     assert {e.field for e in caught.value.errors} == {
-        "patient.email", "patient.phone", "need.description", "need.category",
-        "consent.accepted", "consent.version", "clinics",
+        "patient.email",
+        "patient.phone",
+        "need.description",
+        "need.category",
+        "consent.accepted",
+        "consent.version",
+        "clinics",
     }
 
 
@@ -121,8 +125,15 @@ def test_email_is_checked_without_network() -> None:
         normalise_email("kari@@example")
 
 
-@given(st.dictionaries(st.text(max_size=10), st.recursive(st.none() | st.booleans() | st.integers() | st.text(),
-                                                          lambda c: st.lists(c) | st.dictionaries(st.text(), c))))
+@given(
+    st.dictionaries(
+        st.text(max_size=10),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(),
+            lambda c: st.lists(c) | st.dictionaries(st.text(), c),
+        ),
+    )
+)
 def test_random_json_is_refused_clearly_never_crashes(data: dict[str, object]) -> None:
     with pytest.raises(InvalidRequest) as caught:
         _decode(data)

@@ -27,9 +27,7 @@ CANARY_NAME = "Kari Canarysdatter"
 CANARY_NEED = "CANARY-NEED-7731 vondt i kneet"
 
 
-def referral_payload(
-    clinic: str, *, reference: str | None = None, delivery_id: str | None = None
-) -> ReferralPayload:
+def referral_payload(clinic: str, *, reference: str | None = None, delivery_id: str | None = None) -> ReferralPayload:
     return ReferralPayload(
         format=REFERRAL_PAYLOAD_FORMAT,
         delivery_id=delivery_id or str(uuid.uuid4()),
@@ -93,7 +91,11 @@ class BrokerStandIn:
         self.requests.append(request)
         try:
             checked = verify_request(
-                request.method, str(request.url), request.headers, request.content, public_key=self.clinic_signing_key
+                request.method,
+                str(request.url),
+                request.headers,
+                request.content,
+                public_key=self.clinic_signing_key,
             )
         except RequestSignatureInvalid:
             self.unsigned_or_bad += 1

@@ -1,4 +1,4 @@
-"""`referral-clinic init` and `fingerprint`: keys made safely, never overwritten, and named by a fingerprint."""
+"""`referral-clinic init` and `fingerprint`: keys made safely, never overwritten, named by a fingerprint."""
 
 from __future__ import annotations
 
@@ -27,9 +27,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_init_writes_key_file_0600_and_refuses_to_overwrite(
-    clinic: Clinic, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_init_writes_key_file_0600_and_refuses_to_overwrite(clinic: Clinic, capsys: pytest.CaptureFixture[str]) -> None:
     key_file = clinic.dir / "clinic.key"
     assert _mode(clinic.dir) == 0o700
     assert _mode(key_file) == 0o600
@@ -91,7 +89,7 @@ def test_init_reads_broker_key_from_broker_pub_file(
     ("change", "message"),
     [
         ({"slug": "Not A Slug"}, "not a valid slug"),
-        ({"slug": "-dash-first"}, "not a valid slug"),
+        ({"slug": "dash-last-"}, "not a valid slug"),
         ({"broker_key": "ed25519:bm90LWEta2V5"}, "broker key"),
         ({"broker_key": "/no/such/broker.pub"}, "cannot read the broker key"),
     ],
@@ -133,6 +131,23 @@ def test_init_asks_twice_on_a_terminal_and_refuses_a_mismatch(
     assert not (tmp_path / "c" / "clinic.key").exists()
 
 
+def test_init_on_a_terminal_asks_twice_and_locks_with_that_passphrase(
+    tmp_path: Path, clinic_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("REFERRAL_CLINIC_PASSPHRASE")
+    monkeypatch.setattr(sys, "stdin", _Terminal())
+    prompts: list[str] = []
+
+    def answer(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return "typed on the terminal"
+
+    monkeypatch.setattr("getpass.getpass", answer)
+    assert main(init_argv(tmp_path / "c", format_public_key(BrokerSigner.generate().public_key))) == 0
+    assert len(prompts) == 2
+    unlock((tmp_path / "c" / "clinic.key").read_bytes(), "typed on the terminal")
+
+
 def test_missing_passphrase_without_terminal_exits_2_with_one_line(
     tmp_path: Path, clinic_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -171,3 +186,12 @@ def test_pull_from_a_missing_folder_says_how_to_make_one(
     err = capsys.readouterr().err
     assert "does not exist" in err and "referral-clinic init" in err
     assert "Traceback" not in err
+
+
+def test_init_warns_about_plain_http_to_another_machine(
+    tmp_path: Path, clinic_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = init_argv(tmp_path / "c", format_public_key(BrokerSigner.generate().public_key))
+    argv[argv.index("--broker") + 1] = "http://broker.example"
+    assert main(argv) == 0
+    assert "plain http" in capsys.readouterr().err

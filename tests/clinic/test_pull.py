@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import time
 
 import httpx
 import msgspec
 import pytest
 
+from referral_broker.clinic import referral_file
 from referral_broker.clinic.keystore import ClinicDir
 from referral_broker.crypto.clinic_identity import check_enrollment, fingerprint_of
+from referral_broker.domain.enrolment import AckRequest
 from tests.clinic.broker_stand_in import CANARY_NAME, CANARY_NEED
 from tests.clinic.conftest import Clinic
 
@@ -35,6 +39,7 @@ def test_pull_writes_each_referral_durably_and_acknowledges_it(
         assert written["need"] == {"category": "physiotherapy", "description": CANARY_NEED}
         assert written["consent"] == msgspec.to_builtins(payload.consent)
         assert "received_at" in written
+        assert referral_file.read(path).patient == payload.patient  # the strict file type reads it back
     assert not list(clinic.out.glob(".*"))  # no temp files left behind
     # the ledger says written before acknowledged, for every delivery
     events = [(e["event"], e["delivery_id"]) for e in clinic.ledger_events()]
@@ -102,13 +107,13 @@ def test_crash_between_rename_and_ledger_line_is_recovered_without_duplicate(
     def crash(*args: object) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("referral_broker.clinic.ledger.Ledger.record_written", crash)
-    assert clinic.pull() == 1
+    with monkeypatch.context() as patched:
+        patched.setattr("referral_broker.clinic.ledger.Ledger.record_written", crash)
+        assert clinic.pull() == 1
+    assert "Input/output error" in capsys.readouterr().err
     assert clinic.broker.acknowledged == []
     path = clinic.out / f"{payload.reference}.json"
     first = path.read_bytes()
-    monkeypatch.undo()
-    monkeypatch.setenv("REFERRAL_CLINIC_PASSPHRASE", "correct horse battery staple")
 
     assert clinic.pull() == 0
     assert "already had 1" in capsys.readouterr().out
@@ -190,3 +195,49 @@ def test_empty_inbox_pulls_nothing_and_succeeds(clinic: Clinic, capsys: pytest.C
     assert clinic.pull() == 0
     assert "pulled 0, written 0, acknowledged 0, already had 0, refused 0" in capsys.readouterr().out
     assert [r.method for r in clinic.broker.requests] == ["GET"]
+
+
+def test_referral_moved_away_after_writing_is_not_written_again(
+    clinic: Clinic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A journal import may move files out of OUTDIR; the ledger, not the folder, says what was received.
+    payload = clinic.serve()
+    envelope = clinic.broker.inbox[payload.delivery_id]
+    clinic.broker.ack_failures.append(503)
+    assert clinic.pull() == 1
+    (clinic.out / f"{payload.reference}.json").unlink()
+    clinic.broker.add(payload.delivery_id, envelope)
+    assert clinic.pull() == 0
+    assert "written 0, acknowledged 1, already had 1" in capsys.readouterr().out
+    assert list(clinic.out.iterdir()) == []
+
+
+def test_delivery_the_broker_does_not_know_is_reported_not_acknowledged(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = clinic.serve()
+    monkeypatch.setattr(clinic.broker, "acknowledged", [])
+    original = clinic.broker._ack
+
+    def forgetful(request: AckRequest) -> httpx.Response:
+        clinic.broker.inbox.clear()  # e.g. the delivery expired at the broker meanwhile
+        return original(request)
+
+    monkeypatch.setattr(clinic.broker, "_ack", forgetful)
+    assert clinic.pull() == 1
+    err = capsys.readouterr().err
+    assert f"not acknowledged: delivery {payload.delivery_id}" in err
+    assert "does not know" in err
+    assert (clinic.out / f"{payload.reference}.json").exists()
+
+
+def test_temp_files_left_by_a_killed_pull_are_removed(clinic: Clinic) -> None:
+    clinic.out.mkdir()
+    stale = clinic.out / ".incoming-abc.tmp"
+    stale.write_text("half a referral")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    fresh = clinic.out / ".incoming-def.tmp"  # perhaps another writer's, still at work
+    fresh.write_text("in progress")
+    assert clinic.pull() == 0
+    assert not stale.exists()
+    assert fresh.exists()

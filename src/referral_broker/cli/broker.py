@@ -115,7 +115,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_dev(args: argparse.Namespace) -> int:
     from referral_broker.cli.dev import run_dev
 
-    return run_dev(host=args.host, port=args.port)
+    result: int = run_dev(host=args.host, port=args.port)
+    return result
 
 
 def cmd_clinic_add(args: argparse.Namespace) -> int:
@@ -123,7 +124,12 @@ def cmd_clinic_add(args: argparse.Namespace) -> int:
     categories = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else []
     clinic, fingerprint = _with_context(
         lambda ctx: enrolment.add_clinic(
-            ctx, data, actor="operator-cli", city=args.city, categories=categories, description=args.description
+            ctx,
+            data,
+            actor="operator-cli",
+            city=args.city,
+            categories=categories,
+            description=args.description,
         )
     )
     print(f"enrolled {clinic.slug} ({clinic.name}); its keys wait for verification")
@@ -141,7 +147,7 @@ def cmd_clinic_verify(args: argparse.Namespace) -> int:
 
 def cmd_clinic_list(args: argparse.Namespace) -> int:
     clinics = _with_context(enrolment.list_clinics)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "slug": c.clinic.slug,
             "name": c.clinic.name,

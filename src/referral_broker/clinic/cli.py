@@ -83,13 +83,9 @@ def _limit(text: str) -> int:
 
 def _init(args: argparse.Namespace) -> int:
     folder: Path = args.dir
-    config = keystore.new_config(
-        broker_url=args.broker, broker_key=args.broker_key, slug=args.slug, name=args.name
-    )
+    config = keystore.new_config(broker_url=args.broker, broker_key=args.broker_key, slug=args.slug, name=args.name)
     if ClinicDir(folder).key_file.exists():  # asked again under the lock; this spares typing a passphrase
-        raise ClinicDirProblem(
-            f"{ClinicDir(folder).key_file} already exists; refusing to overwrite a clinic's keys"
-        )
+        raise ClinicDirProblem(f"{ClinicDir(folder).key_file} already exists; refusing to overwrite a clinic's keys")
     profile = kdf_profile()
     passphrase = read_passphrase(confirm=True)
     created = keystore.create(folder, config, passphrase=passphrase, profile=profile)
@@ -118,9 +114,9 @@ def _fingerprint(args: argparse.Namespace) -> int:
 def _pull(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
     clinic = ClinicDir(args.dir)
     config = clinic.load_config()
-    outdir = _output_folder(args.out)
     with clinic.locked():
         secrets_ = clinic.unlock(read_passphrase(), config)
+        outdir = _output_folder(args.out)
         ledger = Ledger(clinic.ledger_file)
         keys = ClinicKeys(
             slug=config.slug,
@@ -151,16 +147,14 @@ def _output_folder(path: Path) -> Path:
 def _print_report(report: PullReport, secrets_: ClinicSecrets) -> None:
     for delivery, reason in report.refused.items():
         _say(f"refused delivery {_shown(delivery)}: {reason}")
-    for delivery, reason in report.not_written.items():
-        _say(f"not written: delivery {_shown(delivery)}: {reason}")
+    for delivery, reason in report.local_failures.items():
+        _say(f"delivery {_shown(delivery)}: {reason}")
     for delivery, reason in report.not_acknowledged.items():
         _say(f"not acknowledged: delivery {_shown(delivery)}: {reason}")
     print(report.summary())
     error = report.broker_error
     if isinstance(error, BrokerRefusedClinic):
-        fingerprint = enrolment_fingerprint(
-            secrets_.slug, secrets_.encryption_public(0), secrets_.signing_public
-        )
+        fingerprint = enrolment_fingerprint(secrets_.slug, secrets_.encryption_public(0), secrets_.signing_public)
         _say(f"{error}; the key may not be verified yet: ask the broker to verify fingerprint {fingerprint}")
     elif error is not None:
         _say(str(error))

@@ -50,8 +50,8 @@ def remove_stale_temp_files(folder: Path, *, older_than_seconds: float = 3600.0)
             if temp.stat().st_mtime < cutoff:
                 temp.unlink()
                 removed += 1
-        except FileNotFoundError:
-            continue
+        except OSError:
+            continue  # gone already, or not ours to remove: the pull itself does not depend on it
     return removed
 
 

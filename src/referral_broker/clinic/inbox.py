@@ -50,13 +50,13 @@ class PullReport:
     acknowledged: int = 0
     already_had: int = 0
     refused: dict[str, str] = field(default_factory=dict)  # delivery id -> reason
-    not_written: dict[str, str] = field(default_factory=dict)  # local failures: disk full, permissions
+    local_failures: dict[str, str] = field(default_factory=dict)  # this machine's: disk full, permissions
     not_acknowledged: dict[str, str] = field(default_factory=dict)
     broker_error: BrokerUnavailable | BrokerRefusedClinic | None = None
 
     @property
     def complete(self) -> bool:
-        return not (self.refused or self.not_written or self.not_acknowledged or self.broker_error)
+        return not (self.refused or self.local_failures or self.not_acknowledged or self.broker_error)
 
     def summary(self) -> str:
         return (
@@ -82,8 +82,7 @@ def open_referral(item: InboxItem, keys: ClinicKeys) -> ReferralPayload:
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         where = _AT_PATH.search(str(exc))  # only the field's path: msgspec may quote values
         raise Refused(
-            "the sealed referral is not a valid referral document"
-            + (f" (at {where.group(1)})" if where else "")
+            "the sealed referral is not a valid referral document" + (f" (at {where.group(1)})" if where else "")
         ) from None
     if payload.format != REFERRAL_PAYLOAD_FORMAT:
         raise Refused(f"the sealed referral has unknown format {payload.format!r}")
@@ -137,7 +136,7 @@ class Inbox:
                     continue
                 except OSError as exc:
                     # The disk, not the envelope: stop, and acknowledge only what is already safely written.
-                    report.not_written[item.delivery_id] = f"cannot write the referral: {exc.strerror or exc}"
+                    report.local_failures[item.delivery_id] = f"cannot write the referral: {exc.strerror or exc}"
                     self._acknowledge(to_ack, report)
                     return report
                 to_ack.append(item.delivery_id)
@@ -163,9 +162,7 @@ class Inbox:
                 self._ledger.record_written(delivery, reference, target)
                 report.already_had += 1
                 return
-            raise Refused(
-                f"{target} exists but the ledger has no record of writing it; refusing to overwrite"
-            )
+            raise Refused(f"{target} exists but the ledger has no record of writing it; refusing to overwrite")
         self._ledger.record_writing(delivery, reference, target)
         referral_file.write(target, ReceivedReferral.from_payload(payload, received_at=self._clock()))
         self._ledger.record_written(delivery, reference, target)
@@ -185,7 +182,13 @@ class Inbox:
         confirmed_by_broker = set(result.acknowledged)
         unknown = set(result.unknown)
         confirmed = [d for d in delivery_ids if d in confirmed_by_broker]
-        self._ledger.record_acknowledged(confirmed)
+        try:
+            self._ledger.record_acknowledged(confirmed)
+        except OSError as exc:
+            # Harmless for the referrals (they are written and the broker has them as acknowledged),
+            # but the clinic should know its ledger is not being kept.
+            for delivery in confirmed:
+                report.local_failures[delivery] = f"acknowledged, but the ledger could not record it: {exc.strerror}"
         report.acknowledged += len(confirmed)
         for delivery in delivery_ids:
             if delivery in unknown:

@@ -135,9 +135,7 @@ class ClinicDir:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise ClinicDirBusy(
-                    f"another referral-clinic is working in {self.path}; try again later"
-                ) from None
+                raise ClinicDirBusy(f"another referral-clinic is working in {self.path}; try again later") from None
             yield
         finally:
             os.close(fd)  # closing releases the lock
@@ -184,9 +182,7 @@ def create(
         except KeyFileError as exc:
             raise ClinicDirProblem(str(exc)) from None
         # The key is written last: a crash before it leaves a folder that `init` may simply redo.
-        write_private(
-            clinic.config_file, msgspec.json.format(msgspec.json.encode(config)) + b"\n", overwrite=True
-        )
+        write_private(clinic.config_file, msgspec.json.format(msgspec.json.encode(config)) + b"\n", overwrite=True)
         write_private(clinic.enrollment_file, msgspec.json.encode(enrollment) + b"\n", overwrite=True)
         write_private(clinic.key_file, locked_key)
     return Created(enrollment=enrollment, warnings=warnings)

@@ -8,6 +8,7 @@ the file it finds as its own instead of refusing it forever.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -20,7 +21,7 @@ Event = Literal["writing", "written", "acknowledged"]
 
 
 class LedgerDamaged(Exception):
-    """A line of the ledger, other than a last one torn by a crash, cannot be read."""
+    """The ledger cannot be read, or a line of it other than a last one torn by a crash."""
 
 
 class LedgerEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -45,6 +46,7 @@ class Ledger:
         self._by_reference: dict[str, str] = {}  # reference -> delivery id
         self._acknowledged: set[str] = set()
         self._needs_newline = False
+        self._torn_at: int | None = None  # where a line torn by a crash begins, to be cut off
         for entry in self._read():
             self._apply(entry)
 
@@ -94,6 +96,8 @@ class Ledger:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise LedgerDamaged(f"cannot read {self.path}: {exc.strerror}") from None
         lines = data.split(b"\n")
         entries: list[LedgerEntry] = []
         for number, line in enumerate(lines, start=1):
@@ -103,13 +107,17 @@ class Ledger:
                 entries.append(_decoder.decode(line))
             except (msgspec.DecodeError, msgspec.ValidationError):
                 if number == len(lines):  # a last line without its newline: torn by a crash, never recorded
+                    self._torn_at = len(data) - len(line)
                     continue
                 raise LedgerDamaged(f"{self.path} line {number} cannot be read; repair or move it") from None
-        self._needs_newline = bool(data) and not data.endswith(b"\n")
+        self._needs_newline = bool(data) and not data.endswith(b"\n") and self._torn_at is None
         return entries
 
     def _append(self, entries: list[LedgerEntry]) -> None:
         text = b"".join(_encoder.encode(e) + b"\n" for e in entries)
+        if self._torn_at is not None:
+            os.truncate(self.path, self._torn_at)  # drop the torn line, so it never sits mid-file
+            self._torn_at = None
         durable.append(self.path, b"\n" + text if self._needs_newline else text)
         self._needs_newline = False
         for entry in entries:

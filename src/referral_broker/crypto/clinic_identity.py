@@ -29,7 +29,11 @@ class ClinicSecrets(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
     @classmethod
     def generate(cls, slug: str) -> ClinicSecrets:
-        return cls(slug=slug, signing_seed=bytes(SigningKey.generate()), encryption_secrets=[bytes(PrivateKey.generate())])
+        return cls(
+            slug=slug,
+            signing_seed=bytes(SigningKey.generate()),
+            encryption_secrets=[bytes(PrivateKey.generate())],
+        )
 
     @property
     def signing_public(self) -> bytes:

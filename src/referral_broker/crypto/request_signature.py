@@ -12,6 +12,7 @@ import datetime
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import http_sf
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -40,7 +41,7 @@ class _Message:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class _OneKey(HTTPSignatureKeyResolver):  # type: ignore[misc]
+class _OneKey(HTTPSignatureKeyResolver):
     def __init__(self, private: Ed25519PrivateKey | None = None, public: Ed25519PublicKey | None = None):
         self._private = private
         self._public = public
@@ -83,7 +84,8 @@ def signature_key_id(headers: Mapping[str, str]) -> str:
         raise RequestSignatureInvalid("Signature-Input is malformed") from exc
     if not isinstance(parsed, dict) or len(parsed) != 1:
         raise RequestSignatureInvalid("exactly one signature is expected")
-    (_, params) = next(iter(parsed.values()))
+    member: Any = next(iter(parsed.values()))
+    params = member[1] if isinstance(member, tuple) and len(member) == 2 else None
     keyid = params.get("keyid") if isinstance(params, dict) else None
     if not isinstance(keyid, str):
         raise RequestSignatureInvalid("Signature-Input names no keyid")
@@ -114,9 +116,7 @@ def verify_request(
     )
     required = [*_COVERED, "content-digest"] if body else list(_COVERED)
     try:
-        results = verifier.verify(
-            message, max_age=MAX_AGE, expect_tag=TAG, require_components=required, body=body
-        )
+        results = verifier.verify(message, max_age=MAX_AGE, expect_tag=TAG, require_components=required, body=body)
     except (InvalidSignature, HTTPMessageSignaturesException, ValueError) as exc:
         raise RequestSignatureInvalid(str(exc)) from None
     params = results[0].parameters

@@ -32,7 +32,9 @@ def decode_json(body: bytes, type_: type[T]) -> T:
 
 
 def _malformed() -> InvalidRequest:
-    return InvalidRequest([FieldError("body", "malformed", "the body is not valid JSON (UTF-8, nested at most a few hundred levels)")])
+    return InvalidRequest(
+        [FieldError("body", "malformed", "the body is not valid JSON (UTF-8, nested at most a few hundred levels)")]
+    )
 
 
 def field_errors(type_: Any, data: Any, path: str = "") -> list[FieldError]:
@@ -44,9 +46,7 @@ def field_errors(type_: Any, data: Any, path: str = "") -> list[FieldError]:
         return [FieldError(path or "body", "type", "expected an object")]
     fields = msgspec.structs.fields(struct_type)
     known = {f.encode_name for f in fields}
-    errors = [
-        FieldError(_join(path, str(key)), "unknown", "unknown field") for key in data if key not in known
-    ]
+    errors = [FieldError(_join(path, str(key)), "unknown", "unknown field") for key in data if key not in known]
     for f in fields:
         where = _join(path, f.encode_name)
         if f.encode_name not in data:

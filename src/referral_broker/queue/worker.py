@@ -56,7 +56,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "redis_settings": redis_settings(settings.redis_url),
         "poll_delay": settings.worker_poll_delay,
         "keep_result": 0,
-        "job_timeout": 60,
+        # A job killed with its worker is re-run once arq's in-progress mark lapses (job_timeout + 10 s).
+        "job_timeout": settings.job_timeout,
         "max_jobs": 20,
         "log_results": False,
         "handle_signals": True,
@@ -75,7 +76,7 @@ def run_supervised(settings: Settings, *, max_backoff: float = 10.0) -> None:
             worker = Worker(**worker_options(settings))
             worker.run()
             return
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisError, OSError) as exc:
             if time.monotonic() - started > 60:
                 delay = 0.5
             log.warning("worker lost Redis (%s); restarting in %.1f s", type(exc).__name__, delay)

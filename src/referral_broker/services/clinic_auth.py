@@ -29,9 +29,7 @@ class NotAllowed(DomainError):
     """A valid signature from a key or clinic that may not act now: 403."""
 
 
-async def authenticate(
-    ctx: BrokerContext, method: str, url: str, headers: Mapping[str, str], body: bytes
-) -> ClinicRow:
+async def authenticate(ctx: BrokerContext, method: str, url: str, headers: Mapping[str, str], body: bytes) -> ClinicRow:
     try:
         key_id = signature_key_id(headers)
     except RequestSignatureInvalid as exc:
@@ -45,9 +43,7 @@ async def authenticate(
     except RequestSignatureInvalid as exc:
         raise NotAuthenticated(f"request signature does not verify: {exc}") from None
     if key.state == KeyState.PENDING:
-        raise NotAllowed(
-            f"key not yet verified: ask the broker's operator to confirm fingerprint {key.fingerprint}"
-        )
+        raise NotAllowed(f"key not yet verified: ask the broker's operator to confirm fingerprint {key.fingerprint}")
     if key.state != KeyState.ACTIVE:
         raise NotAllowed(f"this signing key is {key.state}; enrol a new key")
     if clinic.status != ClinicStatus.ACTIVE:

@@ -40,8 +40,12 @@ async def acknowledge(ctx: BrokerContext, clinic: ClinicRow, request: AckRequest
         moved, before = await deliveries.acknowledge(conn, clinic.id, ids, now)
         if moved:
             await audit.append(
-                conn, at=now, actor=f"clinic:{clinic.slug}", action="delivery.acknowledged",
-                subject=clinic.slug, details={"deliveries": [str(i) for i in moved]},
+                conn,
+                at=now,
+                actor=f"clinic:{clinic.slug}",
+                action="delivery.acknowledged",
+                subject=clinic.slug,
+                details={"deliveries": [str(i) for i in moved]},
             )
     known = {str(i) for i in (*moved, *before)}
     return AckResult(

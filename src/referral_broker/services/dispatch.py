@@ -23,9 +23,16 @@ log = logging.getLogger(__name__)
 
 _RECEIPT_DOMAIN = b"referral-broker dispatch receipt v1\x00"
 #: Failures that say nothing about the referral itself: the database is away or overloaded.
-_TRANSIENT = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.exceptions.SerializationError,
-              asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.CannotConnectNowError,
-              asyncpg.exceptions.AdminShutdownError, OSError, TimeoutError)
+_TRANSIENT = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    OSError,
+    TimeoutError,
+)
 
 
 class DispatchOutcome(StrEnum):
@@ -61,10 +68,16 @@ async def dispatch_referral(ctx: BrokerContext, referral_id: uuid.UUID) -> Dispa
                 conn,
                 [
                     (
-                        d.id, d.clinic_id, d.envelope_sha256, now, signer.key_id,
+                        d.id,
+                        d.clinic_id,
+                        d.envelope_sha256,
+                        now,
+                        signer.key_id,
                         signer.sign(
                             _RECEIPT_DOMAIN,
-                            msgspec.json.encode([str(d.id), str(d.clinic_id), d.envelope_sha256.hex(), now.isoformat()]),
+                            msgspec.json.encode(
+                                [str(d.id), str(d.clinic_id), d.envelope_sha256.hex(), now.isoformat()]
+                            ),
                         ),
                     )
                     for d in moved
@@ -73,7 +86,11 @@ async def dispatch_referral(ctx: BrokerContext, referral_id: uuid.UUID) -> Dispa
             await outbox.finish(conn, JOB_DISPATCH, referral_id, now, DispatchOutcome.DISPATCHED.value)
             if moved:
                 await audit.append(
-                    conn, at=now, actor="worker", action="delivery.dispatched", subject=str(referral_id),
+                    conn,
+                    at=now,
+                    actor="worker",
+                    action="delivery.dispatched",
+                    subject=str(referral_id),
                     details={"deliveries": [str(d.id) for d in moved]},
                 )
     except _TRANSIENT as exc:
@@ -98,7 +115,11 @@ async def _give_up(ctx: BrokerContext, referral_id: uuid.UUID, attempts: int) ->
         )
         await outbox.finish(conn, JOB_DISPATCH, referral_id, now, DispatchOutcome.DEAD.value)
         await audit.append(
-            conn, at=now, actor="worker", action="delivery.dead", subject=str(referral_id),
+            conn,
+            at=now,
+            actor="worker",
+            action="delivery.dead",
+            subject=str(referral_id),
             details={"deliveries": n, "attempts": attempts - 1},
         )
     log.error("dispatch of referral %s gave up after %d attempts; deliveries are dead", referral_id, attempts - 1)

@@ -48,15 +48,31 @@ async def add_clinic(
     try:
         async with ctx.pool.acquire() as conn, conn.transaction():
             clinic = await clinics.insert_clinic(
-                conn, slug=e.slug, name=e.name, city=city, categories=categories or [], description=description
+                conn,
+                slug=e.slug,
+                name=e.name,
+                city=city,
+                categories=categories or [],
+                description=description,
             )
-            for purpose, public in ((KeyPurpose.ENCRYPTION, e.encryption_key), (KeyPurpose.SIGNING, e.signing_key)):
+            for purpose, public in (
+                (KeyPurpose.ENCRYPTION, e.encryption_key),
+                (KeyPurpose.SIGNING, e.signing_key),
+            ):
                 await clinics.insert_key(
-                    conn, clinic_id=clinic.id, purpose=purpose, key_id=key_id(public),
-                    public_key=public, fingerprint=fingerprint,
+                    conn,
+                    clinic_id=clinic.id,
+                    purpose=purpose,
+                    key_id=key_id(public),
+                    public_key=public,
+                    fingerprint=fingerprint,
                 )
             await audit.append(
-                conn, at=now, actor=actor, action="clinic.enrolled", subject=e.slug,
+                conn,
+                at=now,
+                actor=actor,
+                action="clinic.enrolled",
+                subject=e.slug,
                 details={"fingerprint": fingerprint},
             )
     except asyncpg.UniqueViolationError:

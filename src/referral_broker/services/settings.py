@@ -23,6 +23,7 @@ class Settings:
     dispatch_max_tries: int
     max_body_bytes: int
     worker_poll_delay: float
+    job_timeout: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -36,6 +37,7 @@ class Settings:
             dispatch_max_tries=_int(env, "REFERRAL_BROKER_DISPATCH_MAX_TRIES", 8, 1, 100),
             max_body_bytes=_int(env, "REFERRAL_BROKER_MAX_BODY_BYTES", 64 * 1024, 1024, 1024 * 1024),
             worker_poll_delay=_float(env, "REFERRAL_BROKER_WORKER_POLL_DELAY", 0.05, 0.001, 5.0),
+            job_timeout=_int(env, "REFERRAL_BROKER_JOB_TIMEOUT", 30, 2, 3600),
         )
 
 

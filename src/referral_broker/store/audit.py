@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
+from referral_broker.store.pool import Connection, Executor
 
 _GENESIS = b"\x00" * 32
 _CHAIN_LOCK = 0x5265_6641  # serialises appends so each row sees its predecessor
@@ -20,7 +20,7 @@ def _digest(prev: bytes, at: datetime, actor: str, action: str, subject: str | N
 
 
 async def append(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     at: datetime,
     actor: str,
@@ -35,7 +35,13 @@ async def append(
     await conn.execute(
         """INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        at, actor, action, subject, details, prev, _digest(prev, at, actor, action, subject, details),
+        at,
+        actor,
+        action,
+        subject,
+        details,
+        prev,
+        _digest(prev, at, actor, action, subject, details),
     )
 
 
@@ -45,7 +51,7 @@ class BrokenLink:
     reason: str
 
 
-async def verify_chain(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, BrokenLink | None]:
+async def verify_chain(conn: Executor) -> tuple[int, BrokenLink | None]:
     """Walk the chain; return how many events were checked and the first broken link, if any."""
     prev = _GENESIS
     checked = 0
@@ -62,7 +68,7 @@ async def verify_chain(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, Br
     return checked, None
 
 
-async def recent(conn: asyncpg.Connection | asyncpg.Pool, limit: int = 50) -> list[dict[str, Any]]:
+async def recent(conn: Executor, limit: int = 50) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         "SELECT id, at, actor, action, subject, details FROM audit_events ORDER BY id DESC LIMIT $1", limit
     )

@@ -9,6 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from referral_broker.domain.keys import ClinicStatus, KeyPurpose, KeyState
+from referral_broker.store.pool import Connection, Executor
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class SealingTarget:
 
 _CLINIC_COLUMNS = "id, slug, name, city, categories, description, status, created_at, last_pull_at"
 _KEY_COLUMNS = "id, clinic_id, purpose, key_id, public_key, fingerprint, state"
+# The f-strings below only splice these constant column lists; every value is a bind parameter (S608 is a false alarm).
 
 
 def _clinic(r: asyncpg.Record) -> ClinicRow:
@@ -58,7 +60,7 @@ def _key(r: asyncpg.Record) -> ClinicKeyRow:
 
 
 async def insert_clinic(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     slug: str,
     name: str,
@@ -68,15 +70,20 @@ async def insert_clinic(
 ) -> ClinicRow:
     row = await conn.fetchrow(
         f"""INSERT INTO clinics (id, slug, name, city, categories, description)
-            VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_CLINIC_COLUMNS}""",
-        uuid.uuid4(), slug, name, city, categories, description,
+            VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_CLINIC_COLUMNS}""",  # noqa: S608
+        uuid.uuid4(),
+        slug,
+        name,
+        city,
+        categories,
+        description,
     )
     assert row is not None  # noqa: S101 - INSERT … RETURNING always returns the row
     return _clinic(row)
 
 
 async def insert_key(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     clinic_id: uuid.UUID,
     purpose: KeyPurpose,
@@ -87,55 +94,65 @@ async def insert_key(
     await conn.execute(
         """INSERT INTO clinic_keys (id, clinic_id, purpose, key_id, public_key, fingerprint)
            VALUES ($1, $2, $3, $4, $5, $6)""",
-        uuid.uuid4(), clinic_id, purpose.value, key_id, public_key, fingerprint,
+        uuid.uuid4(),
+        clinic_id,
+        purpose.value,
+        key_id,
+        public_key,
+        fingerprint,
     )
 
 
-async def by_slug(conn: asyncpg.Connection | asyncpg.Pool, slug: str) -> ClinicRow | None:
-    row = await conn.fetchrow(f"SELECT {_CLINIC_COLUMNS} FROM clinics WHERE slug = $1", slug)
+async def by_slug(conn: Executor, slug: str) -> ClinicRow | None:
+    row = await conn.fetchrow(f"SELECT {_CLINIC_COLUMNS} FROM clinics WHERE slug = $1", slug)  # noqa: S608
     return _clinic(row) if row else None
 
 
-async def all_clinics(conn: asyncpg.Connection | asyncpg.Pool) -> list[ClinicRow]:
-    return [_clinic(r) for r in await conn.fetch(f"SELECT {_CLINIC_COLUMNS} FROM clinics ORDER BY slug")]
+async def all_clinics(conn: Executor) -> list[ClinicRow]:
+    return [_clinic(r) for r in await conn.fetch(f"SELECT {_CLINIC_COLUMNS} FROM clinics ORDER BY slug")]  # noqa: S608
 
 
-async def active_clinics(conn: asyncpg.Connection | asyncpg.Pool) -> list[ClinicRow]:
+async def active_clinics(conn: Executor) -> list[ClinicRow]:
     """Clinics a patient may choose: active, with at least one active encryption key."""
     rows = await conn.fetch(
         f"""SELECT {_CLINIC_COLUMNS} FROM clinics c
             WHERE status = 'active' AND EXISTS (
                 SELECT 1 FROM clinic_keys k WHERE k.clinic_id = c.id AND k.purpose = 'encryption'
                 AND k.state = 'active')
-            ORDER BY name"""
+            ORDER BY name"""  # noqa: S608
     )
     return [_clinic(r) for r in rows]
 
 
-async def keys_of(conn: asyncpg.Connection | asyncpg.Pool, clinic_id: uuid.UUID) -> list[ClinicKeyRow]:
+async def keys_of(conn: Executor, clinic_id: uuid.UUID) -> list[ClinicKeyRow]:
     rows = await conn.fetch(
-        f"SELECT {_KEY_COLUMNS} FROM clinic_keys WHERE clinic_id = $1 ORDER BY created_at, purpose", clinic_id
+        f"SELECT {_KEY_COLUMNS} FROM clinic_keys WHERE clinic_id = $1 ORDER BY created_at, purpose",
+        clinic_id,  # noqa: S608
     )
     return [_key(r) for r in rows]
 
 
-async def activate_pending_keys(
-    conn: asyncpg.Connection, clinic_id: uuid.UUID, *, now: datetime, verified_by: str
-) -> int:
+async def activate_pending_keys(conn: Connection, clinic_id: uuid.UUID, *, now: datetime, verified_by: str) -> int:
     """Move the clinic's pending keys to active and the clinic to active (unless suspended)."""
     result = await conn.execute(
         """UPDATE clinic_keys SET state = $2, verified_at = $3, verified_by = $4
            WHERE clinic_id = $1 AND state = $5""",
-        clinic_id, KeyState.ACTIVE.value, now, verified_by, KeyState.PENDING.value,
+        clinic_id,
+        KeyState.ACTIVE.value,
+        now,
+        verified_by,
+        KeyState.PENDING.value,
     )
     await conn.execute(
         "UPDATE clinics SET status = $2 WHERE id = $1 AND status = $3",
-        clinic_id, ClinicStatus.ACTIVE.value, ClinicStatus.PENDING.value,
+        clinic_id,
+        ClinicStatus.ACTIVE.value,
+        ClinicStatus.PENDING.value,
     )
     return int(result.split()[-1])
 
 
-async def sealing_targets(conn: asyncpg.Connection | asyncpg.Pool, slugs: list[str]) -> list[SealingTarget]:
+async def sealing_targets(conn: Executor, slugs: list[str]) -> list[SealingTarget]:
     rows = await conn.fetch(
         """SELECT c.id, c.slug, c.status,
                   coalesce(array_agg(k.public_key ORDER BY k.created_at)
@@ -149,25 +166,30 @@ async def sealing_targets(conn: asyncpg.Connection | asyncpg.Pool, slugs: list[s
     return [SealingTarget(r["id"], r["slug"], r["status"], list(r["encryption_keys"])) for r in rows]
 
 
-async def signing_key(conn: asyncpg.Connection | asyncpg.Pool, key_id: str) -> tuple[ClinicRow, ClinicKeyRow] | None:
+async def signing_key(conn: Executor, key_id: str) -> tuple[ClinicRow, ClinicKeyRow] | None:
     """The clinic and signing key a request names, whatever their states (the caller decides)."""
     row = await conn.fetchrow(
         f"""SELECT {", ".join("c." + c.strip() for c in _CLINIC_COLUMNS.split(","))},
                    k.id AS k_id, k.purpose AS k_purpose, k.key_id AS k_key_id, k.public_key AS k_public_key,
                    k.fingerprint AS k_fingerprint, k.state AS k_state
             FROM clinic_keys k JOIN clinics c ON c.id = k.clinic_id
-            WHERE k.key_id = $1 AND k.purpose = 'signing'""",
+            WHERE k.key_id = $1 AND k.purpose = 'signing'""",  # noqa: S608
         key_id,
     )
     if row is None:
         return None
     d = dict(row)
     key = ClinicKeyRow(
-        id=d.pop("k_id"), clinic_id=d["id"], purpose=d.pop("k_purpose"), key_id=d.pop("k_key_id"),
-        public_key=d.pop("k_public_key"), fingerprint=d.pop("k_fingerprint"), state=d.pop("k_state"),
+        id=d.pop("k_id"),
+        clinic_id=d["id"],
+        purpose=d.pop("k_purpose"),
+        key_id=d.pop("k_key_id"),
+        public_key=d.pop("k_public_key"),
+        fingerprint=d.pop("k_fingerprint"),
+        state=d.pop("k_state"),
     )
     return ClinicRow(**d), key
 
 
-async def record_pull(conn: asyncpg.Connection | asyncpg.Pool, clinic_id: uuid.UUID, now: datetime) -> None:
+async def record_pull(conn: Executor, clinic_id: uuid.UUID, now: datetime) -> None:
     await conn.execute("UPDATE clinics SET last_pull_at = $2 WHERE id = $1", clinic_id, now)

@@ -7,9 +7,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
-
 from referral_broker.domain.delivery import DeliveryStatus, sources_of
+from referral_broker.store.pool import Connection, Executor
 
 
 @dataclass(frozen=True)
@@ -19,14 +18,17 @@ class Dispatched:
     envelope_sha256: bytes
 
 
-async def make_available(conn: asyncpg.Connection, referral_id: uuid.UUID, now: datetime) -> list[Dispatched]:
+async def make_available(conn: Connection, referral_id: uuid.UUID, now: datetime) -> list[Dispatched]:
     """queued/failed → available for every delivery of the referral; returns those this call moved."""
     rows = await conn.fetch(
         """UPDATE deliveries SET status = $2, dispatched_at = $3, updated_at = $3, attempts = attempts + 1,
                                  last_error = NULL
            WHERE referral_id = $1 AND status = ANY($4::text[])
            RETURNING id, clinic_id, envelope_sha256""",
-        referral_id, DeliveryStatus.AVAILABLE.value, now, _from_dispatchable(),
+        referral_id,
+        DeliveryStatus.AVAILABLE.value,
+        now,
+        _from_dispatchable(),
     )
     return [Dispatched(r["id"], r["clinic_id"], r["envelope_sha256"]) for r in rows]
 
@@ -37,7 +39,7 @@ def _from_dispatchable() -> list[str]:
 
 
 async def mark(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    conn: Executor,
     referral_id: uuid.UUID,
     target: DeliveryStatus,
     now: datetime,
@@ -48,7 +50,11 @@ async def mark(
     result = await conn.execute(
         """UPDATE deliveries SET status = $2, updated_at = $3, last_error = $4
            WHERE referral_id = $1 AND status = ANY($5::text[]) AND status <> $2""",
-        referral_id, target.value, now, error, sources_of(target),
+        referral_id,
+        target.value,
+        now,
+        error,
+        sources_of(target),
     )
     return int(result.split()[-1])
 
@@ -59,19 +65,20 @@ class InboxRow:
     envelope: bytes
 
 
-async def inbox(conn: asyncpg.Connection | asyncpg.Pool, clinic_id: uuid.UUID, limit: int) -> list[InboxRow]:
+async def inbox(conn: Executor, clinic_id: uuid.UUID, limit: int) -> list[InboxRow]:
     """What waits for the clinic, oldest first; one row more than asked, to tell whether there is more."""
     rows = await conn.fetch(
         """SELECT id, envelope FROM deliveries
            WHERE clinic_id = $1 AND status = 'available'
            ORDER BY dispatched_at, id LIMIT $2""",
-        clinic_id, limit + 1,
+        clinic_id,
+        limit + 1,
     )
     return [InboxRow(r["id"], r["envelope"]) for r in rows]
 
 
 async def acknowledge(
-    conn: asyncpg.Connection, clinic_id: uuid.UUID, ids: list[uuid.UUID], now: datetime
+    conn: Connection, clinic_id: uuid.UUID, ids: list[uuid.UUID], now: datetime
 ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     """available → acknowledged and the ciphertext dropped. Returns (moved now, acknowledged before).
 
@@ -81,18 +88,25 @@ async def acknowledge(
         """UPDATE deliveries SET status = $3, acknowledged_at = $4, updated_at = $4, envelope = NULL
            WHERE clinic_id = $1 AND id = ANY($2::uuid[]) AND status = ANY($5::text[])
            RETURNING id""",
-        clinic_id, ids, DeliveryStatus.ACKNOWLEDGED.value, now, sources_of(DeliveryStatus.ACKNOWLEDGED),
+        clinic_id,
+        ids,
+        DeliveryStatus.ACKNOWLEDGED.value,
+        now,
+        sources_of(DeliveryStatus.ACKNOWLEDGED),
     )
     before = await conn.fetch(
         """SELECT id FROM deliveries WHERE clinic_id = $1 AND id = ANY($2::uuid[]) AND status = $3
            AND acknowledged_at < $4""",
-        clinic_id, ids, DeliveryStatus.ACKNOWLEDGED.value, now,
+        clinic_id,
+        ids,
+        DeliveryStatus.ACKNOWLEDGED.value,
+        now,
     )
     return [r["id"] for r in moved], [r["id"] for r in before]
 
 
 async def insert_receipts(
-    conn: asyncpg.Connection,
+    conn: Connection,
     receipts: list[tuple[uuid.UUID, uuid.UUID, bytes, datetime, str, bytes]],
 ) -> None:
     await conn.executemany(
@@ -102,6 +116,6 @@ async def insert_receipts(
     )
 
 
-async def counts_by_status(conn: asyncpg.Connection | asyncpg.Pool) -> dict[str, int]:
+async def counts_by_status(conn: Executor) -> dict[str, int]:
     rows = await conn.fetch("SELECT status, count(*) AS n FROM deliveries GROUP BY status")
     return {r["status"]: r["n"] for r in rows}

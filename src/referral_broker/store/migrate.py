@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from importlib import resources
 
-import asyncpg
+from referral_broker.store.pool import Connection
 
 _LOCK_KEY = 0x5265_6642  # "ReFB": any fixed number shared by all runners
 
@@ -20,7 +20,7 @@ def migration_files() -> list[tuple[str, str]]:
     return files
 
 
-async def apply_migrations(conn: asyncpg.Connection) -> list[str]:
+async def apply_migrations(conn: Connection) -> list[str]:
     """Apply what has not run yet; return the names applied. A changed, already-applied file is an error."""
     applied: list[str] = []
     async with conn.transaction():

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import asyncpg
+from referral_broker.store.pool import Executor
 
 
 @dataclass(frozen=True)
@@ -15,38 +15,39 @@ class DueJob:
     subject_id: uuid.UUID
 
 
-async def due(conn: asyncpg.Connection | asyncpg.Pool, now: datetime, limit: int) -> list[DueJob]:
+async def due(conn: Executor, now: datetime, limit: int) -> list[DueJob]:
     rows = await conn.fetch(
         """SELECT job, subject_id FROM outbox WHERE done_at IS NULL AND due_at <= $1
            ORDER BY due_at LIMIT $2""",
-        now, limit,
+        now,
+        limit,
     )
     return [DueJob(r["job"], r["subject_id"]) for r in rows]
 
 
-async def count_attempt_autocommit(
-    conn: asyncpg.Connection | asyncpg.Pool, job: str, subject_id: uuid.UUID
-) -> int | None:
+async def count_attempt_autocommit(conn: Executor, job: str, subject_id: uuid.UUID) -> int | None:
     """Count one more attempt of a pending job, committed on its own so a failed attempt still counts.
 
     None when the job is already done (or never existed)."""
     value = await conn.fetchval(
         """UPDATE outbox SET attempts = attempts + 1
            WHERE job = $1 AND subject_id = $2 AND done_at IS NULL RETURNING attempts""",
-        job, subject_id,
+        job,
+        subject_id,
     )
     return int(value) if value is not None else None
 
 
-async def finish(
-    conn: asyncpg.Connection | asyncpg.Pool, job: str, subject_id: uuid.UUID, now: datetime, outcome: str
-) -> bool:
+async def finish(conn: Executor, job: str, subject_id: uuid.UUID, now: datetime, outcome: str) -> bool:
     result = await conn.execute(
         "UPDATE outbox SET done_at = $3, outcome = $4 WHERE job = $1 AND subject_id = $2 AND done_at IS NULL",
-        job, subject_id, now, outcome,
+        job,
+        subject_id,
+        now,
+        outcome,
     )
     return result.endswith(" 1")
 
 
-async def pending_count(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+async def pending_count(conn: Executor) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE done_at IS NULL") or 0)

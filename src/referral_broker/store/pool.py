@@ -6,6 +6,12 @@ import json
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+#: A connection, whether opened alone or borrowed from the pool; store functions that need a transaction take it.
+Connection = asyncpg.Connection | PoolConnectionProxy
+#: Anything a single statement can run on.
+Executor = asyncpg.Connection | PoolConnectionProxy | asyncpg.Pool
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

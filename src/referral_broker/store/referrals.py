@@ -9,6 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from referral_broker.domain.delivery import DeliveryStatus
+from referral_broker.store.pool import Executor
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class ReferenceTaken(Exception):
     """The random reference collided with an existing one; draw another."""
 
 
-async def insert_referral(conn: asyncpg.Connection | asyncpg.Pool, r: NewReferral, *, dispatch_job: str) -> None:
+async def insert_referral(conn: Executor, r: NewReferral, *, dispatch_job: str) -> None:
     """One statement, so one atomic commit: the referral, one delivery per clinic, and the outbox row."""
     d = r.deliveries
     try:
@@ -55,11 +56,21 @@ async def insert_referral(conn: asyncpg.Connection | asyncpg.Pool, r: NewReferra
                         AS d(id, clinic_id, envelope, sha, keys)
                )
                INSERT INTO outbox (job, subject_id, due_at, created_at) VALUES ($16, $1, $3, $3)""",
-            r.id, r.reference, r.created_at, r.consent_version, r.consent_text_sha256,
-            r.contact_ct, r.email_bidx, r.phone_bidx, r.manage_token_hash,
+            r.id,
+            r.reference,
+            r.created_at,
+            r.consent_version,
+            r.consent_text_sha256,
+            r.contact_ct,
+            r.email_bidx,
+            r.phone_bidx,
+            r.manage_token_hash,
             DeliveryStatus.QUEUED.value,
-            [x.id for x in d], [x.clinic_id for x in d], [x.envelope for x in d],
-            [x.envelope_sha256 for x in d], [",".join(x.recipient_keys) for x in d],
+            [x.id for x in d],
+            [x.clinic_id for x in d],
+            [x.envelope for x in d],
+            [x.envelope_sha256 for x in d],
+            [",".join(x.recipient_keys) for x in d],
             dispatch_job,
         )
     except asyncpg.UniqueViolationError as exc:
@@ -81,7 +92,7 @@ class DeliveryView:
     acknowledged_at: datetime | None
 
 
-async def deliveries_of(conn: asyncpg.Connection | asyncpg.Pool, referral_id: uuid.UUID) -> list[DeliveryView]:
+async def deliveries_of(conn: Executor, referral_id: uuid.UUID) -> list[DeliveryView]:
     rows = await conn.fetch(
         """SELECT d.id, c.slug AS clinic_slug, c.name AS clinic_name, d.status, d.created_at, d.dispatched_at,
                   d.acknowledged_at
@@ -92,9 +103,7 @@ async def deliveries_of(conn: asyncpg.Connection | asyncpg.Pool, referral_id: uu
     return [DeliveryView(**dict(r)) for r in rows]
 
 
-async def by_manage_token_hash(
-    conn: asyncpg.Connection | asyncpg.Pool, token_hash: bytes
-) -> tuple[uuid.UUID, str, datetime] | None:
+async def by_manage_token_hash(conn: Executor, token_hash: bytes) -> tuple[uuid.UUID, str, datetime] | None:
     row = await conn.fetchrow(
         "SELECT id, reference, created_at FROM referrals WHERE manage_token_hash = $1", token_hash
     )

@@ -17,7 +17,7 @@ from referral_broker.web.clinic_api.inbox import ClinicInboxApi
 from referral_broker.web.errors import EXCEPTION_HANDLERS
 from referral_broker.web.health import healthz, readyz
 from referral_broker.web.patient.api import PatientApi
-from referral_broker.web.security_headers import security_headers_middleware
+from referral_broker.web.security_headers import add_security_headers
 
 
 @get("/", media_type=MediaType.TEXT, include_in_schema=False)
@@ -57,7 +57,7 @@ def create_app(
         route_handlers=[home, healthz, readyz, PatientApi, ClinicInboxApi],
         lifespan=[lifespan],
         exception_handlers=handlers,
-        middleware=[security_headers_middleware],
+        before_send=[add_security_headers],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="referral-broker", version="1"),
         debug=False,

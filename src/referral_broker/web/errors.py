@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
@@ -14,27 +15,33 @@ from referral_broker.services.clinic_auth import NotAllowed, NotAuthenticated
 log = logging.getLogger(__name__)
 
 
-def invalid_request(_: Request[object, object, object], exc: InvalidRequest) -> Response[dict[str, object]]:
+def invalid_request(_: Request[Any, Any, Any], exc: InvalidRequest) -> Response[dict[str, object]]:
     return Response(
         {"errors": [{"field": e.field, "code": e.code, "message": e.message} for e in exc.errors]},
         status_code=422,
     )
 
 
-def domain_error(_: Request[object, object, object], exc: DomainError) -> Response[dict[str, object]]:
+def domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, object]]:
     status = 401 if isinstance(exc, NotAuthenticated) else 403 if isinstance(exc, NotAllowed) else 400
     return Response({"error": str(exc)}, status_code=status)
 
 
-def http_error(_: Request[object, object, object], exc: HTTPException) -> Response[dict[str, object]]:
+def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]]:
     return Response({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def internal_error(request: Request[object, object, object], exc: Exception) -> Response[dict[str, object]]:
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     incident = secrets.token_hex(6)
     # The path and the exception type only: a request's body or query may hold personal data.
-    log.error("incident %s: %s on %s %s", incident, type(exc).__name__, request.method, request.url.path,
-              exc_info=exc)
+    log.error(
+        "incident %s: %s on %s %s",
+        incident,
+        type(exc).__name__,
+        request.method,
+        request.url.path,
+        exc_info=exc,
+    )
     return Response(
         {"error": "something went wrong on our side; nothing you sent was kept", "incident": incident},
         status_code=500,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import Message, Scope
 
 HEADERS: dict[str, str] = {
     "content-security-policy": (
@@ -21,19 +21,8 @@ HEADERS: dict[str, str] = {
 _ENCODED = [(k.encode(), v.encode()) for k, v in HEADERS.items()]
 
 
-def security_headers_middleware(app: ASGIApp) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in _ENCODED if k not in present]
-                message["headers"] = [*message.get("headers", []), *extra]
-            await send(message)
-
-        await app(scope, receive, send_with_headers)
-
-    return middleware
+async def add_security_headers(message: Message, scope: Scope) -> None:
+    """A `before_send` hook: unlike middleware it also sees responses for unmatched routes (404, 405)."""
+    if message["type"] == "http.response.start":
+        present = {name.lower() for name, _ in message.get("headers", [])}
+        message["headers"] = [*message.get("headers", []), *((k, v) for k, v in _ENCODED if k not in present)]

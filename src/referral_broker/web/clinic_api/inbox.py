@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Controller, Request, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromQuery
 
 from referral_broker.domain.enrolment import AckRequest, AckResult, InboxPage
 from referral_broker.domain.validation import decode_json
@@ -13,7 +16,7 @@ from referral_broker.store.clinics import ClinicRow
 from referral_broker.web.state import provide_broker
 
 
-async def authenticated_clinic(request: Request[object, object, object], broker: BrokerContext) -> ClinicRow:
+async def authenticated_clinic(request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext]) -> ClinicRow:
     body = await request.body()
     return await clinic_auth.authenticate(broker, request.method, str(request.url), dict(request.headers), body)
 
@@ -27,9 +30,19 @@ class ClinicInboxApi(Controller):
     }
 
     @get("/inbox")
-    async def inbox(self, clinic: ClinicRow, broker: BrokerContext, limit: int = 100) -> InboxPage:
+    async def inbox(
+        self,
+        clinic: NamedDependency[ClinicRow],
+        broker: NamedDependency[BrokerContext],
+        limit: FromQuery[int] = 100,
+    ) -> InboxPage:
         return await clinic_inbox.list_inbox(broker, clinic, limit)
 
     @post("/inbox/ack", status_code=200)
-    async def ack(self, request: Request[object, object, object], clinic: ClinicRow, broker: BrokerContext) -> AckResult:
+    async def ack(
+        self,
+        request: Request[Any, Any, Any],
+        clinic: NamedDependency[ClinicRow],
+        broker: NamedDependency[BrokerContext],
+    ) -> AckResult:
         return await clinic_inbox.acknowledge(broker, clinic, decode_json(await request.body(), AckRequest))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Controller, Request, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from referral_broker.domain.referral import Receipt, ReferralRequest
 from referral_broker.domain.validation import decode_json
@@ -23,11 +25,11 @@ class PatientApi(Controller):
         return catalogue.current_consent()
 
     @get("/clinics")
-    async def clinics(self, broker: BrokerContext) -> list[ClinicChoice]:
+    async def clinics(self, broker: NamedDependency[BrokerContext]) -> list[ClinicChoice]:
         return await catalogue.choosable_clinics(broker)
 
     @post("/referrals", status_code=201)
-    async def submit(self, request: Request[object, object, object], broker: BrokerContext) -> Receipt:
+    async def submit(self, request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext]) -> Receipt:
         """Submit a referral. Unknown fields are refused; every wrong field is named in `errors`."""
         referral = decode_json(await request.body(), ReferralRequest)
         return await intake.submit(broker, referral)

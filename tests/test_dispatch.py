@@ -1,0 +1,84 @@
+"""Dispatch and reconciliation: each referral made available exactly once, whatever repeats or races."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import msgspec
+
+from referral_broker.domain.referral import ReferralRequest
+from referral_broker.services import dispatch, intake, reconcile
+from referral_broker.services.context import BrokerContext
+from referral_broker.services.dispatch import DispatchOutcome
+from referral_broker.services.ports import JOB_DISPATCH
+from referral_broker.store import audit
+from tests.conftest import RecordingDoorbell, enrol_clinic, referral_json
+
+
+async def _submit(broker: BrokerContext, clinics: list[str]) -> uuid.UUID:
+    receipt = await intake.submit(broker, msgspec.convert(referral_json(clinics), ReferralRequest))
+    rid: uuid.UUID = await broker.pool.fetchval("SELECT id FROM referrals WHERE reference = $1", receipt.reference)
+    return rid
+
+
+async def test_dispatch_makes_every_delivery_available_once(broker: BrokerContext) -> None:
+    await enrol_clinic(broker, "a")
+    await enrol_clinic(broker, "b")
+    rid = await _submit(broker, ["a", "b"])
+    assert await dispatch.dispatch_referral(broker, rid) == DispatchOutcome.DISPATCHED
+    assert await dispatch.dispatch_referral(broker, rid) == DispatchOutcome.NOTHING_TO_DO
+    rows = await broker.pool.fetch("SELECT status, attempts, dispatched_at FROM deliveries")
+    assert [(r["status"], r["attempts"]) for r in rows] == [("available", 1), ("available", 1)]
+    assert await broker.pool.fetchval("SELECT count(*) FROM dispatch_receipts") == 2
+
+
+async def test_racing_dispatchers_make_each_delivery_available_once(broker: BrokerContext) -> None:
+    await enrol_clinic(broker, "a")
+    rids = [await _submit(broker, ["a"]) for _ in range(10)]
+    outcomes = await asyncio.gather(*(dispatch.dispatch_referral(broker, r) for r in rids for _ in range(4)))
+    assert outcomes.count(DispatchOutcome.DISPATCHED) == 10
+    assert await broker.pool.fetchval("SELECT count(*) FROM deliveries WHERE attempts = 1 AND status='available'") == 10
+    assert await broker.pool.fetchval("SELECT count(*) FROM dispatch_receipts") == 10
+
+
+async def test_reconciler_rings_again_for_every_undispatched_referral(broker: BrokerContext) -> None:
+    await enrol_clinic(broker, "a")
+    rids = {await _submit(broker, ["a"]) for _ in range(3)}
+    await dispatch.dispatch_referral(broker, next(iter(rids)))
+    doorbell = RecordingDoorbell()
+    broker.doorbell = doorbell
+    assert await reconcile.reconcile(broker) == 2
+    assert {s for _, s in doorbell.rung} == rids - {next(iter(rids))}
+    assert {j for j, _ in doorbell.rung} == {JOB_DISPATCH}
+
+
+async def test_delivery_becomes_dead_after_the_allowed_tries_and_others_are_unaffected(
+    broker: BrokerContext,
+) -> None:
+    await enrol_clinic(broker, "a")
+    poison = await _submit(broker, ["a"])
+    healthy = await _submit(broker, ["a"])
+    # Simulate tries that failed before committing anything: only the attempt counter moved.
+    await broker.pool.execute(
+        "UPDATE outbox SET attempts = $2 WHERE subject_id = $1", poison, broker.settings.dispatch_max_tries
+    )
+    assert await dispatch.dispatch_referral(broker, poison) == DispatchOutcome.DEAD
+    assert await dispatch.dispatch_referral(broker, healthy) == DispatchOutcome.DISPATCHED
+    states = dict(await broker.pool.fetch("SELECT referral_id, status FROM deliveries"))
+    assert states == {poison: "dead", healthy: "available"}
+    assert await dispatch.dispatch_referral(broker, poison) == DispatchOutcome.NOTHING_TO_DO
+
+
+async def test_audit_chain_records_enrolment_and_dispatch_and_detects_tampering(
+    broker: BrokerContext,
+) -> None:
+    await enrol_clinic(broker, "a")
+    await dispatch.dispatch_referral(broker, await _submit(broker, ["a"]))
+    checked, broken = await audit.verify_chain(broker.pool)
+    assert broken is None and checked == 3  # enrolled, verified, dispatched
+    actions = [e["action"] for e in reversed(await audit.recent(broker.pool))]
+    assert actions == ["clinic.enrolled", "clinic.verified", "delivery.dispatched"]
+    await broker.pool.execute("UPDATE audit_events SET actor = 'someone-else' WHERE id = 2")
+    _, broken = await audit.verify_chain(broker.pool)
+    assert broken is not None and broken.event_id == 2
