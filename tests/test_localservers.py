@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +53,23 @@ def cleanup() -> Iterator[Callable[[Server], Server]]:
         return server
 
     yield register
+    errors: list[Exception] = []
     for server in reversed(started):
-        server.stop()
+        try:
+            server.stop()
+        except Exception as exc:  # stop the others all the same
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def traversable_dir() -> Iterator[Path]:
+    """A dir every user can reach (unlike pytest's 0700 tmp dirs), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="rb-lstest-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def fetch(url: str, sql: str, *args: object) -> list[Any]:
@@ -134,10 +151,19 @@ def test_postgres_reuses_its_cluster_despite_a_stale_pid_file(
     assert (again.data_dir / "PG_VERSION").stat().st_mtime_ns == version_mtime  # no new initdb
     assert fetch(again.url, "select x from kept")[0][0] == 42
 
+    # A server still running in the data dir (say, a `make dev` killed before
+    # its clean-up) is stopped and the cluster started afresh.
+    third = start_postgres(tmp_path / "pg")
+    cleanup(third)
+    assert fetch(third.url, "select x from kept")[0][0] == 42
+    if third.port != again.port:
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", again.port), timeout=1).close()
+        again.stop()  # stands for a server that is gone: must not stop `third`
+        assert fetch(third.url, "select 1")[0][0] == 1
 
-def test_postgres_restarts_after_its_postmaster_was_killed(
-    tmp_path: Path, cleanup: Callable[[Server], Server]
-) -> None:
+
+def test_postgres_restarts_after_its_postmaster_was_killed(tmp_path: Path, cleanup: Callable[[Server], Server]) -> None:
     pg = start_postgres(tmp_path / "pg")
     cleanup(pg)
     execute(pg.url, "create table t (x int); insert into t values (7)")
@@ -199,32 +225,52 @@ def test_redis_stop_copes_with_a_process_that_died_on_its_own(
     time.sleep(0.05)
     rd.stop()
     rd.start()  # the stale pid file is no obstacle
-    assert redis.Redis.from_url(rd.url).ping()
+    client = redis.Redis.from_url(rd.url)
+    try:
+        assert client.ping()
+    finally:
+        client.close()
+
+
+def test_a_leftover_redis_in_the_data_dir_is_replaced(tmp_path: Path, cleanup: Callable[[Server], Server]) -> None:
+    first = start_redis(tmp_path / "redis")
+    cleanup(first)
+    second = start_redis(tmp_path / "redis")  # as after a `make dev` that died without clean-up
+    cleanup(second)
+    assert not first.is_running()
+    client = redis.Redis.from_url(second.url)
+    try:
+        assert client.ping()
+    finally:
+        client.close()
 
 
 # ------------------------------------------------------------------------- ports
 
 
 def test_servers_started_at_once_get_different_ports(
-    tmp_path: Path, cleanup: Callable[[Server], Server]
+    tmp_path: Path, traversable_dir: Path, cleanup: Callable[[Server], Server]
 ) -> None:
     # One data dir too deep for a Unix socket path (107 bytes): its socket
     # goes to a short private dir under /tmp instead.
-    deep = tmp_path / ("d" * 60) / ("e" * 60) / "pg"
+    deep = traversable_dir / ("d" * 60) / ("e" * 60) / "pg"
+    futures: list[Future[Any]] = []
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [
-            pool.submit(start_postgres, deep),
-            pool.submit(start_postgres, tmp_path / "pg-fast", durable=False),
-            pool.submit(start_redis, tmp_path / "r1"),
-            pool.submit(start_redis, tmp_path / "r2"),
-        ]
-        servers = [cleanup(f.result()) for f in futures]
+        futures.append(pool.submit(start_postgres, deep))
+        futures.append(pool.submit(start_postgres, tmp_path / "pg-fast", durable=False))
+        futures.append(pool.submit(start_redis, tmp_path / "r1"))
+        futures.append(pool.submit(start_redis, tmp_path / "r2"))
+    for future in futures:  # register every server that did start, then fail
+        if future.exception() is None:
+            cleanup(future.result())
+    servers = [future.result() for future in futures]
     ports = {s.port for s in servers}
     assert len(ports) == 4
     assert not ports & SHARED_PORTS
 
     deep_pg, fast_pg = servers[0], servers[1]
     assert isinstance(deep_pg, PostgresServer) and isinstance(fast_pg, PostgresServer)
+    assert deep_pg.data_dir == deep
     assert deep_pg.socket_dir is not None and str(deep_pg.socket_dir).startswith("/tmp/rb-pg-")
     assert (deep_pg.socket_dir / f".s.PGSQL.{deep_pg.port}").is_socket()
     assert fetch(deep_pg.url, "show fsync")[0][0] == "on"
@@ -233,7 +279,11 @@ def test_servers_started_at_once_get_different_ports(
         "off",
     ]
     for server in servers[2:]:
-        assert redis.Redis.from_url(server.url).ping()
+        client = redis.Redis.from_url(server.url)
+        try:
+            assert client.ping()
+        finally:
+            client.close()
 
     socket_dir = deep_pg.socket_dir
     deep_pg.stop()
@@ -248,7 +298,7 @@ def test_a_port_taken_before_the_server_binds_it_is_replaced(
     try:
         for start in (start_redis, start_postgres):
             handed_out = iter([taken_port])
-            monkeypatch.setattr(localservers, "free_port", lambda it=handed_out: next(it, None) or free_port())
+            monkeypatch.setattr(localservers, "free_port", lambda it=handed_out: next(it, 0) or free_port())
             server = cleanup(start(tmp_path / start.__name__))
             assert server.port != taken_port
     finally:
@@ -330,13 +380,13 @@ def test_ensure_installed_does_nothing_when_everything_is_there(monkeypatch: pyt
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"unexpected subprocess.run{args}")
 
-    monkeypatch.setattr(localservers.subprocess, "run", forbidden)
+    monkeypatch.setattr(subprocess, "run", forbidden)
     ensure_installed()
 
 
 def test_ensure_installed_explains_what_to_install_when_not_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(localservers, "_missing_programs", lambda: ["initdb", "redis-server"])
-    monkeypatch.setattr(localservers.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(ServerUnavailable, match="not root") as excinfo:
         ensure_installed()
     assert "initdb, redis-server" in str(excinfo.value)
@@ -352,9 +402,9 @@ def test_ensure_installed_uses_apt_get_non_interactively_as_root(monkeypatch: py
         return subprocess.CompletedProcess(args, 0, "", "")
 
     monkeypatch.setattr(localservers, "_missing_programs", lambda: next(missing))
-    monkeypatch.setattr(localservers.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(localservers.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(localservers.subprocess, "run", fake_run)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(subprocess, "run", fake_run)
     ensure_installed()
     lock_wait = ["-o", "DPkg::Lock::Timeout=300"]
     assert [args for args, _ in calls] == [
@@ -364,16 +414,54 @@ def test_ensure_installed_uses_apt_get_non_interactively_as_root(monkeypatch: py
     assert all(env["DEBIAN_FRONTEND"] == "noninteractive" for _, env in calls)
 
 
-def test_as_root_the_cluster_belongs_to_an_unprivileged_user(
+def test_a_reachable_data_dir_is_used_in_place(traversable_dir: Path, cleanup: Callable[[Server], Server]) -> None:
+    pg = start_postgres(traversable_dir / "pg")
+    cleanup(pg)
+    assert pg.data_dir == traversable_dir / "pg"
+    assert not pg.data_dir.is_symlink()
+    assert pg.socket_dir == pg.data_dir
+    assert fetch(pg.url, "select 1")[0][0] == 1
+
+
+def test_as_root_an_unreachable_data_dir_is_relocated_not_chmodded(
     tmp_path: Path, cleanup: Callable[[Server], Server]
 ) -> None:
     if os.geteuid() != 0:
         pytest.skip("only meaningful when the tests run as root")
+    mode_before = stat.S_IMODE(tmp_path.stat().st_mode)
     pg = start_postgres(tmp_path / "pg")
     cleanup(pg)
-    owner = pg.data_dir.stat().st_uid
-    assert owner != 0
-    assert fetch(pg.url, "select pg_postmaster_start_time() is not null")[0][0] is True
-    # pytest's 0700 tmp dirs became searchable, not readable, by others.
-    assert tmp_path.stat().st_mode & stat.S_IXOTH
-    assert not tmp_path.stat().st_mode & stat.S_IROTH
+    # The cluster belongs to an unprivileged user, not root.
+    assert pg.data_dir.stat().st_uid != 0
+    assert stat.S_IMODE(pg.data_dir.stat().st_mode) == 0o700
+    # pytest's 0700 dirs are left alone; the given path links to the cluster.
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == mode_before
+    assert pg.data_dir.is_relative_to(localservers.RELOCATION_BASE)
+    assert (tmp_path / "pg").is_symlink()
+    assert (tmp_path / "pg").resolve() == pg.data_dir
+    assert "ready to accept connections" in (tmp_path / "pg" / "server.log").read_text()
+    execute(pg.url, "create table kept (x int); insert into kept values (1)")
+    pg.stop()
+
+    again = start_postgres(tmp_path / "pg")  # found again through the link: re-used
+    cleanup(again)
+    assert again.data_dir == pg.data_dir
+    assert fetch(again.url, "select x from kept")[0][0] == 1
+
+
+def test_relocated_clusters_nothing_links_to_are_removed(tmp_path: Path, cleanup: Callable[[Server], Server]) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only meaningful when the tests run as root")
+    old = start_postgres(tmp_path / "old")
+    cleanup(old)
+    old.stop()
+    (tmp_path / "old").unlink()  # as when pytest deletes an old tmp dir
+    running = start_postgres(tmp_path / "running")
+    cleanup(running)
+    (tmp_path / "running").unlink()  # no link, but a live postmaster: kept
+
+    new = start_postgres(tmp_path / "new")
+    cleanup(new)
+    assert not old.data_dir.parent.exists()
+    assert running.data_dir.exists()
+    running.stop()

@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from referral_broker.clinic.cli import main
-from referral_broker.crypto.broker_keys import format_public_key
 from referral_broker.crypto.clinic_identity import ClinicSecrets, check_enrollment, fingerprint_of
+from referral_broker.crypto.encoding import format_public_key
 from referral_broker.crypto.envelope import BrokerSigner
 from referral_broker.crypto.keyfile import unlock
 from tests.clinic.conftest import PASSPHRASE, SLUG, Clinic, init_argv

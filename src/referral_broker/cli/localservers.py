@@ -18,12 +18,13 @@ server that already died.
 PostgreSQL refuses to run as root.  When we are root (CI), ``initdb`` and
 ``pg_ctl`` run as an unprivileged user: ``postgres`` if the system has it,
 otherwise a system user ``referral-broker`` that we create.  See
-``_server_user`` and ``_grant_traversal`` for the details.
+``_server_user`` and ``RELOCATION_BASE`` for the details.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import re
@@ -116,8 +117,7 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
             last_error = exc
         if time.monotonic() >= deadline:
             raise ServerUnavailable(
-                f"nothing accepted connections on {host}:{port} within {timeout:.1f}s "
-                f"(last error: {last_error})"
+                f"nothing accepted connections on {host}:{port} within {timeout:.1f}s (last error: {last_error})"
             )
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
@@ -243,8 +243,7 @@ def ensure_installed() -> None:
     still_missing = _missing_programs()
     if still_missing:
         raise ServerUnavailable(
-            f"installed postgresql and redis-server but still missing: {', '.join(still_missing)}. "
-            + _INSTALL_HINT
+            f"installed postgresql and redis-server but still missing: {', '.join(still_missing)}. " + _INSTALL_HINT
         )
 
 
@@ -317,36 +316,24 @@ def _server_user() -> _ServerUser | None:
         entry = pwd.getpwnam(_FALLBACK_USER)
     except KeyError:
         raise ServerUnavailable(
-            f"could not create system user {_FALLBACK_USER!r} for PostgreSQL: "
-            f"{(result.stdout + result.stderr).strip()}"
+            f"could not create system user {_FALLBACK_USER!r} for PostgreSQL: {(result.stdout + result.stderr).strip()}"
         ) from None
     return _ServerUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
 
-def _grant_traversal(path: Path, user: _ServerUser) -> None:
-    """Let *user* reach *path*: add the search (x) bit where a parent denies it.
+def _traversable(directory: Path, user: _ServerUser) -> bool:
+    """Can *user* search *directory* and every directory above it?
 
-    Why chmod rather than relocating the cluster: the data dir is the caller's
-    choice and stays the one true location (logs, sockets, re-use across runs
-    all live where the caller looks), and nothing is left behind elsewhere.
-    Relocating would need symlinks back and garbage collection of orphaned
-    40 MB clusters under /tmp, since pytest deletes only its own tmp dirs.
-
-    What we change is deliberately narrow: only the directories *above* the
-    data dir that actually deny the user, only the one permission class that
-    applies to that user (owner, group or other: Unix checks exactly one), and
-    only the search bit, never read or write.  Search permission lets someone
-    open an entry whose name they already know; it does not let them list the
-    directory.  pytest's tmp_path is the typical case: /tmp/pytest-of-root and
-    the dirs below it are 0700, so they become 0701 (pytest resets its root
-    dir to 0700 at the next session; we re-check on every start).  A data dir
-    under the project (.dev/...) normally needs no change at all.  If widening
-    a directory such as /root is unwanted, put the data dir somewhere already
-    traversable instead.
+    Unix checks exactly one permission class (owner, group or other), so we do
+    the same.  ACLs are not considered; a directory that does not exist yet
+    counts as not traversable.
     """
     groups = set(os.getgrouplist(user.name, user.gid))
-    for parent in reversed(path.parents):  # from "/" downwards
-        st = parent.stat()
+    for component in (directory, *directory.parents):
+        try:
+            st = component.stat()
+        except OSError:
+            return False
         if st.st_uid == user.uid:
             needed = stat.S_IXUSR
         elif st.st_gid in groups:
@@ -354,7 +341,107 @@ def _grant_traversal(path: Path, user: _ServerUser) -> None:
         else:
             needed = stat.S_IXOTH
         if not st.st_mode & needed:
-            os.chmod(parent, stat.S_IMODE(st.st_mode) | needed)
+            return False
+    return True
+
+
+# Where clusters go when the caller's path is out of the server user's reach.
+#
+# The problem: as root, PostgreSQL runs as `postgres`, which must be able to
+# reach its data dir by path (pg_ctl, initdb and the postmaster all chdir to
+# it).  pytest's tmp_path lives under /tmp/pytest-of-root, which pytest keeps
+# at mode 0700, as it does each tmp dir below it.
+#
+# Two ways out were considered.  (1) chmod o+x the blocking directories: this
+# was tried first and fails in practice, because every new pytest session
+# (other engineers run theirs concurrently) resets /tmp/pytest-of-root to
+# 0700, which cuts off initdb or pg_ctl mid-run with "Permission denied"; it
+# also widens directories we do not own, such as /root.  (2) Relocate: what
+# we do.  When the requested path is not traversable by the server user, the
+# cluster lives in RELOCATION_BASE/pg-<hash of the requested path>/pgdata and
+# the requested path becomes a symlink to it, so it is found again on the next
+# start (re-use) and the logs are where the caller looks.  RELOCATION_BASE is
+# root-owned and 0711 (searchable, not listable); each cluster is 0700 and
+# owned by the server user.  Nothing outside it changes mode.  When the
+# symlink disappears (pytest deletes old tmp dirs), the cluster is garbage and
+# the next relocating start removes it, unless a postmaster still runs there.
+# A path the user can already reach (e.g. the project's .dev/) is used in
+# place, and so is any path when we are not root.
+RELOCATION_BASE = Path("/tmp/referral-broker-pgdata")  # noqa: S108 - fixed name, ownership and mode verified
+
+
+def _relocation_base() -> Path:
+    base = RELOCATION_BASE
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o711)
+    st = os.lstat(base)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise ServerUnavailable(
+            f"{base} must be a directory owned by uid {os.geteuid()} and writable by it alone; "
+            "it is not (someone else created it?). Remove it and try again."
+        )
+    if stat.S_IMODE(st.st_mode) != 0o711:
+        os.chmod(base, 0o711)  # noqa: S103 - search-only for others: the PostgreSQL user must pass
+    return base
+
+
+def _relocate(link: Path) -> Path:
+    """Point *link* (the caller's path) at a relocated cluster dir and return that dir."""
+    base = _relocation_base()
+    entry = base / f"pg-{hashlib.sha256(os.fsencode(link)).hexdigest()[:16]}"
+    cluster = entry / "pgdata"
+    # The link first, the entry second: the garbage collector of a concurrent
+    # start keeps every entry whose origin still links to it, and skips
+    # entries whose origin file is not written yet.
+    if link.is_symlink():
+        if os.readlink(link) != str(cluster):
+            raise ServerUnavailable(
+                f"{link} is a symlink to {os.readlink(link)}, which the PostgreSQL user cannot reach; "
+                "pass a directory it can traverse"
+            )
+    else:
+        if link.is_dir():
+            if any(link.iterdir()):
+                raise ServerUnavailable(
+                    f"{link} is neither empty nor a PostgreSQL data directory (no PG_VERSION); "
+                    "refusing to initialise a cluster there"
+                )
+            link.rmdir()
+        link.symlink_to(cluster, target_is_directory=True)
+    entry.mkdir(mode=0o711, exist_ok=True)
+    os.chmod(entry, 0o711)  # noqa: S103 - search-only for others: the PostgreSQL user must pass
+    (entry / "origin").write_text(str(link))
+    cluster.mkdir(exist_ok=True)
+    _collect_garbage(base, keep=entry)
+    return cluster
+
+
+def _collect_garbage(base: Path, keep: Path) -> None:
+    """Remove relocated clusters nothing links to any more and nothing runs in."""
+    for entry in base.iterdir():
+        if entry == keep or not entry.name.startswith("pg-"):
+            continue
+        cluster = entry / "pgdata"
+        try:
+            origin = Path((entry / "origin").read_text())
+            if origin.is_symlink() and os.readlink(origin) == str(cluster):
+                continue
+        except (OSError, UnicodeDecodeError):
+            continue  # being created right now, or not ours
+        if _postmaster_pid(cluster) is None:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _cluster_dir(requested: Path, user: _ServerUser | None) -> Path:
+    """Where the cluster for *requested* lives: normally *requested* itself."""
+    requested = Path(os.path.abspath(requested))
+    if user is None:
+        return requested.resolve()
+    requested.parent.mkdir(parents=True, exist_ok=True)
+    real = requested.resolve()
+    if _traversable(real.parent, user):
+        return real
+    return _relocate(requested.parent.resolve() / requested.name)
 
 
 def _chown_tree(root: Path, user: _ServerUser) -> None:
@@ -379,9 +466,7 @@ def _server_env(user: _ServerUser | None) -> dict[str, str]:
     return env
 
 
-def _run(
-    args: list[str], user: _ServerUser | None, cwd: Path, timeout: float
-) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], user: _ServerUser | None, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     """Run a program, as *user* when given.
 
     Dropping privileges uses subprocess's own ``user=``/``group=``/
@@ -480,6 +565,11 @@ class PostgresServer:
 
     Authentication is ``trust``: acceptable because it listens on loopback only
     and exists for development and tests.
+
+    ``data_dir`` is the cluster's real directory: the path given to
+    ``start_postgres``, except when running as root with a path the PostgreSQL
+    user cannot reach (pytest's tmp dirs); then it is a private directory under
+    ``RELOCATION_BASE`` and the given path is a symlink to it.
     """
 
     url: str
@@ -504,14 +594,17 @@ class PostgresServer:
                 return
             # A leftover from an earlier run (e.g. a `make dev` killed before
             # its clean-up) on another port: the data dir is ours, stop it.
-            self.stop("fast")
+            self._stop("fast", any_port=True)
         pg_ctl = find_postgres_bin("pg_ctl")
         user = _prepare_data_dir(self.data_dir)
         # No live postmaster of ours is behind a pid file still present here
         # (checked above), so it is stale: remove it, lest PostgreSQL take a
         # recycled pid of another `postgres`-user process for a running server.
-        with contextlib.suppress(FileNotFoundError):
-            (self.data_dir / "postmaster.pid").unlink()
+        # Same for the socket and its lock file, which PostgreSQL checks the
+        # same way (and a killed postmaster that is still a zombie passes
+        # that check).  Only postmasters of this data dir put sockets here.
+        for stale in (self.data_dir / "postmaster.pid", *self.data_dir.glob(".s.PGSQL.*")):
+            stale.unlink(missing_ok=True)
         self._release_socket_dir()
         self.socket_dir, self._temporary_socket_dir = _socket_dir_for(self.data_dir, user)
         options = [
@@ -548,26 +641,37 @@ class PostgresServer:
         wait_for_port(LOOPBACK, self.port, timeout=10.0)
 
     def stop(self, mode: str = "fast") -> None:
-        """``pg_ctl stop -m MODE`` (smart, fast or immediate); a no-op when not running."""
+        """``pg_ctl stop -m MODE`` (smart, fast or immediate); a no-op when not running.
+
+        Only the server on this object's port is stopped: if another
+        ``start_postgres`` has since replaced it in the same data dir, this
+        object stands for a server that is gone and leaves the new one alone.
+        """
+        self._stop(mode, any_port=False)
+
+    def _stop(self, mode: str, *, any_port: bool) -> None:
         if mode not in {"smart", "fast", "immediate"}:
             raise ValueError(f"unknown shutdown mode {mode!r}; use smart, fast or immediate")
-        if _postmaster_pid(self.data_dir) is None:
+        if _postmaster_pid(self.data_dir) is None or (not any_port and _postmaster_port(self.data_dir) != self.port):
             self._release_socket_dir()
             return
+        # -W and our own polling: pg_ctl -w polls only every 100 ms, which
+        # would be most of the time a stop takes.
         result = _run(
-            [
-                str(find_postgres_bin("pg_ctl")), "stop", "-D", str(self.data_dir), "-m", mode,
-                "-w", "-t", str(_PG_CTL_TIMEOUT_S),
-            ],
+            [str(find_postgres_bin("pg_ctl")), "stop", "-D", str(self.data_dir), "-m", mode, "-W"],
             _server_user(),
             cwd=self.data_dir,
-            timeout=_PG_CTL_TIMEOUT_S + 30,
-        )  # fmt: skip
-        if result.returncode != 0 and _postmaster_pid(self.data_dir) is not None:
-            raise ServerUnavailable(
-                f"could not stop PostgreSQL in {self.data_dir} ({mode}): "
-                f"{(result.stdout + result.stderr).strip()}\n" + _log_tail(self.data_dir / "server.log")
-            )
+            timeout=_PG_CTL_TIMEOUT_S,
+        )
+        deadline = time.monotonic() + _PG_CTL_TIMEOUT_S
+        while _postmaster_pid(self.data_dir) is not None:
+            if result.returncode != 0 or time.monotonic() > deadline:
+                raise ServerUnavailable(
+                    f"could not stop PostgreSQL in {self.data_dir} ({mode}): "
+                    f"{(result.stdout + result.stderr).strip() or 'timed out'}\n"
+                    + _log_tail(self.data_dir / "server.log")
+                )
+            time.sleep(0.005)
         self._release_socket_dir()
 
     def _release_socket_dir(self) -> None:
@@ -579,10 +683,14 @@ class PostgresServer:
 
 def _prepare_data_dir(data_dir: Path) -> _ServerUser | None:
     """Create *data_dir*, and when root hand it to the unprivileged user."""
-    data_dir.mkdir(parents=True, exist_ok=True)
     user = _server_user()
+    if user is not None and not _traversable(data_dir.parent, user):
+        raise ServerUnavailable(
+            f"the PostgreSQL user {user.name!r} cannot reach {data_dir}: a directory above it "
+            "lacks search permission for that user (did something chmod it?)"
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
     if user is not None:
-        _grant_traversal(data_dir, user)
         _chown_tree(data_dir, user)
     return user
 
@@ -607,23 +715,25 @@ def _initdb(data_dir: Path, user: _ServerUser | None) -> None:
     )  # fmt: skip
     if result.returncode != 0:
         raise ServerUnavailable(
-            f"initdb failed for {data_dir} (exit status {result.returncode}):\n"
-            + _tail(result.stdout + result.stderr)
+            f"initdb failed for {data_dir} (exit status {result.returncode}):\n" + _tail(result.stdout + result.stderr)
         )
 
 
 def start_postgres(data_dir: Path, port: int | None = None, *, durable: bool = True) -> PostgresServer:
-    """Start a private PostgreSQL in *data_dir* (initialised on first use).
+    """Start a private PostgreSQL in *data_dir* (initialised on first use, re-used after).
+
+    The server log is ``server.log`` in the data dir.  As root, see
+    ``PostgresServer`` for when the cluster is relocated.
 
     With ``port=None`` a free port is chosen, and a fresh one tried if another
     process binds it first.  ``durable=False`` turns off fsync,
     synchronous_commit and full_page_writes: faster, but committed data may be
     lost on a crash; crash tests need the default.
     """
-    data_dir = Path(data_dir).resolve()
     if port is not None:
         _check_port(port)
     find_postgres_bin("pg_ctl")  # fail early, with the install hint
+    data_dir = _cluster_dir(Path(data_dir), _server_user())
     _initdb(data_dir, _prepare_data_dir(data_dir))
     attempts = 1 if port is not None else _START_ATTEMPTS
     for attempt in range(attempts):
@@ -699,10 +809,7 @@ class RedisServer:
             _wait_for_redis(self._process, self.port, _REDIS_START_TIMEOUT_S)
         except ServerUnavailable as exc:
             self.kill()
-            message = (
-                f"redis-server in {self.data_dir} failed to start on port {self.port}: {exc}\n"
-                + _log_tail(log)
-            )
+            message = f"redis-server in {self.data_dir} failed to start on port {self.port}: {exc}\n" + _log_tail(log)
             if isinstance(exc, _PortTaken) or _ADDRESS_IN_USE in _read_log(log, log_start):
                 raise _PortTaken(message) from None
             raise ServerUnavailable(message) from None

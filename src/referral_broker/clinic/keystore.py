@@ -19,13 +19,13 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from referral_broker.crypto.broker_keys import format_public_key, parse_public_key
 from referral_broker.crypto.clinic_identity import (
     ClinicSecrets,
     EnrollmentInvalid,
     check_enrollment,
     make_enrollment,
 )
+from referral_broker.crypto.encoding import format_public_key, parse_public_key
 from referral_broker.crypto.keyfile import lock, unlock, write_private
 from referral_broker.domain.enrolment import Enrollment
 from referral_broker.domain.errors import KeyFileError

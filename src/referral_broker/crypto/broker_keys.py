@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from referral_broker.crypto.contact import ContactVault
-from referral_broker.crypto.encoding import b64, unb64
+from referral_broker.crypto.encoding import b64, format_public_key, unb64
 from referral_broker.crypto.envelope import BrokerSigner
 from referral_broker.crypto.keyfile import write_private
 
@@ -58,18 +58,3 @@ def load_keys(folder: Path) -> BrokerKeys:
         signer=BrokerSigner(unb64((folder / SIGNING_FILE).read_text())),
         vault=ContactVault(unb64((folder / DATA_FILE).read_text())),
     )
-
-
-def format_public_key(public_key: bytes) -> str:
-    return f"ed25519:{b64(public_key)}"
-
-
-def parse_public_key(text: str) -> bytes:
-    """Read `ed25519:<base64>` (the content of broker.pub)."""
-    prefix, _, value = text.strip().partition(":")
-    if prefix != "ed25519" or not value:
-        raise ValueError("a broker key looks like 'ed25519:<base64>' (the content of broker.pub)")
-    key = unb64(value)
-    if len(key) != 32:
-        raise ValueError("a broker key is 32 bytes")
-    return key

@@ -32,3 +32,18 @@ def b64(data: bytes) -> str:
 
 def unb64(text: str) -> bytes:
     return base64.b64decode(text.strip(), validate=True)
+
+
+def format_public_key(public_key: bytes) -> str:
+    return f"ed25519:{b64(public_key)}"
+
+
+def parse_public_key(text: str) -> bytes:
+    """Read `ed25519:<base64>` (the content of broker.pub)."""
+    prefix, _, value = text.strip().partition(":")
+    if prefix != "ed25519" or not value:
+        raise ValueError("a broker key looks like 'ed25519:<base64>' (the content of broker.pub)")
+    key = unb64(value)
+    if len(key) != 32:
+        raise ValueError("a broker key is 32 bytes")
+    return key

@@ -7,6 +7,7 @@ parameters travel with the file, so a file made with stronger settings still ope
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import msgspec
@@ -68,17 +69,29 @@ def unlock(data: bytes, passphrase: str) -> bytes:
 
 
 def write_private(path: Path, data: bytes, *, overwrite: bool = False) -> None:
-    """Write `data` to `path` with mode 0600, atomically and durably; refuse to replace unless asked."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; refusing to overwrite a key")
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write `data` to `path` with mode 0600, atomically and durably; refuse to replace unless asked.
+
+    The bytes go to a fresh temporary file first (mkstemp: unique name, O_EXCL, 0600). Without
+    `overwrite` it is then hard-linked into place, which fails if the name exists — no window in
+    which a check passes and another writer's key is replaced.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"{path} exists; refusing to overwrite a key") from None
     finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

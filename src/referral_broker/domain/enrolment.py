@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
+from msgspec import Meta
 
 from referral_broker.domain.referral import Slug
 
@@ -23,8 +25,12 @@ class Enrollment(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     proof: bytes  # Ed25519 signature over the fields above, proving the signing key is held
 
 
+DeliveryId = Annotated[str, Meta(min_length=1, max_length=64)]
+MAX_ACK = 500
+
+
 class InboxItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    delivery_id: str
+    delivery_id: DeliveryId
     envelope: bytes  # a signed envelope, opaque to the broker's API layer
 
 
@@ -36,7 +42,7 @@ class InboxPage(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class AckRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    delivery_ids: list[str]
+    delivery_ids: Annotated[list[DeliveryId], Meta(max_length=MAX_ACK)]
 
 
 class AckResult(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from referral_broker.domain.enrolment import AckRequest, AckResult, InboxItem, InboxPage
+from referral_broker.domain.enrolment import MAX_ACK, AckRequest, AckResult, InboxItem, InboxPage
 from referral_broker.domain.errors import FieldError, InvalidRequest
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, clinics, deliveries
 from referral_broker.store.clinics import ClinicRow
 
 MAX_PAGE = 500
-MAX_ACK = 500
 
 
 async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int) -> InboxPage:
