@@ -9,6 +9,7 @@ decrypted files — never in a database dump, a Redis value, or a log line.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -115,6 +116,8 @@ def broker(servers: Servers, clean_db: str, redis_url: str, tmp_path: Path) -> I
         "REFERRAL_BROKER_JOB_TIMEOUT": "3",
         "REFERRAL_CLINIC_PASSPHRASE": PASSPHRASE,
         "REFERRAL_CLINIC_KDF_PROFILE": "interactive",
+        # coverage.py's subprocess measurement travels in this variable
+        **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")},
     }
     run([program("referral-broker"), "keys", "init"], env)
     server = Program([program("referral-broker"), "serve", "--port", str(port)], env, tmp_path / "server.log")
