@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: dev test lint typecheck contracts unit clean
+.PHONY: dev test lint typecheck contracts unit system-tools clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
@@ -29,7 +29,11 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+# Programs the tests drive that come neither from PyPI nor from localservers.ensure_installed (PostgreSQL, Redis).
+system-tools:
+	scripts/ensure-system-tools kubectl=kubernetes-client
+
+unit: $(STAMP) system-tools
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
 
 clean:

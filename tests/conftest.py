@@ -49,6 +49,8 @@ def servers() -> Iterator[Servers]:
     folder = Path(tempfile.mkdtemp(prefix="rb-test-"))
     pg = rd = None
     try:
+        if not (pg_url and redis_url):
+            localservers.ensure_installed()  # apt-get install postgresql / redis-server when missing (as root)
         if not pg_url:
             pg = localservers.start_postgres(folder / "pg", durable=False)
             pg_url = pg.url

@@ -111,3 +111,16 @@ def test_a_tampered_enrolment_file_is_refused(
     assert main(["clinic", "add", "--enrollment", str(path)]) == 2
     assert "altered" in capsys.readouterr().err
     assert main(["clinic", "add", "--enrollment", str(tmp_path / "missing.json")]) == 2
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    secret = tmp_path / "database_url"
+    secret.write_text("postgresql://broker:s3cret@db/referral_broker\n")
+    assert Settings.from_env({"DATABASE_URL_FILE": str(secret)}).database_url.endswith("@db/referral_broker")
+    with pytest.raises(ConfigError, match="DATABASE_URL_FILE"):
+        Settings.from_env({"DATABASE_URL_FILE": str(tmp_path / "missing")})
+
+
+def test_other_programs_file_variables_are_ignored(tmp_path: Path) -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://x/y", "TF_CLI_CONFIG_FILE": str(tmp_path / "none")})
+    assert settings.database_url == "postgresql://x/y"

@@ -117,7 +117,7 @@ def broker(servers: Servers, clean_db: str, redis_url: str, tmp_path: Path) -> I
         "REFERRAL_CLINIC_PASSPHRASE": PASSPHRASE,
         "REFERRAL_CLINIC_KDF_PROFILE": "interactive",
         # coverage.py's subprocess measurement travels in this variable
-        **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")},
+        **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_") or k == "PYTHONPATH"},
     }
     run([program("referral-broker"), "keys", "init"], env)
     server = Program([program("referral-broker"), "serve", "--port", str(port)], env, tmp_path / "server.log")

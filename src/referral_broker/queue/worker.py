@@ -76,6 +76,11 @@ def run_supervised(settings: Settings, *, max_backoff: float = 10.0) -> None:
             worker = Worker(**worker_options(settings))
             worker.run()
             return
+        except asyncio.CancelledError:
+            # arq's SIGTERM/SIGINT handling cancels running jobs (they stay queued and run again) and
+            # then lets the cancellation escape run(); that is a clean stop, not a failure.
+            log.info("worker stopped by signal; unfinished jobs stay queued for the next worker")
+            return
         except (TimeoutError, RedisError, OSError) as exc:
             if time.monotonic() - started > 60:
                 delay = 0.5

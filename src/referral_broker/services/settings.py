@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 
@@ -27,7 +28,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
+        env = with_secret_files(os.environ if env is None else env)
         return cls(
             database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql"), None),
             redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix"), "redis://127.0.0.1:6379/0"),
@@ -41,6 +42,30 @@ class Settings:
         )
 
 
+def with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
+    """`NAME_FILE=/run/secrets/x` supplies NAME from a file (compose and Kubernetes secrets).
+
+    A value given directly wins; a named file that cannot be read stops the start with its name.
+    """
+    files = {k[: -len("_FILE")]: v for k, v in env.items() if k.endswith("_FILE") and _is_ours(k[: -len("_FILE")])}
+    if not files:
+        return env
+    resolved = dict(env)
+    for name, path in files.items():
+        if name in resolved:
+            continue
+        try:
+            resolved[name] = Path(path).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{name}_FILE names {path}, which cannot be read ({exc.strerror})") from None
+    return resolved
+
+
+def _is_ours(name: str) -> bool:
+    """Only the broker's own variables; other programs' `*_FILE` variables are none of its business."""
+    return name in ("DATABASE_URL", "REDIS_URL") or name.startswith("REFERRAL_BROKER_")
+
+
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: str | None) -> str:
     value = env.get(name, default)
     if not value:
@@ -50,27 +75,26 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: s
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+_N = TypeVar("_N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: _N, low: _N, high: _N, kind: Callable[[str], _N]) -> _N:
     raw = env.get(name)
     if raw is None:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what}, not {raw!r}") from None
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    return _number(env, name, default, low, high, int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}")
-    return value
+    return _number(env, name, default, low, high, float)
