@@ -19,7 +19,7 @@ from referral_broker.crypto.encoding import key_id
 from referral_broker.crypto.request_signature import sign_request
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
-from tests.conftest import EnrolledClinic, enrol_clinic, referral_json
+from tests.conftest import EnrolledClinic, Servers, enrol_clinic, referral_json
 from tests.processes import Program, program, wait_for_http
 
 pytestmark = pytest.mark.e2e
@@ -201,3 +201,28 @@ async def test_sigterm_to_a_worker_loses_no_job(
         assert await conn.fetchval("SELECT max(attempts) FROM deliveries") == 1
     finally:
         await conn.close()
+
+
+async def test_two_migrate_processes_at_once_apply_each_migration_once(servers: Servers, env: dict[str, str]) -> None:
+    admin = await asyncpg.connect(servers.postgres_url)
+    await admin.execute('CREATE DATABASE "rb_migrate_processes"')
+    try:
+        env = {**env, "DATABASE_URL": servers.postgres_url.rsplit("/", 1)[0] + "/rb_migrate_processes"}
+        procs = [
+            await asyncio.create_subprocess_exec(
+                program("referral-broker"), "migrate", env=env, stdout=asyncio.subprocess.PIPE
+            )
+            for _ in range(2)
+        ]
+        outputs = [(await p.communicate())[0].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0, 0]
+        assert sorted(o.split(":")[0].strip() for o in outputs) == ["applied", "the database is up to date"]
+        conn = await asyncpg.connect(env["DATABASE_URL"])
+        try:
+            names = [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")]
+        finally:
+            await conn.close()
+        assert len(names) == len(set(names)) > 0
+    finally:
+        await admin.execute('DROP DATABASE "rb_migrate_processes" WITH (FORCE)')
+        await admin.close()
