@@ -10,7 +10,7 @@ from typing import Any
 
 from arq import Retry
 
-from referral_broker.services import dispatch, reconcile
+from referral_broker.services import dispatch, reconcile, retention
 from referral_broker.services.context import BrokerContext
 
 log = logging.getLogger(__name__)
@@ -37,3 +37,10 @@ async def dispatch_referral(ctx: dict[str, Any], referral_id: str) -> str:
 async def reconcile_outbox(ctx: dict[str, Any]) -> int:
     broker: BrokerContext = ctx["broker"]
     return await reconcile.reconcile(broker)
+
+
+async def anonymise_expired(ctx: dict[str, Any]) -> int:
+    """Hourly: idempotent and resumable (see services.retention); a crash mid-run loses nothing."""
+    broker: BrokerContext = ctx["broker"]
+    run = await retention.anonymise_expired(broker)
+    return run.anonymised

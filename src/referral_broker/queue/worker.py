@@ -43,13 +43,25 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         ],
         "cron_jobs": [
             cron(
+                jobs.anonymise_expired,
+                name="anonymise_expired",
+                minute={17},
+                second={0},
+                run_at_startup=False,
+                keep_result=0,
+                unique=True,
+                # No timeout of its own: arq derives one in-progress lapse for ALL jobs from the largest
+                # function timeout, which would delay re-running a killed dispatch by as long. A sweep cut
+                # short by the ordinary timeout has committed whole batches; the next hour resumes it.
+            ),
+            cron(
                 jobs.reconcile_outbox,
                 name="reconcile_outbox",
                 second=set(range(0, 60, RECONCILE_EVERY_SECONDS)),
                 run_at_startup=False,
                 keep_result=0,
                 unique=True,
-            )
+            ),
         ],
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,

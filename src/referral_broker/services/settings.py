@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from referral_broker.domain.retention import RETENTION_MONTHS
+
 
 class ConfigError(Exception):
     """A variable is missing or wrong; the message names it and says what is expected."""
@@ -25,6 +27,7 @@ class Settings:
     max_body_bytes: int
     worker_poll_delay: float
     job_timeout: int
+    retention_months: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -39,6 +42,7 @@ class Settings:
             max_body_bytes=_int(env, "REFERRAL_BROKER_MAX_BODY_BYTES", 64 * 1024, 1024, 1024 * 1024),
             worker_poll_delay=_float(env, "REFERRAL_BROKER_WORKER_POLL_DELAY", 0.05, 0.001, 5.0),
             job_timeout=_int(env, "REFERRAL_BROKER_JOB_TIMEOUT", 30, 2, 3600),
+            retention_months=_int(env, "REFERRAL_BROKER_RETENTION_MONTHS", RETENTION_MONTHS, 1, 120),
         )
 
 

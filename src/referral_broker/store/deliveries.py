@@ -20,11 +20,18 @@ class Dispatched:
 
 async def make_available(conn: Connection, referral_id: uuid.UUID, now: datetime) -> list[Dispatched]:
     """queued/failed → available for every delivery of the referral; returns those this call moved."""
+    # The same statement moves the referral's retention anchor: it is anonymised five months after
+    # its last dispatch.
     rows = await conn.fetch(
-        """UPDATE deliveries SET status = $2, dispatched_at = $3, updated_at = $3, attempts = attempts + 1,
-                                 last_error = NULL
-           WHERE referral_id = $1 AND status = ANY($4::text[])
-           RETURNING id, clinic_id, envelope_sha256""",
+        """WITH moved AS (
+               UPDATE deliveries SET status = $2, dispatched_at = $3, updated_at = $3, attempts = attempts + 1,
+                                     last_error = NULL
+               WHERE referral_id = $1 AND status = ANY($4::text[])
+               RETURNING id, clinic_id, envelope_sha256
+           ), anchor AS (
+               UPDATE referrals SET retention_anchor = $3 WHERE id = $1 AND EXISTS (SELECT 1 FROM moved)
+           )
+           SELECT id, clinic_id, envelope_sha256 FROM moved""",
         referral_id,
         DeliveryStatus.AVAILABLE.value,
         now,

@@ -1,0 +1,75 @@
+"""The anonymisation sweep's SQL: pick a batch of due referrals, strip them, report what was done."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from referral_broker.domain.delivery import DeliveryStatus, sources_of
+from referral_broker.store.pool import Connection
+
+#: The sweep's selection; also what the EXPLAIN test inspects.
+DUE_BATCH_SQL = """
+    SELECT id, contact_ct FROM referrals
+    WHERE anonymised_at IS NULL AND coalesce(retention_anchor, created_at) <= $1
+    ORDER BY coalesce(retention_anchor, created_at)
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED"""
+
+
+@dataclass(frozen=True)
+class DueReferral:
+    id: uuid.UUID
+    contact_ct: bytes | None
+
+
+async def due_batch(conn: Connection, cutoff: datetime, limit: int) -> list[DueReferral]:
+    return [DueReferral(r["id"], r["contact_ct"]) for r in await conn.fetch(DUE_BATCH_SQL, cutoff, limit)]
+
+
+async def anonymise(conn: Connection, ids: list[uuid.UUID], categories: list[str | None], now: datetime) -> int:
+    """Strip a batch inside the caller's transaction; returns how many undelivered deliveries expired.
+
+    Kept: the random id, the day, the consent version, clinic, category and outcome.
+    Deleted: contact copy, blind indexes, manage-token and idempotency hashes, the reference, any
+    ciphertext still waiting, dispatch receipts; times are cut to the day.
+    """
+    expired = await conn.fetch(
+        """UPDATE deliveries SET status = $2, envelope = NULL, updated_at = date_trunc('day', $3::timestamptz)
+           WHERE referral_id = ANY($1::uuid[]) AND status = ANY($4::text[])
+           RETURNING id""",
+        ids, DeliveryStatus.EXPIRED.value, now, sources_of(DeliveryStatus.EXPIRED),
+    )  # fmt: skip
+    await conn.execute(
+        """UPDATE deliveries SET envelope = NULL,
+                  created_at = date_trunc('day', created_at),
+                  dispatched_at = date_trunc('day', dispatched_at),
+                  acknowledged_at = date_trunc('day', acknowledged_at),
+                  updated_at = date_trunc('day', updated_at),
+                  last_error = NULL
+           WHERE referral_id = ANY($1::uuid[])""",
+        ids,
+    )
+    await conn.execute(
+        """DELETE FROM dispatch_receipts WHERE delivery_id IN
+           (SELECT id FROM deliveries WHERE referral_id = ANY($1::uuid[]))""",
+        ids,
+    )
+    await conn.execute(
+        """UPDATE referrals r SET contact_ct = NULL, email_bidx = NULL, phone_bidx = NULL,
+                  manage_token_hash = NULL, idempotency_hash = NULL, reference = NULL,
+                  category = c.category, anonymised_at = $3,
+                  created_at = date_trunc('day', r.created_at),
+                  consent_at = date_trunc('day', r.consent_at),
+                  retention_anchor = date_trunc('day', r.retention_anchor),
+                  withdrawn_at = date_trunc('day', r.withdrawn_at)
+           FROM unnest($1::uuid[], $2::text[]) AS c(id, category)
+           WHERE r.id = c.id""",
+        ids, categories, now,
+    )  # fmt: skip
+    await conn.execute(
+        "UPDATE outbox SET done_at = $2, outcome = 'anonymised' WHERE subject_id = ANY($1::uuid[]) AND done_at IS NULL",
+        ids, now,
+    )  # fmt: skip
+    return len(expired)
