@@ -31,7 +31,7 @@ contracts: $(STAMP)
 
 # Programs the tests drive that come neither from PyPI nor from localservers.ensure_installed (PostgreSQL, Redis).
 system-tools:
-	scripts/ensure-system-tools kubectl=kubernetes-client
+	scripts/ensure-system-tools kubectl=kubernetes-client chromium=chromium
 
 unit: $(STAMP) system-tools
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80

@@ -89,6 +89,10 @@ async def database_url(servers: Servers) -> AsyncIterator[str]:
 
 
 _TABLES = "audit_events, clinic_request_nonces, dispatch_receipts, outbox, deliveries, referrals, clinic_keys, clinics"
+_TABLES += (
+    ", operators, operator_sessions, login_throttle, worker_heartbeats, failure_counts, clinic_contacts,"
+    " clinic_notifications"
+)
 
 
 @pytest.fixture

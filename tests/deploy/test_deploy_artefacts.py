@@ -162,3 +162,17 @@ def test_reverse_proxy_allows_only_tls_1_2_and_up_and_sends_hsts() -> None:
     assert set(protocols.split()) == {"TLSv1.2", "TLSv1.3"}
     assert "Strict-Transport-Security" in text
     assert "access_log off" in text
+
+
+def test_every_configuration_variable_is_in_the_one_table() -> None:
+    doc = (DEPLOY.parent / "docs" / "operations.md").read_text()
+    table = doc[doc.index("## Configuration") :]
+    documented = set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", table, flags=re.MULTILINE))
+    read = {name for name in known_variables() if not name.endswith("_FILE")}
+    assert read - documented == set(), "variables the configuration reads but the table does not explain"
+    read_by_command_line_tools = {
+        "REFERRAL_BROKER_OPERATOR_PASSWORD",
+        "REFERRAL_CLINIC_PASSPHRASE",
+        "REFERRAL_CLINIC_KDF_PROFILE",
+    }
+    assert documented - read - read_by_command_line_tools == set(), "documented variables nothing reads"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
+from referral_broker.cli.localservers import free_port
 from referral_broker.crypto.encoding import key_id
 from referral_broker.crypto.request_signature import sign_request
 from referral_broker.services.context import BrokerContext
@@ -23,12 +23,6 @@ from tests.conftest import EnrolledClinic, Servers, enrol_clinic, referral_json
 from tests.processes import Program, program, wait_for_http
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -53,7 +47,7 @@ def programs(tmp_path: Path) -> Iterator[list[Program]]:
 
 
 def _serve(env: dict[str, str], folder: Path, programs: list[Program], workers: int = 1) -> str:
-    port = _free_port()
+    port = free_port()
     server = Program(
         [program("referral-broker"), "serve", "--port", str(port), "--workers", str(workers)], env, folder / "api.log"
     ).start()
@@ -226,3 +220,20 @@ async def test_two_migrate_processes_at_once_apply_each_migration_once(servers: 
     finally:
         await admin.execute('DROP DATABASE "rb_migrate_processes" WITH (FORCE)')
         await admin.close()
+
+
+async def test_the_submission_limit_holds_across_api_processes(
+    broker: BrokerContext, env: dict[str, str], tmp_path: Path, programs: list[Program]
+) -> None:
+    await enrol_clinic(broker, "a")
+    url = _serve(env | {"REFERRAL_BROKER_SUBMIT_RATE": "5"}, tmp_path, programs, workers=3)
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        # A fresh connection for each, so the submissions spread over the three processes.
+        results = await asyncio.gather(
+            *(
+                client.post("/api/v1/referrals", json=referral_json(["a"]), headers={"connection": "close"})
+                for _ in range(12)
+            )
+        )
+    assert sorted(r.status_code for r in results) == [201] * 5 + [429] * 7
+    assert await broker.pool.fetchval("SELECT count(*) FROM referrals") == 5

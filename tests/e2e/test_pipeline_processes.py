@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pytest
 import redis
 
 from referral_broker.cli import localservers
+from referral_broker.cli.localservers import free_port
 from tests.conftest import Servers, referral_json
 from tests.processes import Program, program, run, wait_for_http
 
@@ -34,12 +34,6 @@ CANARIES = {
     "phone": "+4741239871",
     "description": "CANARY-NEED-7F3A knee pain after running",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -103,7 +97,7 @@ class Broker:
 
 @pytest.fixture
 def broker(servers: Servers, clean_db: str, redis_url: str, tmp_path: Path) -> Iterator[Broker]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     keys = tmp_path / "keys"
     env = {
@@ -114,6 +108,7 @@ def broker(servers: Servers, clean_db: str, redis_url: str, tmp_path: Path) -> I
         "REFERRAL_BROKER_KEYS_DIR": str(keys),
         "REFERRAL_BROKER_PUBLIC_URL": url,
         "REFERRAL_BROKER_JOB_TIMEOUT": "3",
+        "REFERRAL_BROKER_SUBMIT_RATE": "0",  # every submission here comes from one address
         "REFERRAL_CLINIC_PASSPHRASE": PASSPHRASE,
         "REFERRAL_CLINIC_KDF_PROFILE": "interactive",
         # coverage.py's subprocess measurement travels in this variable

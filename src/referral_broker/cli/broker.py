@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from referral_broker.cli import retention
+from referral_broker.cli import operations, retention
 from referral_broker.crypto.broker_keys import BrokerKeysMissing, init_keys
 from referral_broker.domain.errors import DomainError
 from referral_broker.services import enrolment
@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst = clinic.add_parser("list", help="list enrolled clinics")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_clinic_list)
+    operations.add_commands(sub, clinic)
     retention.add_commands(sub)
     return p
 

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import default_queue_name
 
 from referral_broker.services.ports import job_id
 
@@ -48,6 +49,15 @@ class ArqDoorbell:
             return bool(result)
         except Exception:  # readiness only: any failure means "not ready"
             return False
+
+    async def queue_depth(self) -> int | None:
+        """Jobs waiting in arq's queue (for the dashboard and /metrics); None when Redis does not answer."""
+        try:
+            redis = await self._connection()
+            result: Any = await asyncio.wait_for(redis.zcard(default_queue_name), timeout=2)
+            return int(result)
+        except Exception:  # a gauge only: "unknown" is shown, and /readyz reports Redis itself
+            return None
 
     async def close(self) -> None:
         if self._redis is not None:

@@ -11,15 +11,16 @@ from arq import cron, func
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from referral_broker.queue import jobs
+from referral_broker.queue import jobs, notification_jobs
 from referral_broker.queue.doorbell import ArqDoorbell, redis_settings
 from referral_broker.services.context import BrokerContext
-from referral_broker.services.ports import JOB_DISPATCH
+from referral_broker.services.ports import JOB_DISPATCH, JOB_NOTIFY
 from referral_broker.services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 RECONCILE_EVERY_SECONDS = 15
+HEARTBEAT_EVERY_SECONDS = 15
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -40,6 +41,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             # attempts are counted in the outbox, which turns deliveries dead after the configured number;
             # arq's own limit is only a backstop.
             func(jobs.dispatch_referral, name=JOB_DISPATCH, max_tries=1000, keep_result=0),
+            # attempts counted in the outbox too; the notice is marked failed after the configured number
+            func(notification_jobs.notify_clinic, name=JOB_NOTIFY, max_tries=1000, keep_result=0),
         ],
         "cron_jobs": [
             cron(
@@ -58,6 +61,22 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 jobs.reconcile_outbox,
                 name="reconcile_outbox",
                 second=set(range(0, 60, RECONCILE_EVERY_SECONDS)),
+                run_at_startup=False,
+                keep_result=0,
+                unique=True,
+            ),
+            cron(
+                notification_jobs.heartbeat,
+                name="heartbeat",
+                second=set(range(5, 60, HEARTBEAT_EVERY_SECONDS)),
+                run_at_startup=True,
+                keep_result=0,
+                unique=True,
+            ),
+            cron(
+                notification_jobs.remind_clinics,
+                name="remind_clinics",
+                second={30},
                 run_at_startup=False,
                 keep_result=0,
                 unique=True,

@@ -15,9 +15,10 @@ import asyncpg
 import msgspec
 
 from referral_broker.domain.delivery import DeliveryStatus
+from referral_broker.services import notifications
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import JOB_DISPATCH
-from referral_broker.store import audit, deliveries, outbox
+from referral_broker.store import audit, deliveries, monitoring, outbox
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +94,20 @@ async def dispatch_referral(ctx: BrokerContext, referral_id: uuid.UUID) -> Dispa
                     subject=str(referral_id),
                     details={"deliveries": [str(d.id) for d in moved]},
                 )
+            # Each clinic is told (once per unpulled batch), by a job whose outbox row commits here.
+            notices = await notifications.plan_after_dispatch(ctx, conn, {d.clinic_id for d in moved})
     except _TRANSIENT as exc:
         reason = type(exc).__name__
         await _record_failure(ctx, referral_id, reason)
         raise TransientDispatchFailure(attempts, reason) from exc
+    await notifications.ring(ctx, notices)
     return DispatchOutcome.DISPATCHED if moved else DispatchOutcome.NOTHING_TO_DO
 
 
 async def _record_failure(ctx: BrokerContext, referral_id: uuid.UUID, reason: str) -> None:
     try:
         await deliveries.mark(ctx.pool, referral_id, DeliveryStatus.FAILED, ctx.clock(), error=reason)
+        await monitoring.count_failure(ctx.pool, f"dispatch:{reason}", ctx.clock())
     except _TRANSIENT:
         log.warning("could not record dispatch failure of referral %s", referral_id)
 
@@ -114,6 +119,7 @@ async def _give_up(ctx: BrokerContext, referral_id: uuid.UUID, attempts: int) ->
             conn, referral_id, DeliveryStatus.DEAD, now, error=f"gave up after {attempts - 1} attempts"
         )
         await outbox.finish(conn, JOB_DISPATCH, referral_id, now, DispatchOutcome.DEAD.value)
+        await monitoring.count_failure(conn, "dispatch:gave_up", now)
         await audit.append(
             conn,
             at=now,

@@ -91,15 +91,19 @@ async def verify(ctx: BrokerContext, slug: str, fingerprint: str, *, actor: str)
         if not pending:
             raise EnrolmentRefused(f"{slug!r} has no keys waiting for verification")
         given = normalise_fingerprint(fingerprint)
-        if given not in {k.fingerprint for k in pending}:
-            await audit.append(conn, at=now, actor=actor, action="clinic.verify_refused", subject=slug)
-            raise EnrolmentRefused(
-                "the fingerprint does not match the enrolled keys; do not verify — call the clinic on a "
-                "number you already know and compare again"
+        matches = given in {k.fingerprint for k in pending}
+        if matches:
+            n = await clinics.activate_pending_keys(conn, clinic.id, now=now, verified_by=actor)
+            await audit.append(
+                conn, at=now, actor=actor, action="clinic.verified", subject=slug, details={"fingerprint": given}
             )
-        n = await clinics.activate_pending_keys(conn, clinic.id, now=now, verified_by=actor)
-        await audit.append(
-            conn, at=now, actor=actor, action="clinic.verified", subject=slug, details={"fingerprint": given}
+        else:
+            # Recorded, and committed: raising inside the transaction would roll the record back.
+            await audit.append(conn, at=now, actor=actor, action="clinic.verify_refused", subject=slug)
+    if not matches:
+        raise EnrolmentRefused(
+            "the fingerprint does not match the enrolled keys; do not verify — call the clinic on a "
+            "number you already know and compare again"
         )
     return n
 

@@ -9,6 +9,7 @@ from typing import Protocol
 
 #: The one job name per kind of work; the outbox, the doorbell and the worker all use these.
 JOB_DISPATCH = "dispatch_referral"
+JOB_NOTIFY = "notify_clinic"
 
 Clock = Callable[[], datetime]
 

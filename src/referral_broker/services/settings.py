@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from ipaddress import ip_network
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -27,6 +28,19 @@ class Settings:
     max_body_bytes: int
     worker_poll_delay: float
     job_timeout: int
+    submit_rate: int = 5
+    trusted_proxies: tuple[str, ...] = ()
+    # Operating the broker (issue 5)
+    ops_idle_minutes: int = 15
+    ops_session_hours: int = 8
+    ops_login_attempts: int = 5
+    ops_login_attempts_per_address: int = 20
+    pull_reminder_after_seconds: int = 24 * 3600
+    worker_stall_after_seconds: int = 60
+    smtp_url: str | None = None
+    mail_from: str = "referral-broker@localhost"
+    notify_max_tries: int = 8
+    metrics_token: str | None = None
     retention_months: int = 5
 
     @classmethod
@@ -42,6 +56,18 @@ class Settings:
             max_body_bytes=_int(env, "REFERRAL_BROKER_MAX_BODY_BYTES", 64 * 1024, 1024, 1024 * 1024),
             worker_poll_delay=_float(env, "REFERRAL_BROKER_WORKER_POLL_DELAY", 0.05, 0.001, 5.0),
             job_timeout=_int(env, "REFERRAL_BROKER_JOB_TIMEOUT", 30, 2, 3600),
+            submit_rate=_int(env, "REFERRAL_BROKER_SUBMIT_RATE", 5, 0, 100_000),
+            trusted_proxies=_networks(env, "REFERRAL_BROKER_TRUSTED_PROXIES"),
+            ops_idle_minutes=_int(env, "REFERRAL_BROKER_OPS_IDLE_MINUTES", 15, 1, 240),
+            ops_session_hours=_int(env, "REFERRAL_BROKER_OPS_SESSION_HOURS", 8, 1, 24),
+            ops_login_attempts=_int(env, "REFERRAL_BROKER_OPS_LOGIN_ATTEMPTS", 5, 1, 100),
+            ops_login_attempts_per_address=_int(env, "REFERRAL_BROKER_OPS_LOGIN_ATTEMPTS_PER_ADDRESS", 20, 1, 1000),
+            pull_reminder_after_seconds=_duration(env, "REFERRAL_BROKER_PULL_REMINDER_AFTER", 24 * 3600),
+            worker_stall_after_seconds=_duration(env, "REFERRAL_BROKER_WORKER_STALL_AFTER", 60),
+            smtp_url=_optional_url(env, "REFERRAL_BROKER_SMTP_URL", ("smtp", "smtps", "smtp+starttls")),
+            mail_from=env.get("REFERRAL_BROKER_MAIL_FROM", "referral-broker@localhost"),
+            notify_max_tries=_int(env, "REFERRAL_BROKER_NOTIFY_MAX_TRIES", 8, 1, 100),
+            metrics_token=env.get("REFERRAL_BROKER_METRICS_TOKEN") or None,
             retention_months=_int(env, "REFERRAL_BROKER_RETENTION_MONTHS", RETENTION_MONTHS, 1, 120),
         )
 
@@ -102,3 +128,38 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
 
 def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
     return _number(env, name, default, low, high, float)
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or CIDR ranges, each checked; an empty value means none."""
+    found: list[str] = []
+    for part in env.get(name, "").split(","):
+        if not part.strip():
+            continue
+        try:
+            found.append(str(ip_network(part.strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{name} must list IP addresses or ranges like 10.0.0.0/8, not {part.strip()!r}"
+            ) from None
+    return tuple(found)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(env: Mapping[str, str], name: str, default_seconds: int) -> int:
+    """Seconds, written as `90`, `90s`, `15m`, `24h` or `2d`."""
+    raw = env.get(name)
+    if raw is None:
+        return default_seconds
+    text = raw.strip().lower()
+    unit = _UNITS.get(text[-1:], 0)
+    number = text[:-1] if unit else text
+    if not number.isdigit() or int(number) == 0:
+        raise ConfigError(f"{name} must be a duration like 90s, 15m, 24h or 2d, not {raw!r}")
+    return int(number) * (unit or 1)
+
+
+def _optional_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    return _url(env, name, schemes, None) if env.get(name) else None

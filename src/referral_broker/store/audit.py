@@ -73,3 +73,47 @@ async def recent(conn: Executor, limit: int = 50) -> list[dict[str, Any]]:
         "SELECT id, at, actor, action, subject, details FROM audit_events ORDER BY id DESC LIMIT $1", limit
     )
     return [dict(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None
+    details: dict[str, Any]
+
+
+async def search(
+    conn: Executor,
+    *,
+    clinic: str | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 200,
+) -> list[AuditEvent]:
+    """Events newest first. `action` matches a prefix (`operator.` finds every operator event); `clinic`
+    matches events about the clinic, by it, or about a referral with a delivery to it."""
+    rows = await conn.fetch(
+        """SELECT id, at, actor, action, subject, details FROM audit_events e
+           WHERE ($1::text IS NULL OR starts_with(e.action, $1))
+             AND ($2::timestamptz IS NULL OR e.at >= $2)
+             AND ($3::timestamptz IS NULL OR e.at < $3)
+             AND ($4::text IS NULL OR e.subject = $4 OR e.actor = 'clinic:' || $4 OR e.details ->> 'clinic' = $4
+                  OR e.subject IN (SELECT d.referral_id::text FROM deliveries d JOIN clinics c ON c.id = d.clinic_id
+                                   WHERE c.slug = $4))
+           ORDER BY e.id DESC LIMIT $5""",
+        action,
+        since,
+        until,
+        clinic,
+        limit,
+    )
+    return [AuditEvent(**dict(r)) for r in rows]
+
+
+async def actions(conn: Executor) -> list[str]:
+    """Every action recorded so far, for the filter of the audit page."""
+    return [r["action"] for r in await conn.fetch("SELECT DISTINCT action FROM audit_events ORDER BY action")]

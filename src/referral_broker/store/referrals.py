@@ -8,8 +8,8 @@ from datetime import datetime
 
 import asyncpg
 
-from referral_broker.domain.delivery import DeliveryStatus
-from referral_broker.store.pool import Executor
+from referral_broker.domain.delivery import DeliveryStatus, sources_of
+from referral_broker.store.pool import Connection, Executor
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,56 @@ async def by_manage_token_hash(conn: Executor, token_hash: bytes) -> tuple[uuid.
         "SELECT id, reference, created_at FROM referrals WHERE manage_token_hash = $1", token_hash
     )
     return (row["id"], row["reference"], row["created_at"]) if row else None
+
+
+@dataclass(frozen=True)
+class ManagedReferral:
+    """What the holder of a manage link may see of their referral: dates and states, never content."""
+
+    id: uuid.UUID
+    reference: str
+    created_at: datetime
+    withdrawn_at: datetime | None
+    anonymised_at: datetime | None
+
+
+async def managed_by_token_hash(conn: Executor, token_hash: bytes) -> ManagedReferral | None:
+    row = await conn.fetchrow(
+        """SELECT id, reference, created_at, withdrawn_at, anonymised_at
+           FROM referrals WHERE manage_token_hash = $1""",
+        token_hash,
+    )
+    return ManagedReferral(**dict(row)) if row else None
+
+
+async def lock_for_withdrawal(conn: Connection, token_hash: bytes) -> ManagedReferral | None:
+    """The referral behind a manage token, locked until the caller's transaction ends."""
+    row = await conn.fetchrow(
+        """SELECT id, reference, created_at, withdrawn_at, anonymised_at
+           FROM referrals WHERE manage_token_hash = $1 FOR UPDATE""",
+        token_hash,
+    )
+    return ManagedReferral(**dict(row)) if row else None
+
+
+async def mark_withdrawn(conn: Connection, referral_id: uuid.UUID, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE referrals SET withdrawn_at = $2 WHERE id = $1 AND withdrawn_at IS NULL", referral_id, now
+    )
+
+
+async def cancel_undelivered(conn: Connection, referral_id: uuid.UUID, now: datetime) -> list[uuid.UUID]:
+    """Every delivery the clinic has not acknowledged → cancelled, its envelope dropped.
+
+    Sources come from the state machine; `available` is among them, so a delivery waiting in a clinic's
+    inbox leaves it (the inbox lists only `available`) and its ciphertext is gone."""
+    rows = await conn.fetch(
+        """UPDATE deliveries SET status = $2, envelope = NULL, updated_at = $3, last_error = NULL
+           WHERE referral_id = $1 AND status = ANY($4::text[])
+           RETURNING id""",
+        referral_id,
+        DeliveryStatus.CANCELLED.value,
+        now,
+        sources_of(DeliveryStatus.CANCELLED),
+    )
+    return [r["id"] for r in rows]

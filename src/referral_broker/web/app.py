@@ -6,7 +6,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, MediaType, get
+from litestar import Litestar
 from litestar.openapi.config import OpenAPIConfig
 
 from referral_broker.queue.doorbell import ArqDoorbell
@@ -16,18 +16,10 @@ from referral_broker.services.settings import Settings
 from referral_broker.web.clinic_api.inbox import ClinicInboxApi
 from referral_broker.web.errors import EXCEPTION_HANDLERS
 from referral_broker.web.health import healthz, readyz
-from referral_broker.web.patient.api import PatientApi
+from referral_broker.web.ops import OPS_ROUTES
+from referral_broker.web.pages import csrf_config, static_files, template_config
+from referral_broker.web.patient.routes import PAGE_EXCEPTION_HANDLERS, PATIENT_ROUTES, patient_lifespan
 from referral_broker.web.security_headers import add_security_headers
-
-
-@get("/", media_type=MediaType.TEXT, include_in_schema=False)
-async def home() -> str:
-    return (
-        "referral-broker\n\n"
-        "Patient API: GET /api/v1/consent, GET /api/v1/clinics, POST /api/v1/referrals\n"
-        "Clinic API (signed): GET /api/v1/clinic/inbox, POST /api/v1/clinic/inbox/ack\n"
-        "API reference: /schema\n"
-    )
 
 
 def create_app(
@@ -52,13 +44,15 @@ def create_app(
             if close is not None:
                 await close()
 
-    handlers: Any = EXCEPTION_HANDLERS
+    handlers: Any = {**EXCEPTION_HANDLERS, **PAGE_EXCEPTION_HANDLERS}
     return Litestar(
-        route_handlers=[home, healthz, readyz, PatientApi, ClinicInboxApi],
-        lifespan=[lifespan],
+        route_handlers=[healthz, readyz, *PATIENT_ROUTES, ClinicInboxApi, *OPS_ROUTES, static_files()],
+        lifespan=[lifespan, patient_lifespan(settings)],
         exception_handlers=handlers,
         before_send=[add_security_headers],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="referral-broker", version="1"),
+        template_config=template_config(),
+        csrf_config=csrf_config(settings),
         debug=False,
     )

@@ -6,19 +6,25 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.exceptions import TooManyRequestsException
 
 from referral_broker.domain.referral import Receipt, ReferralRequest
 from referral_broker.domain.validation import decode_json
 from referral_broker.services import catalogue, intake
 from referral_broker.services.catalogue import ClinicChoice, ConsentText
 from referral_broker.services.context import BrokerContext
+from referral_broker.services.submit_limit import WindowCounter
+from referral_broker.web.patient.submission_guard import admit_submission, provide_submit_counter
 from referral_broker.web.state import provide_broker
 
 
 class PatientApi(Controller):
     path = "/api/v1"
     tags = ["patient"]  # noqa: RUF012 - Litestar reads class attributes
-    dependencies = {"broker": Provide(provide_broker, sync_to_thread=False)}  # noqa: RUF012
+    dependencies = {  # noqa: RUF012
+        "broker": Provide(provide_broker, sync_to_thread=False),
+        "submit_counter": Provide(provide_submit_counter, sync_to_thread=False),
+    }
 
     @get("/consent")
     async def consent(self) -> ConsentText:
@@ -29,7 +35,20 @@ class PatientApi(Controller):
         return await catalogue.choosable_clinics(broker)
 
     @post("/referrals", status_code=201)
-    async def submit(self, request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext]) -> Receipt:
-        """Submit a referral. Unknown fields are refused; every wrong field is named in `errors`."""
+    async def submit(
+        self,
+        request: Request[Any, Any, Any],
+        broker: NamedDependency[BrokerContext],
+        submit_counter: NamedDependency[WindowCounter],
+    ) -> Receipt:
+        """Submit a referral. Unknown fields are refused; every wrong field is named in `errors`.
+
+        Shares its per-client limit (`REFERRAL_BROKER_SUBMIT_RATE` a minute) with the web form: 429 past it."""
+        wait = await admit_submission(request, broker, submit_counter)
+        if wait:
+            raise TooManyRequestsException(
+                detail="too many submissions from this address; try again in a minute",
+                headers={"retry-after": str(wait)},
+            )
         referral = decode_json(await request.body(), ReferralRequest)
         return await intake.submit(broker, referral)

@@ -1,0 +1,92 @@
+"""The patient's manage link: see where a referral has got to, and withdraw consent in one step.
+
+The link's token is the only credential; it is looked up by its SHA-256, so the database never holds
+it. A token that does not fit the shape of one is refused without a query, and both look the same to
+the caller as a token that matches nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from referral_broker.domain.delivery import DeliveryStatus
+from referral_broker.services.context import BrokerContext
+from referral_broker.services.intake import manage_token_hash
+from referral_broker.services.ports import JOB_DISPATCH
+from referral_broker.store import audit, outbox
+from referral_broker.store import referrals as referral_store
+from referral_broker.store.referrals import DeliveryView, ManagedReferral
+
+_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+
+
+@dataclass(frozen=True)
+class ManagedView:
+    referral: ManagedReferral
+    deliveries: list[DeliveryView]
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """What one withdrawal did: the state afterwards, and which deliveries this call stopped."""
+
+    view: ManagedView
+    cancelled: list[uuid.UUID]
+    first_time: bool
+
+    @property
+    def kept_by_clinics(self) -> list[DeliveryView]:
+        """Deliveries the clinic had already received: they stay with the clinic."""
+        return [d for d in self.view.deliveries if d.status == DeliveryStatus.ACKNOWLEDGED.value]
+
+
+def _hash_of(token: str) -> bytes | None:
+    return manage_token_hash(token) if _TOKEN_SHAPE.match(token) else None
+
+
+async def look_up(ctx: BrokerContext, token: str) -> ManagedView | None:
+    token_hash = _hash_of(token)
+    if token_hash is None:
+        return None
+    referral = await referral_store.managed_by_token_hash(ctx.pool, token_hash)
+    if referral is None:
+        return None
+    return ManagedView(referral, await referral_store.deliveries_of(ctx.pool, referral.id))
+
+
+async def withdraw(ctx: BrokerContext, token: str) -> Withdrawal | None:
+    """Withdraw consent: stop every delivery not yet received, in one transaction. Idempotent.
+
+    The referral is marked withdrawn, deliveries not acknowledged (queued, failed, dead, and
+    available ones waiting in an inbox) become cancelled with their envelopes dropped, the dispatch
+    outbox row is closed so nothing rings it again, and an audit event records the ids. A second
+    call finds nothing left to change and appends no event.
+    """
+    token_hash = _hash_of(token)
+    if token_hash is None:
+        return None
+    now = ctx.clock()
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        referral = await referral_store.lock_for_withdrawal(conn, token_hash)
+        if referral is None:
+            return None
+        first_time = referral.withdrawn_at is None
+        if first_time:
+            await referral_store.mark_withdrawn(conn, referral.id, now)
+        cancelled = await referral_store.cancel_undelivered(conn, referral.id, now)
+        await outbox.finish(conn, JOB_DISPATCH, referral.id, now, "withdrawn")
+        if first_time or cancelled:
+            await audit.append(
+                conn,
+                at=now,
+                actor="patient",
+                action="referral.withdrawn",
+                subject=str(referral.id),
+                details={"cancelled": [str(i) for i in cancelled]},
+            )
+    view = await look_up(ctx, token)
+    if view is None:  # pragma: no cover - the row was just locked and is never deleted
+        return None
+    return Withdrawal(view=view, cancelled=cancelled, first_time=first_time)

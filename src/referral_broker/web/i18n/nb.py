@@ -1,0 +1,207 @@
+"""Every text of the patient pages in Norwegian bokmål (the default language). Keys match `en.py` exactly."""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, str] = {
+    # The frame around every page
+    "site.name": "Henvisningsformidleren",
+    "site.tagline": "Send en henvendelse trygt og kryptert til private klinikker",
+    "site.skip": "Gå til innholdet",
+    "site.language_switch": "English",
+    "site.language_switch_label": "Read this page in English",
+    "site.footer_privacy": (
+        "Opplysningene dine sendes kryptert, og bare til klinikkene du velger. "
+        "Vi bruker ingen sporing, ingen analyseverktøy og bare de informasjonskapslene siden trenger for å virke "
+        "(skjemabeskyttelse og språkvalg)."
+    ),
+    "site.footer_home": "Til forsiden",
+    # Months for dates written out
+    "date.format": "{day:02d}.{month:02d}.{year} kl. {hour:02d}:{minute:02d}",
+    "date.months": "januar,februar,mars,april,mai,juni,juli,august,september,oktober,november,desember",
+    # The clinic finder
+    "home.title": "Finn en klinikk",
+    "home.intro": (
+        "Velg én eller flere klinikker, og fyll så ut ett skjema. Henvendelsen krypteres før den lagres, "
+        "slik at bare klinikkene du velger kan lese den."
+    ),
+    "home.steps": "Steg 1 av 2: velg klinikker",
+    "home.filter_legend": "Avgrens listen",
+    "home.filter_category": "Hva trenger du hjelp med?",
+    "home.filter_city": "By",
+    "home.filter_any_category": "Alle fagområder",
+    "home.filter_any_city": "Alle byer",
+    "home.filter_submit": "Vis klinikker",
+    "home.filter_clear": "Vis alle klinikker",
+    "home.count": "{count} klinikker passer",
+    "home.count_one": "1 klinikk passer",
+    "home.none": "Ingen klinikker passer valget ditt. Prøv et annet fagområde eller en annen by.",
+    "home.no_clinics": "Det er ingen klinikker å velge ennå. Prøv igjen senere.",
+    "home.choose_legend": "Velg klinikkene du vil sende til",
+    "home.choose_hint": "Du kan velge flere. Du ser navnene igjen før du gir samtykke.",
+    "home.treats": "Behandler",
+    "home.city": "Sted",
+    "home.continue": "Gå videre til skjemaet",
+    "home.error_title": "Du må velge noe før du kan gå videre",
+    "home.choose_error": "Velg minst én klinikk",
+    "home.unknown_clinic": "En av klinikkene du valgte kan ikke ta imot henvendelser nå. Velg på nytt.",
+    # The form
+    "form.title": "Send henvendelse",
+    "form.steps": "Steg 2 av 2: fyll ut og gi samtykke",
+    "form.chosen": "Du sender til",
+    "form.change_clinics": "Endre valg av klinikker",
+    "form.required_note": "Alle felt må fylles ut, unntatt der det står «valgfritt».",
+    "form.need_legend": "Hva gjelder henvendelsen?",
+    "form.category": "Fagområde (valgfritt)",
+    "form.category_none": "Velg fagområde",
+    "form.description": "Beskriv hva du trenger hjelp med",
+    "form.description_hint": "Skriv med egne ord. Bare klinikkene du har valgt kan lese dette.",
+    "form.about_legend": "Om deg",
+    "form.name": "Fullt navn",
+    "form.email": "E-postadresse",
+    "form.email_hint": "For eksempel kari@eksempel.no",
+    "form.phone": "Mobilnummer",
+    "form.phone_hint": "For eksempel 412 34 567. Utenlandske numre skrives med landskode, som +46.",
+    "form.birth_date": "Fødselsdato",
+    "form.birth_date_hint": "dd.mm.åååå, for eksempel 17.05.1990",
+    "form.consent_legend": "Samtykke",
+    "form.consent_intro": "Les dette før du krysser av:",
+    "form.consent_clinics": "Klinikkene du har valgt, og som får henvendelsen:",
+    "form.consent_withdraw": (
+        "Slik trekker du samtykket: Etter innsending får du en kvittering med en privat lenke. "
+        "Åpne lenken og trykk «Trekk tilbake samtykket». Alt som ikke er levert ennå, stanses med en gang."
+    ),
+    "form.consent_version": "Samtykketekst, versjon {version}",
+    "form.consent_checkbox": "Jeg har lest teksten over og samtykker til at henvendelsen sendes til {clinics}.",
+    "form.honeypot": "Ikke fyll ut dette feltet",
+    "form.submit": "Send henvendelsen",
+    "form.error_title": "Noe må rettes før henvendelsen kan sendes",
+    "form.error_intro": "Ingenting er lagret ennå. Rett opp dette:",
+    "form.error_prefix": "Feil:",
+    "form.and": "og",
+    # Messages next to fields
+    "error.clinics.required": "Velg minst én klinikk",
+    "error.clinics.duplicate": "Hver klinikk kan bare velges én gang",
+    "error.clinics.unknown": "En av klinikkene finnes ikke lenger. Gå tilbake og velg på nytt.",
+    "error.clinics.unavailable": "En av klinikkene kan ikke ta imot henvendelser nå. Gå tilbake og velg på nytt.",
+    "error.clinics.invalid": "Velg klinikkene fra listen",
+    "error.category.unknown": "Velg et fagområde fra listen",
+    "error.category.invalid": "Velg et fagområde fra listen",
+    "error.description.required": "Beskriv hva du trenger hjelp med",
+    "error.description.invalid": "Beskrivelsen er for lang. Skriv kortere (høyst 10 000 tegn).",
+    "error.name.required": "Skriv det fulle navnet ditt",
+    "error.name.invalid": "Skriv det fulle navnet ditt (høyst 200 tegn)",
+    "error.email.required": "Skriv e-postadressen din",
+    "error.email.invalid": "Skriv en gyldig e-postadresse, for eksempel kari@eksempel.no",
+    "error.phone.required": "Skriv mobilnummeret ditt",
+    "error.phone.invalid": "Skriv et gyldig telefonnummer, for eksempel 412 34 567 eller +47 412 34 567",
+    "error.birth_date.required": "Skriv fødselsdatoen din",
+    "error.birth_date.format": "Skriv fødselsdatoen som dd.mm.åååå, for eksempel 17.05.1990",
+    "error.birth_date.invalid": "Denne fødselsdatoen er ikke mulig. Sjekk dag, måned og år.",
+    "error.birth_date.too_young": (
+        "Du må være minst {minimum_age} år for å sende en henvendelse selv. "
+        "Be en forelder eller foresatt sende den for deg."
+    ),
+    "error.consent.required": "Du må krysse av for samtykke for å sende henvendelsen",
+    "error.consent.outdated": "Samtykketeksten er endret. Les den nye teksten og kryss av på nytt.",
+    "error.consent.invalid": "Du må krysse av for samtykke for å sende henvendelsen",
+    "error.generic": "Sjekk dette feltet",
+    # The receipt
+    "receipt.title": "Henvendelsen er sendt",
+    "receipt.lead": "Takk. Henvendelsen er kryptert og lagret, og blir nå levert til klinikkene.",
+    "receipt.reference": "Referanse",
+    "receipt.submitted": "Sendt",
+    "receipt.clinics": "Sendt til",
+    "receipt.next_title": "Hva skjer nå?",
+    "receipt.next_1": "Henvendelsen legges i innboksen til hver klinikk du valgte. Bare de kan åpne den.",
+    "receipt.next_2": (
+        "Klinikken tar kontakt med deg på e-post eller telefon. Hvor raskt varierer fra klinikk til klinikk."
+    ),
+    "receipt.next_3": "Oppgi referansen hvis du kontakter oss eller klinikken om denne henvendelsen.",
+    "receipt.retention_title": "Hvor lenge lagrer vi opplysningene?",
+    "receipt.retention": (
+        "Vi lagrer kontaktopplysningene dine kryptert i fem måneder etter at henvendelsen er levert, "
+        "for å kunne dokumentere formidlingen og svare deg om rettighetene dine. Deretter slettes de. "
+        "Hva du skrev om behovet ditt kan vi ikke lese; det finnes bare kryptert til klinikkene."
+    ),
+    "receipt.manage_title": "Din private lenke",
+    "receipt.manage_intro": (
+        "Med denne lenken kan du se om klinikkene har mottatt henvendelsen, og trekke tilbake samtykket. "
+        "Ta vare på den, for eksempel ved å lagre den som bokmerke eller skrive den ned. "
+        "Ikke del den: alle som har lenken kan trekke henvendelsen tilbake."
+    ),
+    "receipt.manage_once": "Lenken vises bare denne ene gangen. Vi kan ikke sende den til deg på nytt.",
+    "receipt.manage_open": "Åpne den private lenken",
+    # The manage page
+    "manage.title": "Henvendelse",
+    "manage.lead": "Her ser du hvor henvendelsen din er, og du kan trekke tilbake samtykket.",
+    "manage.submitted": "Sendt inn",
+    "manage.status_title": "Status hos hver klinikk",
+    "manage.clinic": "Klinikk",
+    "manage.status": "Status",
+    "manage.when": "Tidspunkt",
+    "status.waiting": "Venter på å bli levert",
+    "status.waiting_detail": "Henvendelsen er lagret og blir lagt i klinikkens innboks om kort tid.",
+    "status.available": "Levert til klinikkens innboks",
+    "status.available_detail": "Klinikken har ikke hentet den ennå.",
+    "status.acknowledged": "Mottatt av klinikken",
+    "status.acknowledged_detail": "Klinikken har hentet og lagret henvendelsen.",
+    "status.dead": "Kunne ikke leveres",
+    "status.dead_detail": "Vi klarte ikke å levere den. Driftspersonalet vårt er varslet og prøver igjen.",
+    "status.cancelled": "Stanset",
+    "status.cancelled_detail": "Stanset fordi samtykket ble trukket tilbake, før klinikken hentet den.",
+    "status.expired": "Utløpt",
+    "status.expired_detail": "Klinikken hentet den ikke før kontaktopplysningene ble slettet.",
+    "manage.withdraw_title": "Trekk tilbake samtykket",
+    "manage.withdraw_intro": (
+        "Når du trekker tilbake samtykket, stanses alt som ikke er mottatt av en klinikk ennå, med en gang. "
+        "Det kan ikke angres; vil du likevel sende, må du sende en ny henvendelse."
+    ),
+    "manage.withdraw_received_note": (
+        "Klinikker som allerede har mottatt henvendelsen beholder den. Ta kontakt med dem direkte hvis du vil "
+        "at de skal slette den."
+    ),
+    "manage.withdraw_button": "Trekk tilbake samtykket",
+    "manage.withdrawn_title": "Samtykket er trukket tilbake",
+    "manage.withdrawn_at": "Du trakk tilbake samtykket {when}.",
+    "manage.withdrawn_now": "Vi har registrert at du trekker tilbake samtykket.",
+    "manage.cancelled_now": "Stanset nå, før klinikken mottok den:",
+    "manage.nothing_cancelled": "Det var ingenting igjen å stanse.",
+    "manage.kept_title": "Allerede mottatt",
+    "manage.kept": (
+        "Disse klinikkene hadde allerede mottatt henvendelsen og beholder den: {clinics}. "
+        "Kontakt dem direkte hvis du vil at de skal slette den. Når du senere ber oss om innsyn, retting "
+        "eller sletting, sender vi beskjed videre til dem."
+    ),
+    "manage.keep_link": "Du kan fortsatt bruke denne lenken til å se status.",
+    "manage.anonymised": "Kontaktopplysningene dine er slettet hos oss.",
+    # Error pages
+    "error_page.not_found_title": "Vi finner ikke denne siden",
+    "error_page.not_found": (
+        "Lenken er feil, ufullstendig eller gammel. Hvis du kopierte den private lenken fra kvitteringen, "
+        "sjekk at du fikk med hele lenken."
+    ),
+    "error_page.csrf_title": "Skjemaet kunne ikke sendes",
+    "error_page.csrf": (
+        "Av sikkerhetshensyn må skjemaet sendes fra denne nettsiden, og siden må ha vært åpnet nylig. "
+        "Det kan også skje hvis nettleseren blokkerer informasjonskapsler. Gå tilbake, last inn siden på nytt "
+        "og prøv igjen. Ingenting er lagret."
+    ),
+    "error_page.too_many_title": "For mange henvendelser på kort tid",
+    "error_page.too_many": (
+        "Det er sendt mange henvendelser fra din forbindelse det siste minuttet. Vent et minutt og prøv igjen. "
+        "Ingenting er lagret."
+    ),
+    "error_page.too_large_title": "Skjemaet er for stort",
+    "error_page.too_large": (
+        "Teksten du sendte er for lang. Gå tilbake, skriv kortere og prøv igjen. Ingenting er lagret."
+    ),
+    "error_page.refused_title": "Henvendelsen ble ikke tatt imot",
+    "error_page.refused": (
+        "Vi kunne ikke ta imot denne henvendelsen, og ingenting er lagret. Hvis du fylte ut skjemaet selv, "
+        "gå tilbake og prøv igjen."
+    ),
+    "error_page.generic_title": "Noe gikk galt hos oss",
+    "error_page.generic": "Ingenting av det du sendte er lagret. Prøv igjen om litt.",
+    "error_page.incident": "Feilkode: {incident}",
+    "error_page.back": "Til forsiden",
+}

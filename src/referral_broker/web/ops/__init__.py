@@ -1,0 +1,24 @@
+"""The operator side: /ops (sign-in, dashboard, actions, audit trail) and /metrics."""
+
+from __future__ import annotations
+
+from litestar import Router
+from litestar.handlers import HTTPRouteHandler
+
+from referral_broker.web.ops.access import EXCEPTION_HANDLERS, require_session
+from referral_broker.web.ops.audit_trail import AuditPages
+from referral_broker.web.ops.dashboard import DashboardPages
+from referral_broker.web.ops.metrics import metrics
+from referral_broker.web.ops.sign_in import SignInPages
+
+#: Every /ops route passes the session guard; see `access` for the rules.
+OPS_ROUTER = Router(
+    path="/ops",
+    route_handlers=[SignInPages, DashboardPages, AuditPages],
+    guards=[require_session],
+    exception_handlers=EXCEPTION_HANDLERS,
+    include_in_schema=False,
+)
+
+OPS_ROUTES: list[Router | HTTPRouteHandler] = [OPS_ROUTER, metrics]
+__all__ = ["OPS_ROUTES"]

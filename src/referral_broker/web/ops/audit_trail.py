@@ -1,0 +1,84 @@
+"""The audit trail for operators and auditors: filter by clinic, action and time, and check that the
+hash chain is whole (the same check as `referral-broker audit verify`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from litestar import Controller, Request, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromQuery
+from litestar.response import Template
+
+from referral_broker.services import monitoring
+from referral_broker.services.monitoring import AuditFilter, ChainCheck
+from referral_broker.services.operators import SignedIn
+from referral_broker.web.ops import display
+from referral_broker.web.ops.access import broker_of, provide_operator
+
+PAGE_SIZE = 200
+
+
+def _when(value: str | None) -> datetime | None:
+    """A `datetime-local` field (Oslo time) or a full ISO time; ValueError when it is neither."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=display.OSLO)
+
+
+async def _page(
+    request: Request[Any, Any, Any], who: SignedIn, form: dict[str, str], check: ChainCheck | None = None
+) -> Template:
+    broker = broker_of(request)
+    error = None
+    try:
+        wanted = AuditFilter(
+            clinic=form["clinic"] or None,
+            action=form["action"] or None,
+            since=_when(form["since"]),
+            until=_when(form["until"]),
+        )
+    except ValueError:
+        error = "A time must look like 2026-11-22T14:30."
+        wanted = AuditFilter()
+    events = [] if error else await monitoring.audit_trail(broker, wanted, PAGE_SIZE)
+    return Template(
+        "ops/audit.html",
+        context={
+            "who": who,
+            "form": form,
+            "error": error,
+            "events": [(e, json.dumps(e.details, sort_keys=True, ensure_ascii=False)) for e in events],
+            "page_size": PAGE_SIZE,
+            "actions": await monitoring.audit_actions(broker),
+            "check": check,
+            "show": display,
+        },
+        status_code=400 if error else 200,
+    )
+
+
+class AuditPages(Controller):
+    path = "/audit"
+    dependencies = {"operator": Provide(provide_operator, sync_to_thread=False)}  # noqa: RUF012
+
+    @get("/")
+    async def trail(
+        self,
+        request: Request[Any, Any, Any],
+        operator: NamedDependency[SignedIn],
+        clinic: FromQuery[str] = "",
+        action: FromQuery[str] = "",
+        since: FromQuery[str] = "",
+        until: FromQuery[str] = "",
+    ) -> Template:
+        form = {"clinic": clinic.strip(), "action": action.strip(), "since": since.strip(), "until": until.strip()}
+        return await _page(request, operator, form)
+
+    @get("/verify")
+    async def verify(self, request: Request[Any, Any, Any], operator: NamedDependency[SignedIn]) -> Template:
+        check = await monitoring.check_audit_chain(broker_of(request))
+        return await _page(request, operator, {"clinic": "", "action": "", "since": "", "until": ""}, check)

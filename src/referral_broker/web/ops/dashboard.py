@@ -1,0 +1,118 @@
+"""The operator's dashboard and the actions on it: retry a dead delivery, suspend or re-activate a
+clinic, verify a clinic's pending keys with the fingerprint typed in (never shown)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery
+from litestar.response import Redirect, Template
+
+from referral_broker.domain.errors import DomainError
+from referral_broker.services import monitoring, operator_actions
+from referral_broker.services.operators import SignedIn
+from referral_broker.web.ops import display
+from referral_broker.web.ops.access import broker_of, provide_operator
+from referral_broker.web.ops.charts import latency_chart, throughput_chart
+
+#: What a finished action says; the query names one of these, so nothing a visitor sends is echoed.
+DONE = {
+    "retried": "The delivery is queued again; the worker dispatches it within seconds.",
+    "suspended": "The clinic is suspended: it is not offered to patients and its requests are refused.",
+    "reactivated": "The clinic is active again.",
+    "verified": "The fingerprint matched: the clinic's keys are active and it can receive referrals.",
+}
+
+
+def _actor(who: SignedIn) -> str:
+    return f"operator:{who.username}"
+
+
+async def _page(
+    request: Request[Any, Any, Any],
+    who: SignedIn,
+    *,
+    done: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Template:
+    board = await monitoring.dashboard(broker_of(request))
+    return Template(
+        "ops/dashboard.html",
+        context={
+            "who": who,
+            "board": board,
+            "throughput": throughput_chart(board.last_day),
+            "latency": latency_chart(board.last_day),
+            "done": DONE.get(done or ""),
+            "error": error,
+            "show": display,
+            "reminder_after": display.seconds(broker_of(request).settings.pull_reminder_after_seconds),
+        },
+        status_code=status,
+    )
+
+
+class DashboardPages(Controller):
+    path = "/"
+    dependencies = {"operator": Provide(provide_operator, sync_to_thread=False)}  # noqa: RUF012
+
+    @get("/")
+    async def dashboard(
+        self, request: Request[Any, Any, Any], operator: NamedDependency[SignedIn], done: FromQuery[str | None] = None
+    ) -> Template:
+        return await _page(request, operator, done=done)
+
+    async def _act(self, request: Request[Any, Any, Any], who: SignedIn, action: Any, done: str) -> Response[Any]:
+        try:
+            await action
+        except DomainError as exc:
+            return await _page(request, who, error=str(exc), status=409)
+        return Redirect(f"/ops?done={done}", status_code=303)
+
+    @post("/deliveries/{delivery_id:uuid}/retry", status_code=303)
+    async def retry(
+        self, request: Request[Any, Any, Any], operator: NamedDependency[SignedIn], delivery_id: FromPath[uuid.UUID]
+    ) -> Response[Any]:
+        broker = broker_of(request)
+        return await self._act(
+            request,
+            operator,
+            operator_actions.retry_dead_delivery(broker, delivery_id, actor=_actor(operator)),
+            "retried",
+        )
+
+    @post("/clinics/{slug:str}/suspend", status_code=303)
+    async def suspend(
+        self, request: Request[Any, Any, Any], operator: NamedDependency[SignedIn], slug: FromPath[str]
+    ) -> Response[Any]:
+        broker = broker_of(request)
+        return await self._act(
+            request, operator, operator_actions.suspend_clinic(broker, slug, actor=_actor(operator)), "suspended"
+        )
+
+    @post("/clinics/{slug:str}/reactivate", status_code=303)
+    async def reactivate(
+        self, request: Request[Any, Any, Any], operator: NamedDependency[SignedIn], slug: FromPath[str]
+    ) -> Response[Any]:
+        broker = broker_of(request)
+        return await self._act(
+            request, operator, operator_actions.reactivate_clinic(broker, slug, actor=_actor(operator)), "reactivated"
+        )
+
+    @post("/clinics/{slug:str}/verify", status_code=303)
+    async def verify(
+        self, request: Request[Any, Any, Any], operator: NamedDependency[SignedIn], slug: FromPath[str]
+    ) -> Response[Any]:
+        form = await request.form()
+        fingerprint = str(form.get("fingerprint") or "")
+        broker = broker_of(request)
+        return await self._act(
+            request,
+            operator,
+            operator_actions.verify_clinic_keys(broker, slug, fingerprint, actor=_actor(operator)),
+            "verified",
+        )

@@ -1,0 +1,60 @@
+"""What every HTML page of the service shares: the Jinja templates, the one stylesheet, CSRF protection.
+
+Templates live in `web/templates/` (`base.html` is the frame any audience's pages may extend; it expects
+`t`, a `web.i18n.Translator`, and `switch_url`); the stylesheet in `web/static/`. Autoescape is on, and
+an undefined template variable is an error rather than an empty string.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from litestar.config.csrf import CSRFConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.router import Router
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from referral_broker.services.page_secrets import csrf_secret
+from referral_broker.services.settings import Settings
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+CSRF_COOKIE = "__Host-csrf"
+CSRF_FIELD = "_csrf_token"  # the form field Litestar's CSRF middleware reads
+#: Paths without forms: the JSON API (the clinic API is signed instead), probes, metrics, the schema, static files.
+CSRF_EXEMPT = ["^/api/", "^/healthz$", "^/readyz$", "^/metrics$", "^/schema", "^/static/"]
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
+
+
+def static_files() -> Router:
+    return create_static_files_router(path="/static", directories=[STATIC_DIR], name="static")
+
+
+def csrf_config(settings: Settings) -> CSRFConfig:
+    """Double-submit CSRF: a signed token in a `__Host-` cookie and the same token in each form.
+
+    The form field is read on the server, so the cookie can be HttpOnly; SameSite=Strict adds a second
+    wall. The secret is derived from the broker's data secret, so every server process agrees on it.
+    """
+    return CSRFConfig(
+        secret=csrf_secret(settings.keys_dir),
+        cookie_name=CSRF_COOKIE,
+        cookie_path="/",
+        cookie_secure=True,
+        cookie_httponly=True,
+        cookie_samesite="strict",
+        exclude=CSRF_EXEMPT,
+    )

@@ -1,0 +1,33 @@
+"""What `create_app()` wires for patients: the pages, the JSON API, the submission counter's lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from litestar import Litestar
+
+from referral_broker.services.settings import Settings
+from referral_broker.web.patient.api import PatientApi
+from referral_broker.web.patient.error_pages import PAGE_EXCEPTION_HANDLERS
+from referral_broker.web.patient.manage_pages import ManagePages
+from referral_broker.web.patient.pages import PatientPages
+from referral_broker.web.patient.redis_counter import RedisWindowCounter
+
+PATIENT_ROUTES = [PatientPages, ManagePages, PatientApi]
+__all__ = ["PAGE_EXCEPTION_HANDLERS", "PATIENT_ROUTES", "patient_lifespan"]
+
+
+def patient_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """Open the submission counter (Redis) with the app and close it after."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        counter = RedisWindowCounter(settings.redis_url)
+        app.state.submit_counter = counter
+        try:
+            yield
+        finally:
+            await counter.close()
+
+    return lifespan
