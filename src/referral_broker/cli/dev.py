@@ -242,9 +242,11 @@ def _print_welcome(public_url: str, database_url: str) -> None:
         f"""
 referral-broker is running at {public_url}
 
-  Clinics patients can choose:  curl {public_url}/api/v1/clinics
-  The consent text:             curl {public_url}/api/v1/consent
-  API reference:                {public_url}/schema
+  Patients:  open {public_url}/ in a browser (find clinics, send a request, receipt, manage link)
+  API:       {public_url}/schema  (GET /api/v1/clinics, GET /api/v1/consent, POST /api/v1/referrals)
+  Operators: {public_url}/ops — first make an account (it prints the TOTP secret for your app):
+    DATABASE_URL={database_url} REFERRAL_BROKER_KEYS_DIR=keys \\
+      .venv/bin/referral-broker operator create --username you --role operator
 
   Send a referral as a patient:
     curl -sS -X POST {public_url}/api/v1/referrals -H 'content-type: application/json' -d '{{
