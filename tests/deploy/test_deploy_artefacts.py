@@ -62,19 +62,19 @@ def _assert_is_cli_command(args: list[str]) -> None:
         raise AssertionError(f"`referral-broker {' '.join(args)}` is not a command of the CLI") from exc
 
 
-def _routes() -> set[str]:
-    app = create_app(Settings.from_env({"DATABASE_URL": "postgresql://x/y"}))
+def _routes(keys_dir: Path) -> set[str]:
+    app = create_app(Settings.from_env({"DATABASE_URL": "postgresql://x/y", "REFERRAL_BROKER_KEYS_DIR": str(keys_dir)}))
     return {route.path for route in app.routes}
 
 
 @pytest.mark.parametrize("folder", OVERLAYS, ids=lambda p: p.name)
-def test_each_overlay_builds_and_runs_only_real_commands(folder: Path) -> None:
+def test_each_overlay_builds_and_runs_only_real_commands(folder: Path, keys_dir: Path) -> None:
     docs = kustomize(folder)
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "Job", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"} <= kinds
     assert "Secret" not in kinds, "secrets are created out of band, never in the manifests"
     known = known_variables()
-    routes = _routes()
+    routes = _routes(keys_dir)
     for doc in docs:
         if doc["kind"] == "ConfigMap":
             assert set(doc["data"]) <= known, set(doc["data"]) - known
