@@ -81,6 +81,6 @@ def _category(ctx: BrokerContext, row_id: bytes, contact_ct: bytes | None) -> st
         copy = msgspec.json.decode(ctx.keys.vault.decrypt(contact_ct, bound_to=row_id), type=ContactCopy)
     except (ContactDecryptionFailed, msgspec.DecodeError, msgspec.ValidationError):
         # A copy that does not decrypt still has to go; the statistics lose one category.
-        log.warning("a contact copy did not decrypt during anonymisation; its category is not kept")
+        log.warning("a stored copy did not decrypt during anonymisation; its category is not kept")
         return None
     return copy.category
