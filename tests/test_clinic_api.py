@@ -218,3 +218,17 @@ async def test_unexpected_failure_gives_a_generic_answer(client: AsyncTestClient
     assert response.status_code == 500
     assert "Traceback" not in response.text and "referrals" not in response.text
     assert "incident" in response.json()
+
+
+async def test_api_repeat_with_the_same_idempotency_key_answers_the_first_receipt(
+    client: AsyncTestClient[Any], broker: BrokerContext
+) -> None:
+    await enrol_clinic(broker, "klinikk-a")
+    headers = {"idempotency-key": "client-retry-7f3a9c2e11"}
+    first = await client.post("/api/v1/referrals", json=referral_json(["klinikk-a"]), headers=headers)
+    again = await client.post("/api/v1/referrals", json=referral_json(["klinikk-a"]), headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == first.json()
+    assert await broker.pool.fetchval("SELECT count(*) FROM referrals") == 1
+    bad = await client.post("/api/v1/referrals", json=referral_json(["klinikk-a"]), headers={"idempotency-key": "x"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Idempotency-Key"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import asyncpg
@@ -139,3 +140,42 @@ async def test_database_holds_no_plaintext_of_the_referral(broker: BrokerContext
     for canary in canaries:
         assert canary not in text
         assert canary.lower() not in text.lower()
+
+
+async def test_repeats_with_one_idempotency_key_create_one_referral_even_when_they_race(broker: BrokerContext) -> None:
+    await enrol_clinic(broker, "fysio-oslo")
+    request = _request(referral_json(["fysio-oslo"]))
+    results = await asyncio.gather(
+        *(intake.submit_once(broker, request, idempotency_key="retry-key-0123456789") for _ in range(5))
+    )
+    assert await _count(broker, "referrals") == 1
+    receipts = {(r.reference, r.manage_url) for r, _ in results}
+    assert len(receipts) == 1
+    assert sorted(repeated for _, repeated in results) == [False, True, True, True, True]
+    # The derived link is a working manage token, stored only hashed like any other.
+    token = results[0][0].manage_url.rsplit("/", 1)[1]
+    assert (
+        await broker.pool.fetchval("SELECT manage_token_hash FROM referrals") == hashlib.sha256(token.encode()).digest()
+    )
+
+
+async def test_an_idempotency_key_with_another_request_is_another_referral_and_reveals_nothing(
+    broker: BrokerContext,
+) -> None:
+    await enrol_clinic(broker, "fysio-oslo")
+    first, _ = await intake.submit_once(
+        broker, _request(referral_json(["fysio-oslo"])), idempotency_key="shared-key-0123456789"
+    )
+    other, repeated = await intake.submit_once(
+        broker, _request(referral_json(["fysio-oslo"], name="Someone Else")), idempotency_key="shared-key-0123456789"
+    )
+    assert not repeated and other.reference != first.reference and other.manage_url != first.manage_url
+    assert await _count(broker, "referrals") == 2
+
+
+async def test_a_malformed_idempotency_key_is_refused(broker: BrokerContext) -> None:
+    await enrol_clinic(broker, "fysio-oslo")
+    with pytest.raises(InvalidRequest) as caught:
+        await intake.submit_once(broker, _request(referral_json(["fysio-oslo"])), idempotency_key="short")
+    assert caught.value.errors[0].field == "Idempotency-Key"
+    assert await _count(broker, "referrals") == 0

@@ -6,8 +6,10 @@ broker's contact copy is AEAD-encrypted, and the job that follows carries only t
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
+import re
 import secrets
 import uuid
 from zoneinfo import ZoneInfo
@@ -45,8 +47,69 @@ def manage_token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{16,200}$")
+
+
 async def submit(ctx: BrokerContext, request: ReferralRequest) -> Receipt:
     """Accept a referral or raise InvalidRequest naming every field that is wrong; nothing is stored then."""
+    receipt, _ = await submit_once(ctx, request, idempotency_key=None)
+    return receipt
+
+
+async def submit_once(
+    ctx: BrokerContext, request: ReferralRequest, *, idempotency_key: str | None
+) -> tuple[Receipt, bool]:
+    """Like `submit`, but a repeat with the same idempotency key returns the first receipt, and True.
+
+    With a key, the manage token is derived from the key *and the whole request* with the broker's
+    HMAC key (never stored), so an identical repeat's receipt carries the same private link and the
+    referral is not created twice, even when repeats race. Binding the request in means the key alone
+    is no capability: someone who learns it but not everything the patient typed gets nothing back.
+    The same key with a different request is simply another request. Without a key the token is random.
+    """
+    if idempotency_key is not None:
+        if not IDEMPOTENCY_KEY.match(idempotency_key):
+            raise InvalidRequest([FieldError("Idempotency-Key", "invalid", "use 16 to 200 letters, digits or . _ : -")])
+        idempotency_key = _bound_to_request(idempotency_key, request)
+        earlier = await _earlier_receipt(ctx, idempotency_key)
+        if earlier is not None:
+            return earlier, True
+    try:
+        return await _accept(ctx, request, idempotency_key), False
+    except referral_store.AlreadySubmitted:
+        assert idempotency_key is not None  # noqa: S101 - only a keyed insert can conflict this way
+        raced = await _earlier_receipt(ctx, idempotency_key)
+        if raced is None:  # pragma: no cover - the conflicting row committed before we looked
+            raise
+        return raced, True
+
+
+def _bound_to_request(key: str, request: ReferralRequest) -> str:
+    return key + "\x00" + _encode(request).decode()
+
+
+def _idempotency_hash(ctx: BrokerContext, key: str) -> bytes:
+    return ctx.keys.vault.blind_index("idempotency", key)
+
+
+def _keyed_manage_token(ctx: BrokerContext, key: str) -> str:
+    return base64.urlsafe_b64encode(ctx.keys.vault.blind_index("manage-token", key)).rstrip(b"=").decode()
+
+
+async def _earlier_receipt(ctx: BrokerContext, key: str) -> Receipt | None:
+    earlier = await referral_store.by_idempotency_hash(ctx.pool, _idempotency_hash(ctx, key))
+    if earlier is None:
+        return None
+    deliveries = await referral_store.deliveries_of(ctx.pool, earlier.id)
+    return Receipt(
+        reference=earlier.reference,
+        manage_url=f"{ctx.settings.public_url}/manage/{_keyed_manage_token(ctx, key)}",
+        submitted_at=earlier.created_at,
+        deliveries=[DeliverySummary(clinic=d.clinic_slug, status=d.status) for d in deliveries],
+    )
+
+
+async def _accept(ctx: BrokerContext, request: ReferralRequest, idempotency_key: str | None) -> Receipt:
     now = ctx.clock()
     errors: list[FieldError] = []
     checked: CheckedReferral | None = None
@@ -65,7 +128,8 @@ async def submit(ctx: BrokerContext, request: ReferralRequest) -> Receipt:
         raise InvalidRequest(errors)
 
     referral_id = uuid.uuid4()
-    token = secrets.token_urlsafe(32)  # 256 bits; only its hash is stored
+    # 256 bits either way; only its hash is stored
+    token = _keyed_manage_token(ctx, idempotency_key) if idempotency_key else secrets.token_urlsafe(32)
     vault = ctx.keys.vault
     contact = ContactCopy(
         name=checked.patient.name,
@@ -87,6 +151,7 @@ async def submit(ctx: BrokerContext, request: ReferralRequest) -> Receipt:
             email_bidx=vault.blind_index("email", checked.patient.email.lower()),
             phone_bidx=vault.blind_index("phone", checked.patient.phone),
             manage_token_hash=manage_token_hash(token),
+            idempotency_hash=_idempotency_hash(ctx, idempotency_key) if idempotency_key else None,
             deliveries=[_seal_for(ctx, checked, targets[slug], reference, consent, now) for slug in checked.clinics],
         )
         try:

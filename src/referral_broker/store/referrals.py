@@ -33,10 +33,15 @@ class NewReferral:
     phone_bidx: bytes
     manage_token_hash: bytes
     deliveries: list[NewDelivery]
+    idempotency_hash: bytes | None = None
 
 
 class ReferenceTaken(Exception):
     """The random reference collided with an existing one; draw another."""
+
+
+class AlreadySubmitted(Exception):
+    """A referral with this idempotency key exists (a retried or repeated submission)."""
 
 
 async def insert_referral(conn: Executor, r: NewReferral, *, dispatch_job: str) -> None:
@@ -46,8 +51,9 @@ async def insert_referral(conn: Executor, r: NewReferral, *, dispatch_job: str) 
         await conn.execute(
             """WITH referral AS (
                    INSERT INTO referrals (id, reference, created_at, consent_version, consent_text_sha256,
-                                          consent_at, contact_ct, email_bidx, phone_bidx, manage_token_hash)
-                   VALUES ($1, $2, $3, $4, $5, $3, $6, $7, $8, $9)
+                                          consent_at, contact_ct, email_bidx, phone_bidx, manage_token_hash,
+                                          idempotency_hash)
+                   VALUES ($1, $2, $3, $4, $5, $3, $6, $7, $8, $9, $17)
                ), delivery AS (
                    INSERT INTO deliveries (id, referral_id, clinic_id, status, envelope, envelope_sha256,
                                            recipient_keys, created_at, updated_at)
@@ -72,10 +78,17 @@ async def insert_referral(conn: Executor, r: NewReferral, *, dispatch_job: str) 
             [x.envelope_sha256 for x in d],
             [",".join(x.recipient_keys) for x in d],
             dispatch_job,
+            r.idempotency_hash,
         )
     except asyncpg.UniqueViolationError as exc:
         if "reference" in (exc.constraint_name or ""):
             raise ReferenceTaken from exc
+        # A keyed repeat derives its idempotency hash and its manage token from the same key, so it
+        # collides on both; PostgreSQL names whichever index it checked first.
+        if r.idempotency_hash is not None and any(
+            name in (exc.constraint_name or "") for name in ("idempotency", "manage_token")
+        ):
+            raise AlreadySubmitted from exc
         raise
 
 
@@ -161,3 +174,19 @@ async def cancel_undelivered(conn: Connection, referral_id: uuid.UUID, now: date
         sources_of(DeliveryStatus.CANCELLED),
     )
     return [r["id"] for r in rows]
+
+
+@dataclass(frozen=True)
+class SubmittedReferral:
+    id: uuid.UUID
+    reference: str
+    created_at: datetime
+
+
+async def by_idempotency_hash(conn: Executor, idempotency_hash: bytes) -> SubmittedReferral | None:
+    """The not yet anonymised referral submitted under this idempotency key, if any."""
+    row = await conn.fetchrow(
+        "SELECT id, reference, created_at FROM referrals WHERE idempotency_hash = $1 AND reference IS NOT NULL",
+        idempotency_hash,
+    )
+    return SubmittedReferral(row["id"], row["reference"], row["created_at"]) if row else None

@@ -107,6 +107,7 @@ MESSAGES: dict[str, str] = {
     # The receipt
     "receipt.title": "Your request has been sent",
     "receipt.lead": "Thank you. Your request is encrypted and stored, and is now being delivered to the clinics.",
+    "receipt.repeated": "This request had already been sent, so it was not sent again. Here is its receipt once more.",
     "receipt.reference": "Reference",
     "receipt.submitted": "Sent",
     "receipt.clinics": "Sent to",

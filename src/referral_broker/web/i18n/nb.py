@@ -108,6 +108,9 @@ MESSAGES: dict[str, str] = {
     # The receipt
     "receipt.title": "Henvendelsen er sendt",
     "receipt.lead": "Takk. Henvendelsen er kryptert og lagret, og blir nå levert til klinikkene.",
+    "receipt.repeated": (
+        "Denne henvendelsen var allerede sendt, så den ble ikke sendt på nytt. Her er kvitteringen igjen."
+    ),
     "receipt.reference": "Referanse",
     "receipt.submitted": "Sendt",
     "receipt.clinics": "Sendt til",

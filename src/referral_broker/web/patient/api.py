@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import TooManyRequestsException
 
@@ -40,9 +40,11 @@ class PatientApi(Controller):
         request: Request[Any, Any, Any],
         broker: NamedDependency[BrokerContext],
         submit_counter: NamedDependency[WindowCounter],
-    ) -> Receipt:
+    ) -> Response[Receipt]:
         """Submit a referral. Unknown fields are refused; every wrong field is named in `errors`.
 
+        Send an `Idempotency-Key` header (16–200 of `A-Za-z0-9._:-`) to make retries safe: a repeat
+        answers 200 with the first receipt, the same private link included.
         Shares its per-client limit (`REFERRAL_BROKER_SUBMIT_RATE` a minute) with the web form: 429 past it."""
         wait = await admit_submission(request, broker, submit_counter)
         if wait:
@@ -51,4 +53,8 @@ class PatientApi(Controller):
                 headers={"retry-after": str(wait)},
             )
         referral = decode_json(await request.body(), ReferralRequest)
-        return await intake.submit(broker, referral)
+        receipt, repeated = await intake.submit_once(
+            broker, referral, idempotency_key=request.headers.get("idempotency-key")
+        )
+        # A repeat under the same Idempotency-Key gets the first receipt again, and creates nothing.
+        return Response(receipt, status_code=200 if repeated else 201)

@@ -155,7 +155,7 @@ class PatientPages(Controller):
         referral, errors = form.to_request(today=today, minimum_age=minimum_age)
         if referral is not None:
             try:
-                receipt = await intake.submit(broker, referral)
+                receipt, repeated = await intake.submit_once(broker, referral, idempotency_key=form.submission)
             except InvalidRequest as exc:
                 errors = exc.errors
             else:
@@ -164,6 +164,7 @@ class PatientPages(Controller):
                     "patient/receipt.html",
                     switch_url=None,
                     receipt=receipt,
+                    repeated=repeated,
                     clinic_names=[clinics[s].name if s in clinics else s for s in form.clinics],
                 )
         return _form_page(request, form, chosen, errors=errors, minimum_age=minimum_age)

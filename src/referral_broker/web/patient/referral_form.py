@@ -10,6 +10,7 @@ the rules once more on the real values before anything is stored.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -95,6 +96,9 @@ class ReferralForm:
     consent: bool = False
     consent_version: str = CONSENT_VERSION
     honeypot: str = ""
+    # Drawn when the form is first shown and kept through corrections: sent again (a refresh of the
+    # receipt, a double click) it makes the repeat return the first receipt instead of a new referral.
+    submission: str = field(default_factory=lambda: "form:" + secrets.token_urlsafe(24))
 
     @classmethod
     def from_form(cls, form: Any) -> ReferralForm:
@@ -114,6 +118,7 @@ class ReferralForm:
             consent=one("consent").strip().lower() in _TICKED,
             consent_version=one("consent_version") or CONSENT_VERSION,
             honeypot=one(HONEYPOT_FIELD),
+            submission=one("submission") or "form:" + secrets.token_urlsafe(24),
         )
 
     def to_request(self, *, today: date, minimum_age: int) -> tuple[ReferralRequest | None, list[FieldError]]:
