@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 BIN = Path(sys.executable).parent
@@ -75,3 +77,19 @@ def run(args: list[str], env: dict[str, str], *, check: bool = True) -> subproce
     if check and result.returncode != 0:
         raise AssertionError(f"{args} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+async def wait_for_value(database_url: str, sql: str, expected: object, timeout: float = 60) -> None:
+    """Poll `sql` until it returns `expected`: the programs under test work at their own pace."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + timeout
+        value = None
+        while time.monotonic() < deadline:
+            value = await conn.fetchval(sql)
+            if value == expected:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{sql} gave {value}, expected {expected}")
+    finally:
+        await conn.close()

@@ -20,7 +20,7 @@ from referral_broker.crypto.request_signature import sign_request
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from tests.conftest import EnrolledClinic, Servers, enrol_clinic, referral_json
-from tests.processes import Program, program, wait_for_http
+from tests.processes import Program, program, wait_for_http, wait_for_value
 
 pytestmark = pytest.mark.e2e
 
@@ -75,17 +75,6 @@ async def _submit_many(url: str, clinics: list[str], n: int) -> list[httpx.Respo
         return await asyncio.gather(*(one() for _ in range(n)))
 
 
-async def _wait_for(conn: asyncpg.Connection, sql: str, expected: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = await conn.fetchval(sql)
-        if value == expected:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{sql} gave {value}, expected {expected}")
-
-
 async def test_many_api_processes_and_workers_deliver_every_referral_exactly_once(
     broker: BrokerContext, env: dict[str, str], tmp_path: Path, programs: list[Program]
 ) -> None:
@@ -96,10 +85,13 @@ async def test_many_api_processes_and_workers_deliver_every_referral_exactly_onc
         _worker(env, tmp_path, programs, n)
     responses = await _submit_many(url, ["a", "b"], 200)
     assert [r.status_code for r in responses if isinstance(r, httpx.Response)] == [201] * 200
-    conn = await asyncpg.connect(broker.settings.database_url)
+    db = broker.settings.database_url
+    conn = await asyncpg.connect(db)
     try:
-        await _wait_for(conn, "SELECT count(*) FROM deliveries WHERE status = 'available'", 400)
-        await _wait_for(conn, "SELECT count(*) FROM outbox WHERE done_at IS NULL", 0)
+        await wait_for_value(
+            broker.settings.database_url, "SELECT count(*) FROM deliveries WHERE status = 'available'", 400
+        )
+        await wait_for_value(db, "SELECT count(*) FROM outbox WHERE done_at IS NULL", 0)
         assert await conn.fetchval("SELECT count(*) FROM dispatch_receipts") == 400
         assert await conn.fetchval("SELECT max(attempts) FROM deliveries") == 1
         dispatched = await conn.fetchval("SELECT count(*) FROM audit_events WHERE action = 'delivery.dispatched'")
@@ -184,13 +176,18 @@ async def test_sigterm_to_a_worker_loses_no_job(
     responses = await _submit_many(url, ["a"], 120)
     assert all(isinstance(r, httpx.Response) and r.status_code == 201 for r in responses)
     first = _worker(env, tmp_path, programs, 0)
-    conn = await asyncpg.connect(broker.settings.database_url)
+    db = broker.settings.database_url
+    conn = await asyncpg.connect(db)
     try:
-        await _wait_for(conn, "SELECT least(count(*), 1) FROM deliveries WHERE status = 'available'", 1)
+        await wait_for_value(
+            broker.settings.database_url, "SELECT least(count(*), 1) FROM deliveries WHERE status = 'available'", 1
+        )
         first.signal(signal.SIGTERM)
         assert first.process is not None and first.process.wait(timeout=40) == 0  # it stops, cleanly
         _worker(env, tmp_path, programs, 1)
-        await _wait_for(conn, "SELECT count(*) FROM deliveries WHERE status = 'available'", 120)
+        await wait_for_value(
+            broker.settings.database_url, "SELECT count(*) FROM deliveries WHERE status = 'available'", 120
+        )
         assert await conn.fetchval("SELECT count(*) FROM dispatch_receipts") == 120
         assert await conn.fetchval("SELECT max(attempts) FROM deliveries") == 1
     finally:

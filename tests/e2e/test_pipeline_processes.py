@@ -8,6 +8,7 @@ decrypted files — never in a database dump, a Redis value, or a log line.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -23,9 +24,11 @@ import redis
 from referral_broker.cli import localservers
 from referral_broker.cli.localservers import free_port
 from tests.conftest import Servers, referral_json
-from tests.processes import Program, program, run, wait_for_http
+from tests.processes import Program, program, run, wait_for_http, wait_for_value
 
 pytestmark = pytest.mark.e2e
+
+DISPATCH_EVENTS = "SELECT count(*) FROM audit_events WHERE action = 'delivery.dispatched'"
 
 PASSPHRASE = "clinic passphrase for tests"
 CANARIES = {
@@ -126,27 +129,6 @@ def broker(servers: Servers, clean_db: str, redis_url: str, tmp_path: Path) -> I
             b.worker.stop()
 
 
-async def _wait_until(database_url: str, sql: str, expected: int, timeout: float = 30) -> None:
-    conn = await asyncpg.connect(database_url)
-    try:
-        deadline = time.monotonic() + timeout
-        value = None
-        while time.monotonic() < deadline:
-            value = await conn.fetchval(sql)
-            if value == expected:
-                return
-            await _sleep(0.1)
-        raise AssertionError(f"{sql} gave {value}, expected {expected}")
-    finally:
-        await conn.close()
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
-
-
 def _redis_values(url: str) -> str:
     """Every key and value in the Redis database, whatever its type, as one searchable text."""
     client = redis.Redis.from_url(url)
@@ -180,7 +162,7 @@ async def test_referral_reaches_only_the_chosen_clinics_and_no_plaintext_stays_b
     broker.start_worker()
     only_a = broker.submit(["klinikk-a"], **CANARIES)
     both = broker.submit(["klinikk-a", "klinikk-b"])
-    await _wait_until(broker.database_url, "SELECT count(*) FROM deliveries WHERE status = 'available'", 3)
+    await wait_for_value(broker.database_url, "SELECT count(*) FROM deliveries WHERE status = 'available'", 3)
     # A canary moment: ciphertext is waiting, Redis holds the jobs' traces.
     redis_text = _redis_values(broker.redis_url)
 
@@ -202,9 +184,9 @@ async def test_referral_reaches_only_the_chosen_clinics_and_no_plaintext_stays_b
     assert received["need"] == {"category": "physiotherapy", "description": CANARIES["description"]}
     assert received["consent"]["version"] == "2026-11-01" and received["submitted_at"]
 
-    await _wait_until(broker.database_url, "SELECT count(*) FROM deliveries WHERE status = 'acknowledged'", 3)
+    await wait_for_value(broker.database_url, "SELECT count(*) FROM deliveries WHERE status = 'acknowledged'", 3)
     # Acknowledged: the clinic wrote it durably, and the broker dropped its ciphertext.
-    await _wait_until(broker.database_url, "SELECT count(*) FROM deliveries WHERE envelope IS NOT NULL", 0)
+    await wait_for_value(broker.database_url, "SELECT count(*) FROM deliveries WHERE envelope IS NOT NULL", 0)
 
     broker.worker.stop()
     broker.server.stop()
@@ -227,12 +209,12 @@ async def test_redis_flush_loses_no_referral(broker: Broker) -> None:
     references = [broker.submit(["klinikk-a"]) for _ in range(5)]  # no worker yet: jobs wait in Redis
     assert redis.Redis.from_url(broker.redis_url).flushdb()  # Redis loses everything
     broker.start_worker()  # a starting worker reconciles from the outbox
-    await _wait_until(broker.database_url, "SELECT count(*) FROM deliveries WHERE status = 'available'", 5)
+    await wait_for_value(broker.database_url, "SELECT count(*) FROM deliveries WHERE status = 'available'", 5)
     code, output = broker.pull(a, broker.folder / "inbox")
     assert code == 0, output
     assert sorted(p.stem for p in (broker.folder / "inbox").glob("*.json")) == sorted(references)
-    await _wait_until(broker.database_url, "SELECT count(*) FROM dispatch_receipts", 5)
-    await _wait_until(broker.database_url, "SELECT count(*) FROM audit_events WHERE action = 'delivery.dispatched'", 5)
+    await wait_for_value(broker.database_url, "SELECT count(*) FROM dispatch_receipts", 5)
+    await wait_for_value(broker.database_url, DISPATCH_EVENTS, 5)
 
 
 async def test_worker_killed_mid_job_still_dispatches_exactly_once(broker: Broker) -> None:
@@ -251,13 +233,13 @@ async def test_worker_killed_mid_job_still_dispatches_exactly_once(broker: Broke
     finally:
         await conn.close()
     broker.start_worker()  # arq re-runs the job once its in-progress mark lapses
-    await _wait_until(broker.database_url, "SELECT count(*) FROM deliveries WHERE status = 'available'", 1, 60)
+    await wait_for_value(broker.database_url, "SELECT count(*) FROM deliveries WHERE status = 'available'", 1, 60)
     code, output = broker.pull(a, broker.folder / "inbox")
     assert code == 0, output
     assert [p.stem for p in (broker.folder / "inbox").glob("*.json")] == [reference]
-    await _wait_until(broker.database_url, "SELECT count(*) FROM dispatch_receipts", 1)
-    await _wait_until(broker.database_url, "SELECT max(attempts) FROM deliveries", 1)
-    await _wait_until(broker.database_url, "SELECT count(*) FROM audit_events WHERE action = 'delivery.dispatched'", 1)
+    await wait_for_value(broker.database_url, "SELECT count(*) FROM dispatch_receipts", 1)
+    await wait_for_value(broker.database_url, "SELECT max(attempts) FROM deliveries", 1)
+    await wait_for_value(broker.database_url, DISPATCH_EVENTS, 1)
 
 
 async def _wait_until_waiting_on_lock(database_url: str, timeout: float = 30) -> None:
@@ -270,7 +252,7 @@ async def _wait_until_waiting_on_lock(database_url: str, timeout: float = 30) ->
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE outbox%'"
             ):
                 return
-            await _sleep(0.05)
+            await asyncio.sleep(0.05)
     finally:
         await conn.close()
     raise AssertionError("the worker never reached the dispatch job")

@@ -7,26 +7,17 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from referral_broker.cli import operations, retention
+from referral_broker.cli.command_context import run_with_context
 from referral_broker.crypto.broker_keys import BrokerKeysMissing, init_keys
 from referral_broker.domain.errors import DomainError
 from referral_broker.services import enrolment
-from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import ConfigError, Settings
 
-T = TypeVar("T")
 log = logging.getLogger("referral_broker")
-
-
-class _NoDoorbell:
-    """The operator commands change no delivery, so they ring nothing."""
-
-    async def ring(self, job: str, subject_id: object) -> None:  # pragma: no cover - never called
-        raise RuntimeError("operator commands do not enqueue jobs")
 
 
 def configure_logging() -> None:
@@ -35,17 +26,6 @@ def configure_logging() -> None:
 
 def _settings() -> Settings:
     return Settings.from_env()
-
-
-def _with_context(fn: Callable[[BrokerContext], Awaitable[T]]) -> T:
-    async def run() -> T:
-        ctx = await BrokerContext.open(_settings(), _NoDoorbell(), pool_size=2)
-        try:
-            return await fn(ctx)
-        finally:
-            await ctx.close()
-
-    return asyncio.run(run())
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
@@ -123,7 +103,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_clinic_add(args: argparse.Namespace) -> int:
     data = Path(args.enrollment).read_bytes()
     categories = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else []
-    clinic, fingerprint = _with_context(
+    clinic, fingerprint = run_with_context(
         lambda ctx: enrolment.add_clinic(
             ctx,
             data,
@@ -141,13 +121,13 @@ def cmd_clinic_add(args: argparse.Namespace) -> int:
 
 
 def cmd_clinic_verify(args: argparse.Namespace) -> int:
-    n = _with_context(lambda ctx: enrolment.verify(ctx, args.slug, args.fingerprint, actor="operator-cli"))
+    n = run_with_context(lambda ctx: enrolment.verify(ctx, args.slug, args.fingerprint, actor="operator-cli"))
     print(f"verified {args.slug}: {n} key(s) active; the clinic can now receive referrals")
     return 0
 
 
 def cmd_clinic_list(args: argparse.Namespace) -> int:
-    clinics = _with_context(enrolment.list_clinics)
+    clinics = run_with_context(enrolment.list_clinics)
     rows: list[dict[str, Any]] = [
         {
             "slug": c.clinic.slug,

@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from referral_broker.cli import localservers
+from referral_broker.cli.command_context import open_command_context
 from referral_broker.crypto.broker_keys import init_keys
 from referral_broker.services import enrolment
-from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from referral_broker.store.migrate import apply_migrations
 
@@ -116,11 +116,7 @@ async def _prepare_database(database_url: str) -> None:
 
 
 async def _enrol_demo_clinics(settings: Settings, public_url: str, env: dict[str, str]) -> None:
-    class _Silent:
-        async def ring(self, job: str, subject_id: object) -> None:  # pragma: no cover - enrolment rings nothing
-            return None
-
-    ctx = await BrokerContext.open(settings, _Silent(), pool_size=2)
+    ctx = await open_command_context(settings)
     try:
         enrolled = {c.clinic.slug for c in await enrolment.list_clinics(ctx)}
         for demo in DEMO_CLINICS:

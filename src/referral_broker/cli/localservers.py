@@ -36,8 +36,10 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 __all__ = [
@@ -719,6 +721,24 @@ def _initdb(data_dir: Path, user: _ServerUser | None) -> None:
         )
 
 
+_Server = TypeVar("_Server", "PostgresServer", "RedisServer")
+
+
+def _start_on_a_port(port: int | None, make: Callable[[int], _Server]) -> _Server:
+    """Start on `port`, or on a free port, trying a fresh one if another process binds it first."""
+    attempts = 1 if port is not None else _START_ATTEMPTS
+    for attempt in range(attempts):
+        server = make(port if port is not None else free_port())
+        try:
+            server.start()
+        except _PortTaken:
+            if attempt + 1 >= attempts:
+                raise
+            continue
+        return server
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def start_postgres(data_dir: Path, port: int | None = None, *, durable: bool = True) -> PostgresServer:
     """Start a private PostgreSQL in *data_dir* (initialised on first use, re-used after).
 
@@ -735,23 +755,12 @@ def start_postgres(data_dir: Path, port: int | None = None, *, durable: bool = T
     find_postgres_bin("pg_ctl")  # fail early, with the install hint
     data_dir = _cluster_dir(Path(data_dir), _server_user())
     _initdb(data_dir, _prepare_data_dir(data_dir))
-    attempts = 1 if port is not None else _START_ATTEMPTS
-    for attempt in range(attempts):
-        chosen = port if port is not None else free_port()
-        server = PostgresServer(
-            url=f"postgresql://postgres@{LOOPBACK}:{chosen}/postgres",
-            port=chosen,
-            data_dir=data_dir,
-            durable=durable,
-        )
-        try:
-            server.start()
-        except _PortTaken:
-            if attempt + 1 >= attempts:
-                raise
-            continue
-        return server
-    raise AssertionError("unreachable")  # pragma: no cover
+    return _start_on_a_port(
+        port,
+        lambda chosen: PostgresServer(
+            url=f"postgresql://postgres@{LOOPBACK}:{chosen}/postgres", port=chosen, data_dir=data_dir, durable=durable
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- redis
@@ -911,15 +920,6 @@ def start_redis(data_dir: Path, port: int | None = None) -> RedisServer:
     if port is not None:
         _check_port(port)
     find_redis_server()  # fail early, with the install hint
-    attempts = 1 if port is not None else _START_ATTEMPTS
-    for attempt in range(attempts):
-        chosen = port if port is not None else free_port()
-        server = RedisServer(url=f"redis://{LOOPBACK}:{chosen}/0", port=chosen, data_dir=data_dir)
-        try:
-            server.start()
-        except _PortTaken:
-            if attempt + 1 >= attempts:
-                raise
-            continue
-        return server
-    raise AssertionError("unreachable")  # pragma: no cover
+    return _start_on_a_port(
+        port, lambda chosen: RedisServer(url=f"redis://{LOOPBACK}:{chosen}/0", port=chosen, data_dir=data_dir)
+    )

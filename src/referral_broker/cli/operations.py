@@ -6,22 +6,14 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
+from referral_broker.cli.command_context import run_with_context
 from referral_broker.services import monitoring, notifications, operators
-from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import ConfigError
 from referral_broker.store import operators as operator_store
 
-T = TypeVar("T")
 PASSWORD_VARIABLE = "REFERRAL_BROKER_OPERATOR_PASSWORD"  # noqa: S105 - the variable's name
-
-
-def _with_context(fn: Callable[[BrokerContext], Awaitable[T]]) -> T:
-    from referral_broker.cli.broker import _with_context as open_and_run  # the one way the CLI opens a context
-
-    return open_and_run(fn)
 
 
 class PasswordUnavailable(ConfigError):
@@ -42,7 +34,7 @@ def _password() -> str:
 
 def cmd_operator_create(args: argparse.Namespace) -> int:
     password = _password()
-    made: operators.NewOperator = _with_context(
+    made: operators.NewOperator = run_with_context(
         lambda ctx: operators.create_operator(ctx, args.username, args.role, password, actor="operator-cli")
     )
     print(f"created {made.role} {made.username!r}")
@@ -53,7 +45,7 @@ def cmd_operator_create(args: argparse.Namespace) -> int:
 
 
 def cmd_operator_list(args: argparse.Namespace) -> int:
-    rows: list[operator_store.OperatorRow] = _with_context(lambda ctx: operator_store.all_operators(ctx.pool))
+    rows: list[operator_store.OperatorRow] = run_with_context(lambda ctx: operator_store.all_operators(ctx.pool))
     if not rows:
         print("no operators yet; make one with `referral-broker operator create --username NAME --role operator`")
     for r in rows:
@@ -63,7 +55,7 @@ def cmd_operator_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    check: monitoring.ChainCheck = _with_context(monitoring.check_audit_chain)
+    check: monitoring.ChainCheck = run_with_context(monitoring.check_audit_chain)
     if check.broken is None:
         print(f"audit trail intact: {check.checked} events checked")
         return 0
@@ -76,7 +68,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_clinic_set_contact(args: argparse.Namespace) -> int:
-    _with_context(
+    run_with_context(
         lambda ctx: notifications.set_contact(
             ctx, args.slug, email=args.email or None, webhook_url=args.webhook or None, actor="operator-cli"
         )

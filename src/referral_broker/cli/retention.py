@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from datetime import datetime
 
+from referral_broker.cli.command_context import run_with_context
 from referral_broker.services import retention
-from referral_broker.services.context import BrokerContext
-from referral_broker.services.settings import Settings
-
-
-class _NoDoorbell:
-    async def ring(self, job: str, subject_id: object) -> None:  # pragma: no cover - retention enqueues nothing
-        raise RuntimeError("retention does not enqueue jobs")
 
 
 def _moment(text: str) -> datetime:
@@ -28,19 +21,14 @@ def _moment(text: str) -> datetime:
 
 
 def cmd_retention_run(args: argparse.Namespace) -> int:
-    async def run() -> retention.RetentionRun:
-        ctx = await BrokerContext.open(Settings.from_env(), _NoDoorbell(), pool_size=2)
-        try:
-            return await retention.anonymise_expired(
-                ctx,
-                now=args.now,
-                batch_size=args.batch,
-                progress=lambda n: print(f"  … {n} anonymised", file=sys.stderr, flush=True),
-            )
-        finally:
-            await ctx.close()
-
-    result = asyncio.run(run())
+    result = run_with_context(
+        lambda ctx: retention.anonymise_expired(
+            ctx,
+            now=args.now,
+            batch_size=args.batch,
+            progress=lambda n: print(f"  … {n} anonymised", file=sys.stderr, flush=True),
+        )
+    )
     print(
         f"anonymised {result.anonymised} referral(s) last dispatched (or, never dispatched, created) before "
         f"{result.cutoff.isoformat()}; {result.expired_deliveries} undelivered delivery(ies) expired; "

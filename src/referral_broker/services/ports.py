@@ -27,3 +27,10 @@ class Doorbell(Protocol):
     """Tells the workers that work is due. It may lose rings; the outbox and reconciler make up for it."""
 
     async def ring(self, job: str, subject_id: uuid.UUID) -> None: ...
+
+
+class NoDoorbell:
+    """For one-shot commands (enrolment, retention) that change no delivery: ringing is a bug."""
+
+    async def ring(self, job: str, subject_id: uuid.UUID) -> None:  # pragma: no cover - never rung
+        raise RuntimeError(f"a command that enqueues nothing tried to enqueue {job}")
