@@ -88,17 +88,15 @@ async def database_url(servers: Servers) -> AsyncIterator[str]:
     await admin.close()
 
 
-_TABLES = "audit_events, clinic_request_nonces, dispatch_receipts, outbox, deliveries, referrals, clinic_keys, clinics"
-_TABLES += (
-    ", operators, operator_sessions, login_throttle, worker_heartbeats, failure_counts, clinic_contacts,"
-    " clinic_notifications"
-)
-
-
 @pytest.fixture
 async def clean_db(database_url: str) -> str:
+    """Every table emptied (all of them, so a new migration's tables are never forgotten)."""
     conn = await asyncpg.connect(database_url)
-    await conn.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
+    tables = await conn.fetchval(
+        """SELECT string_agg(format('%I', tablename), ', ') FROM pg_tables
+           WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"""
+    )
+    await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     await conn.close()
     return database_url
 

@@ -18,8 +18,17 @@ def months_before(moment: datetime, months: int, tz: ZoneInfo = LOCAL_TIME) -> d
 
     31 July minus five months is 28 (or 29) February: a referral dispatched on 28 February is due on 31 July.
     """
+    return _shift(moment, -months, tz)
+
+
+def months_after(moment: datetime, months: int, tz: ZoneInfo = LOCAL_TIME) -> datetime:
+    """The same local wall-clock time `months` calendar months later, the day clamped to the month's end."""
+    return _shift(moment, months, tz)
+
+
+def _shift(moment: datetime, months: int, tz: ZoneInfo) -> datetime:
     local = moment.astimezone(tz)
-    month_index = local.year * 12 + (local.month - 1) - months
+    month_index = local.year * 12 + (local.month - 1) + months
     year, month = divmod(month_index, 12)
     day = min(local.day, calendar.monthrange(year, month + 1)[1])
     return local.replace(year=year, month=month + 1, day=day).astimezone(moment.tzinfo)

@@ -12,11 +12,14 @@ import uuid
 from dataclasses import dataclass
 
 from referral_broker.domain.delivery import DeliveryStatus
+from referral_broker.domain.notice import NoticeKind
+from referral_broker.services import clinic_notices
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.intake import manage_token_hash
 from referral_broker.services.ports import JOB_DISPATCH
 from referral_broker.store import audit, outbox
 from referral_broker.store import referrals as referral_store
+from referral_broker.store.pool import Connection
 from referral_broker.store.referrals import DeliveryView, ManagedReferral
 
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
@@ -61,32 +64,63 @@ async def withdraw(ctx: BrokerContext, token: str) -> Withdrawal | None:
 
     The referral is marked withdrawn, deliveries not acknowledged (queued, failed, dead, and
     available ones waiting in an inbox) become cancelled with their envelopes dropped, the dispatch
-    outbox row is closed so nothing rings it again, and an audit event records the ids. A second
-    call finds nothing left to change and appends no event.
+    outbox row is closed so nothing rings it again, clinics that have or may have fetched it get a
+    sealed withdrawal notice, and an audit event records the ids. A second call finds nothing left
+    to change and appends no event.
     """
     token_hash = _hash_of(token)
     if token_hash is None:
         return None
-    now = ctx.clock()
     async with ctx.pool.acquire() as conn, conn.transaction():
         referral = await referral_store.lock_for_withdrawal(conn, token_hash)
         if referral is None:
             return None
-        first_time = referral.withdrawn_at is None
-        if first_time:
-            await referral_store.mark_withdrawn(conn, referral.id, now)
-        cancelled = await referral_store.cancel_undelivered(conn, referral.id, now)
-        await outbox.finish(conn, JOB_DISPATCH, referral.id, now, "withdrawn")
-        if first_time or cancelled:
-            await audit.append(
-                conn,
-                at=now,
-                actor="patient",
-                action="referral.withdrawn",
-                subject=str(referral.id),
-                details={"cancelled": [str(i) for i in cancelled]},
-            )
+        done = await withdraw_locked(
+            ctx, conn, referral.id, referral.reference, first_time=referral.withdrawn_at is None, actor="patient"
+        )
+    await clinic_notices.ring(ctx, done.planned)
     view = await look_up(ctx, token)
     if view is None:  # pragma: no cover - the row was just locked and is never deleted
         return None
-    return Withdrawal(view=view, cancelled=cancelled, first_time=first_time)
+    return Withdrawal(view=view, cancelled=done.cancelled, first_time=done.first_time)
+
+
+@dataclass(frozen=True)
+class WithdrawnNow:
+    cancelled: list[uuid.UUID]
+    first_time: bool
+    planned: clinic_notices.PlannedNotices
+
+
+async def withdraw_locked(
+    ctx: BrokerContext, conn: Connection, referral_id: uuid.UUID, reference: str, *, first_time: bool, actor: str
+) -> WithdrawnNow:
+    """The withdrawal itself, for a referral the caller has locked in its transaction."""
+    now = ctx.clock()
+    planned = clinic_notices.PlannedNotices([], [], [])
+    if first_time:
+        await referral_store.mark_withdrawn(conn, referral_id, now)
+        planned = await clinic_notices.seal_notices(
+            ctx,
+            conn,
+            kind=NoticeKind.WITHDRAWAL,
+            reference=reference,
+            deliveries=await referral_store.deliveries_of(conn, referral_id),
+            requested_at=now,
+        )
+    cancelled = await referral_store.cancel_undelivered(conn, referral_id, now)
+    await outbox.finish(conn, JOB_DISPATCH, referral_id, now, "withdrawn")
+    if first_time or cancelled:
+        await audit.append(
+            conn,
+            at=now,
+            actor=actor,
+            action="referral.withdrawn",
+            subject=str(referral_id),
+            details={
+                "cancelled": [str(i) for i in cancelled],
+                "notices": len(planned.sealed),
+                "unsealable": planned.unsealable,
+            },
+        )
+    return WithdrawnNow(cancelled=cancelled, first_time=first_time, planned=planned)

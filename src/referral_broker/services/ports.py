@@ -34,3 +34,21 @@ class NoDoorbell:
 
     async def ring(self, job: str, subject_id: uuid.UUID) -> None:  # pragma: no cover - never rung
         raise RuntimeError(f"a command that enqueues nothing tried to enqueue {job}")
+
+
+class CodeSender(Protocol):
+    """Sends a patient's one-time code to the e-mail address or phone number they typed.
+
+    `channel` is "email" or "phone"; `destination` is the normalised address. Raises
+    `CodeNotSent` when the code did not go out; the caller then keeps nothing of the request.
+    """
+
+    async def send(self, channel: str, destination: str, code: str, minutes: int) -> None: ...
+
+
+class CodeNotSent(Exception):
+    """The code could not be sent this time; `reason` is short and names no one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -19,7 +19,7 @@ from referral_broker.crypto.contact import ContactDecryptionFailed
 from referral_broker.domain.referral import ContactCopy
 from referral_broker.domain.retention import months_before
 from referral_broker.services.context import BrokerContext
-from referral_broker.store import audit, retention
+from referral_broker.store import audit, notices, retention, rights
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ class RetentionRun:
     anonymised: int
     expired_deliveries: int
     batches: int
+    expired_notices: int = 0
+    deleted_codes: int = 0
 
 
 async def anonymise_expired(
@@ -52,11 +54,16 @@ async def anonymise_expired(
                 break
             categories = [_category(ctx, d.id.bytes, d.contact_ct) for d in due]
             expired += await retention.anonymise(conn, [d.id for d in due], categories, now)
+            await notices.expire_for_referrals(conn, [d.id for d in due])
         anonymised += len(due)
         batches += 1
         if progress is not None:
             progress(anonymised)
     async with ctx.pool.acquire() as conn, conn.transaction():
+        # Other personal data with limits of their own: notices nobody fetched in the retention period,
+        # and one-time codes and their sessions once they can no longer be used.
+        expired_notices = await notices.expire_older_than(conn, cutoff)
+        lapsed_codes = await rights.delete_lapsed(conn, now)
         await audit.append(
             conn,
             at=now,
@@ -67,10 +74,23 @@ async def anonymise_expired(
                 "anonymised": anonymised,
                 "expired_deliveries": expired,
                 "batches": batches,
+                "expired_notices": expired_notices,
+                "deleted_codes": lapsed_codes,
             },
         )
-    log.info("retention run: %d referrals anonymised, %d undelivered deliveries expired", anonymised, expired)
-    return RetentionRun(cutoff=cutoff, anonymised=anonymised, expired_deliveries=expired, batches=batches)
+    log.info(
+        "retention run: %d referrals anonymised, %d undelivered deliveries expired, %d notices expired, "
+        "%d one-time codes deleted",
+        anonymised, expired, expired_notices, lapsed_codes,
+    )  # fmt: skip
+    return RetentionRun(
+        cutoff=cutoff,
+        anonymised=anonymised,
+        expired_deliveries=expired,
+        batches=batches,
+        expired_notices=expired_notices,
+        deleted_codes=lapsed_codes,
+    )
 
 
 def _category(ctx: BrokerContext, row_id: bytes, contact_ct: bytes | None) -> str | None:

@@ -42,6 +42,13 @@ class Settings:
     notify_max_tries: int = 8
     metrics_token: str | None = None
     retention_months: int = 5
+    # The patient's rights (issue 4)
+    rights_code_minutes: int = 15
+    rights_session_minutes: int = 30
+    rights_codes_per_hour: int = 5
+    sms_url: str | None = None
+    sms_token: str | None = None
+    dev_outbox: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +76,12 @@ class Settings:
             notify_max_tries=_int(env, "REFERRAL_BROKER_NOTIFY_MAX_TRIES", 8, 1, 100),
             metrics_token=env.get("REFERRAL_BROKER_METRICS_TOKEN") or None,
             retention_months=_int(env, "REFERRAL_BROKER_RETENTION_MONTHS", RETENTION_MONTHS, 1, 120),
+            rights_code_minutes=_int(env, "REFERRAL_BROKER_RIGHTS_CODE_MINUTES", 15, 1, 60),
+            rights_session_minutes=_int(env, "REFERRAL_BROKER_RIGHTS_SESSION_MINUTES", 30, 1, 240),
+            rights_codes_per_hour=_int(env, "REFERRAL_BROKER_RIGHTS_CODES_PER_HOUR", 5, 1, 100),
+            sms_url=_optional_url(env, "REFERRAL_BROKER_SMS_URL", ("https", "http")),
+            sms_token=env.get("REFERRAL_BROKER_SMS_TOKEN") or None,
+            dev_outbox=Path(env["REFERRAL_BROKER_DEV_OUTBOX"]) if env.get("REFERRAL_BROKER_DEV_OUTBOX") else None,
         )
 
 

@@ -1,0 +1,129 @@
+"""Sealed notices to clinics (correction, erasure, withdrawal): stored, served, acknowledged, expired."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from referral_broker.store.pool import Connection, Executor
+
+#: A correction is served only to a clinic that received the referral; an erasure or withdrawal also
+#: to one whose copy was cancelled while waiting in its inbox, since it may have fetched it already.
+_SERVABLE = """(d.status = 'acknowledged'
+                OR (n.kind <> 'correction' AND d.status = 'cancelled' AND d.dispatched_at IS NOT NULL))"""
+
+
+@dataclass(frozen=True)
+class NewNotice:
+    id: uuid.UUID
+    delivery_id: uuid.UUID
+    clinic_id: uuid.UUID
+    kind: str
+    envelope: bytes
+    envelope_sha256: bytes
+    recipient_keys: list[str]
+
+
+async def insert(conn: Connection, notices: list[NewNotice], now: datetime) -> None:
+    await conn.executemany(
+        """INSERT INTO clinic_notices (id, delivery_id, clinic_id, kind, status, envelope, envelope_sha256,
+                                       recipient_keys, created_at)
+           VALUES ($1, $2, $3, $4, 'waiting', $5, $6, $7, $8)""",
+        [
+            (n.id, n.delivery_id, n.clinic_id, n.kind, n.envelope, n.envelope_sha256, n.recipient_keys, now)
+            for n in notices
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class NoticeRow:
+    id: uuid.UUID
+    envelope: bytes
+
+
+async def inbox(conn: Executor, clinic_id: uuid.UUID, limit: int) -> list[NoticeRow]:
+    """Servable notices for the clinic, oldest first; one more than asked, to tell whether there is more."""
+    rows = await conn.fetch(
+        f"""SELECT n.id, n.envelope FROM clinic_notices n JOIN deliveries d ON d.id = n.delivery_id
+            WHERE n.clinic_id = $1 AND n.status = 'waiting' AND {_SERVABLE}
+            ORDER BY n.created_at, n.id LIMIT $2""",  # noqa: S608 - a constant, no input
+        clinic_id,
+        limit + 1,
+    )
+    return [NoticeRow(r["id"], r["envelope"]) for r in rows]
+
+
+async def acknowledge(
+    conn: Connection, clinic_id: uuid.UUID, ids: list[uuid.UUID], now: datetime
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """waiting → acknowledged, ciphertext dropped. Returns (moved now, acknowledged before); scoped to the clinic.
+
+    Only a notice the clinic could have been served moves: an id it guessed for one not yet servable
+    is as unknown as any other."""
+    moved = await conn.fetch(
+        f"""UPDATE clinic_notices n SET status = 'acknowledged', acknowledged_at = $3, envelope = NULL
+            FROM deliveries d
+            WHERE d.id = n.delivery_id AND n.clinic_id = $1 AND n.id = ANY($2::uuid[])
+              AND n.status = 'waiting' AND {_SERVABLE}
+            RETURNING n.id""",  # noqa: S608 - a constant, no input
+        clinic_id,
+        ids,
+        now,
+    )
+    before = await conn.fetch(
+        """SELECT id FROM clinic_notices WHERE clinic_id = $1 AND id = ANY($2::uuid[])
+           AND status = 'acknowledged' AND acknowledged_at < $3""",
+        clinic_id,
+        ids,
+        now,
+    )
+    return [r["id"] for r in moved], [r["id"] for r in before]
+
+
+@dataclass(frozen=True)
+class NoticeView:
+    """What the patient and operators may see of a notice: its kind, clinic and state."""
+
+    delivery_id: uuid.UUID
+    kind: str
+    status: str
+    created_at: datetime
+    acknowledged_at: datetime | None
+
+
+async def of_referral(conn: Executor, referral_id: uuid.UUID) -> list[NoticeView]:
+    rows = await conn.fetch(
+        """SELECT n.delivery_id, n.kind, n.status, n.created_at, n.acknowledged_at
+           FROM clinic_notices n JOIN deliveries d ON d.id = n.delivery_id
+           WHERE d.referral_id = $1 ORDER BY n.created_at, n.id""",
+        referral_id,
+    )
+    return [NoticeView(**dict(r)) for r in rows]
+
+
+async def expire_for_referrals(conn: Connection, referral_ids: list[uuid.UUID]) -> int:
+    """Waiting notices about referrals being anonymised: their ciphertext goes too."""
+    result = await conn.execute(
+        """UPDATE clinic_notices SET status = 'expired', envelope = NULL
+           WHERE status = 'waiting'
+             AND delivery_id IN (SELECT id FROM deliveries WHERE referral_id = ANY($1::uuid[]))""",
+        referral_ids,
+    )
+    return int(result.split()[-1])
+
+
+async def expire_older_than(conn: Connection, cutoff: datetime) -> int:
+    """Notices nobody fetched within the retention period (an erased referral is anonymised at once,
+    so its notices are not reached by the referral sweep)."""
+    result = await conn.execute(
+        "UPDATE clinic_notices SET status = 'expired', envelope = NULL WHERE status = 'waiting' AND created_at <= $1",
+        cutoff,
+    )
+    return int(result.split()[-1])
+
+
+async def waiting_counts(conn: Executor) -> dict[str, int]:
+    rows = await conn.fetch("SELECT kind, count(*) AS n FROM clinic_notices WHERE status = 'waiting' GROUP BY kind")
+    return {r["kind"]: r["n"] for r in rows}

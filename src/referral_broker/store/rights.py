@@ -1,0 +1,169 @@
+"""One-time codes and the short sessions they open, and the referrals a contact detail leads to."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from referral_broker.store.pool import Connection, Executor
+
+_BIDX_COLUMN = {"email": "email_bidx", "phone": "phone_bidx"}
+
+
+async def codes_sent_since(conn: Executor, contact_bidx: bytes, since: datetime) -> int:
+    n = await conn.fetchval(
+        "SELECT count(*) FROM rights_codes WHERE contact_bidx = $1 AND created_at > $2", contact_bidx, since
+    )
+    return int(n)
+
+
+async def insert_code(
+    conn: Executor,
+    *,
+    id: uuid.UUID,
+    channel: str,
+    contact_bidx: bytes,
+    code_hash: bytes,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO rights_codes (id, channel, contact_bidx, code_hash, created_at, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        id, channel, contact_bidx, code_hash, now, expires_at,
+    )  # fmt: skip
+
+
+async def delete_code(conn: Executor, id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM rights_codes WHERE id = $1", id)
+
+
+@dataclass(frozen=True)
+class CodeRow:
+    id: uuid.UUID
+    channel: str
+    contact_bidx: bytes
+    code_hash: bytes
+    attempts: int
+    expires_at: datetime
+    used_at: datetime | None
+
+
+async def lock_code(conn: Connection, id: uuid.UUID) -> CodeRow | None:
+    row = await conn.fetchrow(
+        """SELECT id, channel, contact_bidx, code_hash, attempts, expires_at, used_at
+           FROM rights_codes WHERE id = $1 FOR UPDATE""",
+        id,
+    )
+    return CodeRow(**dict(row)) if row else None
+
+
+async def count_attempt(conn: Connection, id: uuid.UUID) -> None:
+    await conn.execute("UPDATE rights_codes SET attempts = attempts + 1 WHERE id = $1", id)
+
+
+async def open_session(
+    conn: Connection,
+    id: uuid.UUID,
+    *,
+    session_hash: bytes,
+    now: datetime,
+    expires_at: datetime,
+) -> None:
+    await conn.execute(
+        """UPDATE rights_codes SET used_at = $2, session_hash = $3, session_expires_at = $4
+           WHERE id = $1""",
+        id, now, session_hash, expires_at,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    code_id: uuid.UUID
+    channel: str
+    contact_bidx: bytes
+    expires_at: datetime
+
+
+async def session(conn: Executor, session_hash: bytes, now: datetime) -> SessionRow | None:
+    row = await conn.fetchrow(
+        """SELECT id, channel, contact_bidx, session_expires_at FROM rights_codes
+           WHERE session_hash = $1 AND session_expires_at > $2""",
+        session_hash,
+        now,
+    )
+    if row is None:
+        return None
+    return SessionRow(row["id"], row["channel"], row["contact_bidx"], row["session_expires_at"])
+
+
+async def end_session(conn: Executor, session_hash: bytes, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE rights_codes SET session_expires_at = $2 WHERE session_hash = $1 AND session_expires_at > $2",
+        session_hash,
+        now,
+    )
+
+
+async def delete_lapsed(conn: Executor, now: datetime) -> int:
+    """Codes and sessions that can no longer be used: nothing of them is kept."""
+    result = await conn.execute(
+        "DELETE FROM rights_codes WHERE greatest(expires_at, coalesce(session_expires_at, expires_at)) <= $1", now
+    )
+    return int(result.split()[-1])
+
+
+@dataclass(frozen=True)
+class LinkedReferral:
+    """A referral a contact detail leads to, with what the rights pages need (the copy is still sealed)."""
+
+    id: uuid.UUID
+    reference: str
+    created_at: datetime
+    consent_version: str
+    consent_text_sha256: str
+    consent_at: datetime
+    withdrawn_at: datetime | None
+    retention_anchor: datetime | None
+    contact_ct: bytes
+
+
+_LINKED_COLUMNS = """id, reference, created_at, consent_version, consent_text_sha256, consent_at, withdrawn_at,
+                     retention_anchor, contact_ct"""
+
+
+async def linked_referrals(conn: Executor, channel: str, contact_bidx: bytes) -> list[LinkedReferral]:
+    """Not yet anonymised referrals whose e-mail or phone (as `channel` says) has this blind index."""
+    column = _BIDX_COLUMN[channel]
+    rows = await conn.fetch(
+        f"""SELECT {_LINKED_COLUMNS} FROM referrals
+            WHERE {column} = $1 AND anonymised_at IS NULL ORDER BY created_at DESC""",  # noqa: S608 - fixed names
+        contact_bidx,
+    )
+    return [LinkedReferral(**dict(r)) for r in rows]
+
+
+async def lock_linked(conn: Connection, channel: str, contact_bidx: bytes, reference: str) -> LinkedReferral | None:
+    """One linked referral by its reference, locked until the caller's transaction ends."""
+    column = _BIDX_COLUMN[channel]
+    row = await conn.fetchrow(
+        f"""SELECT {_LINKED_COLUMNS} FROM referrals
+            WHERE reference = $2 AND {column} = $1 AND anonymised_at IS NULL FOR UPDATE""",  # noqa: S608
+        contact_bidx,
+        reference,
+    )
+    return LinkedReferral(**dict(row)) if row else None
+
+
+async def update_contact(
+    conn: Connection, referral_id: uuid.UUID, *, contact_ct: bytes, email_bidx: bytes, phone_bidx: bytes
+) -> None:
+    await conn.execute(
+        "UPDATE referrals SET contact_ct = $2, email_bidx = $3, phone_bidx = $4 WHERE id = $1",
+        referral_id, contact_ct, email_bidx, phone_bidx,
+    )  # fmt: skip
+
+
+async def mark_erased(conn: Connection, referral_id: uuid.UUID, now: datetime) -> None:
+    await conn.execute("UPDATE referrals SET erased_at = $2 WHERE id = $1", referral_id, now)
