@@ -29,12 +29,15 @@ from referral_broker.store.referrals import DeliveryView
 
 _encode = msgspec.json.Encoder().encode
 _GONE = frozenset({DeliveryStatus.CANCELLED.value, DeliveryStatus.EXPIRED.value})
+_MAY_HOLD = frozenset({DeliveryStatus.ACKNOWLEDGED.value, DeliveryStatus.AVAILABLE.value})
 
 
 def told_about(kind: NoticeKind, delivery: DeliveryView) -> bool:
     if kind is NoticeKind.CORRECTION:
         return delivery.status not in _GONE
-    return delivery.status == DeliveryStatus.ACKNOWLEDGED.value or delivery.dispatched_at is not None
+    if delivery.status == DeliveryStatus.CANCELLED.value:  # cancelled from an inbox, or before it got there
+        return delivery.dispatched_at is not None
+    return delivery.status in _MAY_HOLD
 
 
 @dataclass(frozen=True)
