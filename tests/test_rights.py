@@ -11,13 +11,13 @@ import msgspec
 import pytest
 
 from referral_broker.crypto.envelope import open_envelope
-from referral_broker.domain.enrolment import AckRequest
+from referral_broker.domain.enrolment import AckRequest, Refusal, RefusalRequest
 from referral_broker.domain.notice import NOTICE_PAYLOAD_FORMAT, NoticePayload
 from referral_broker.domain.referral import ContactCopy, Patient, ReferralRequest
-from referral_broker.services import clinic_inbox, dispatch, intake, manage, retention, rights
+from referral_broker.services import clinic_inbox, clinic_status, dispatch, intake, manage, retention, rights
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import CodeNotSent
-from referral_broker.store import clinics
+from referral_broker.store import clinics, notices
 from tests.conftest import EnrolledClinic, enrol_clinic, referral_json
 
 SECRET_NEED = "Canary-need-7Q2 vondt i skulderen"
@@ -359,3 +359,39 @@ def test_corrections_are_checked_field_by_field() -> None:
     assert [e.field for e in bad.value.errors] == ["name", "email", "phone", "birth_date"]
     ok = rights.check_correction("Kari", "Kari@Example.NO", "41234567", date(1990, 1, 1), today=date(2026, 11, 22))
     assert ok == Patient("Kari", "Kari@example.no", "+4741234567", date(1990, 1, 1))
+
+
+async def test_a_notice_the_clinic_cannot_open_leaves_its_inbox_and_the_overlap_waits_for_notices(
+    broker: BrokerContext, outbox: Outbox
+) -> None:
+    a = await enrol_clinic(broker, "fysio-a")
+    first, second = await _submit(broker, ["fysio-a"]), await _submit(broker, ["fysio-a"])
+    await _dispatch(broker, first)
+    await _dispatch(broker, second)
+    await _pull_and_ack(broker, a)
+    session = await _session(broker, outbox, "email", "kari@example.no")
+    await rights.withdraw(broker, session, first)
+    await rights.withdraw(broker, session, second)
+    row = await clinics.by_slug(broker.pool, "fysio-a")
+    assert row is not None
+    page = await clinic_inbox.list_inbox(broker, row, 10)
+    bad, good = page.items
+    result = await clinic_status.refuse(
+        broker,
+        row,
+        RefusalRequest([Refusal(bad.delivery_id, "bad_signature"), Refusal(str(uuid.uuid4()), "bad_signature")]),
+    )
+    assert result.refused == [bad.delivery_id] and len(result.unknown) == 1
+    assert [i.delivery_id for i in (await clinic_inbox.list_inbox(broker, row, 10)).items] == [good.delivery_id]
+    assert await broker.pool.fetchval("SELECT envelope FROM clinic_notices WHERE status = 'refused'") is None
+    assert await broker.pool.fetchval("SELECT count(*) FROM audit_events WHERE action = 'notice.refused'") == 1
+
+    # The key the waiting notice was sealed to is still needed: a retiring key holding it stays retiring.
+    key_ids = await broker.pool.fetchval(
+        "SELECT recipient_keys FROM clinic_notices WHERE id = $1", uuid.UUID(good.delivery_id)
+    )
+    async with broker.pool.acquire() as conn:
+        assert await notices.keys_still_holding(conn, row.id, [*key_ids, "other"]) == set(key_ids)
+    await clinic_inbox.acknowledge(broker, row, AckRequest([good.delivery_id]))
+    async with broker.pool.acquire() as conn:
+        assert await notices.keys_still_holding(conn, row.id, key_ids) == set()

@@ -14,7 +14,16 @@ from referral_broker.crypto.encoding import key_id
 from referral_broker.crypto.envelope import BrokerSigner, seal
 from referral_broker.crypto.request_signature import RequestSignatureInvalid, verify_request
 from referral_broker.domain.consent import CONSENT_VERSION, consent_text_sha256
-from referral_broker.domain.enrolment import AckRequest, AckResult, InboxItem, InboxPage
+from referral_broker.domain.enrolment import (
+    AckRequest,
+    AckResult,
+    ClinicStatusReport,
+    InboxItem,
+    InboxPage,
+    KeyStatus,
+    RefusalRequest,
+    RefusalResult,
+)
 from referral_broker.domain.referral import (
     REFERRAL_PAYLOAD_FORMAT,
     Need,
@@ -78,6 +87,9 @@ class BrokerStandIn:
     answer_status: int | None = None  # answer every signed request with this status
     ack_failures: list[int | Exception] = field(default_factory=list)  # consumed by the next ack calls
     always_more: bool = False
+    refused: dict[str, str] = field(default_factory=dict)  # delivery id -> reason the clinic reported
+    key_states: dict[str, KeyStatus] = field(default_factory=dict)  # what `status` answers about keys
+    key_requests: list[bytes] = field(default_factory=list)
     _nonces: set[str] = field(default_factory=set)
 
     def add(self, delivery_id: str, envelope: bytes) -> None:
@@ -111,7 +123,33 @@ class BrokerStandIn:
         if request.method == "POST" and request.url.path == "/api/v1/clinic/inbox/ack":
             assert request.headers["content-type"] == "application/json"
             return self._ack(msgspec.json.decode(request.content, type=AckRequest))
+        if request.method == "POST" and request.url.path == "/api/v1/clinic/inbox/refuse":
+            return self._refuse(msgspec.json.decode(request.content, type=RefusalRequest))
+        if request.method == "GET" and request.url.path == "/api/v1/clinic/status":
+            return self._status()
         return httpx.Response(404)
+
+    def _refuse(self, request: RefusalRequest) -> httpx.Response:
+        known = []
+        for r in request.refusals:
+            if r.delivery_id in self.inbox or r.delivery_id in self.refused:
+                self.inbox.pop(r.delivery_id, None)
+                self.refused[r.delivery_id] = r.reason
+                known.append(r.delivery_id)
+        unknown = [r.delivery_id for r in request.refusals if r.delivery_id not in known]
+        return httpx.Response(200, content=msgspec.json.encode(RefusalResult(refused=known, unknown=unknown)))
+
+    def _status(self) -> httpx.Response:
+        report = ClinicStatusReport(
+            clinic="stand-in",
+            status="active",
+            keys=list(self.key_states.values()),
+            waiting=len(self.inbox),
+            oldest_waiting_at=None,
+            undeliverable=len(self.refused),
+            last_pull_at=None,
+        )
+        return httpx.Response(200, content=msgspec.json.encode(report))
 
     def _page(self, limit: int) -> httpx.Response:
         items = [InboxItem(delivery_id=d, envelope=e) for d, e in list(self.inbox.items())[:limit]]

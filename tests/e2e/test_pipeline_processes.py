@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,13 +101,22 @@ class Broker:
 
 @pytest.fixture
 def broker(servers: Servers, clean_db: str, redis_url: str, tmp_path: Path) -> Iterator[Broker]:
+    with started_broker(clean_db, redis_url, tmp_path) as b:
+        yield b
+
+
+@contextmanager
+def started_broker(
+    database_url: str, redis_url: str, folder: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[Broker]:
+    """Keys made and the server started (the worker when asked); both stopped at the end."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    keys = tmp_path / "keys"
+    keys = folder / "keys"
     env = {
         "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "DATABASE_URL": clean_db,
+        "HOME": str(folder),
+        "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "REFERRAL_BROKER_KEYS_DIR": str(keys),
         "REFERRAL_BROKER_PUBLIC_URL": url,
@@ -116,10 +126,11 @@ def broker(servers: Servers, clean_db: str, redis_url: str, tmp_path: Path) -> I
         "REFERRAL_CLINIC_KDF_PROFILE": "interactive",
         # coverage.py's subprocess measurement travels in this variable
         **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_") or k == "PYTHONPATH"},
+        **(extra_env or {}),
     }
     run([program("referral-broker"), "keys", "init"], env)
-    server = Program([program("referral-broker"), "serve", "--port", str(port)], env, tmp_path / "server.log")
-    b = Broker(url, env, tmp_path, server.start(), None, clean_db, redis_url)  # type: ignore[arg-type]
+    server = Program([program("referral-broker"), "serve", "--port", str(port)], env, folder / "server.log")
+    b = Broker(url, env, folder, server.start(), None, database_url, redis_url)  # type: ignore[arg-type]
     try:
         wait_for_http(f"{url}/healthz", server)
         yield b

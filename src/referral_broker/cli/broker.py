@@ -135,7 +135,10 @@ def cmd_clinic_list(args: argparse.Namespace) -> int:
             "status": c.clinic.status,
             "city": c.clinic.city,
             "categories": c.clinic.categories,
-            "keys": [{"key_id": k.key_id, "purpose": k.purpose, "state": k.state} for k in c.keys],
+            "keys": [
+                {"key_id": k.key_id, "purpose": k.purpose, "state": k.state, "fingerprint": k.fingerprint}
+                for k in c.keys
+            ],
             "fingerprint": c.keys[0].fingerprint if c.keys else None,
             "last_pull_at": c.clinic.last_pull_at.isoformat() if c.clinic.last_pull_at else None,
         }
@@ -147,7 +150,7 @@ def cmd_clinic_list(args: argparse.Namespace) -> int:
     if not rows:
         print("no clinics are enrolled")
     for r in rows:
-        states = ", ".join(f"{k['purpose']}={k['state']}" for k in r["keys"])
+        states = ", ".join(f"{k['purpose']} {k['key_id']}={k['state']}" for k in r["keys"])
         print(f"{r['slug']:<24} {r['status']:<10} {r['name']}  [{states}]")
     return 0
 

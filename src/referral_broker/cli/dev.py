@@ -192,12 +192,21 @@ def run_dev(*, host: str, port: int) -> int:
             "REFERRAL_BROKER_KEYS_DIR": os.environ.get("REFERRAL_BROKER_KEYS_DIR", "keys"),
             "REFERRAL_CLINIC_PASSPHRASE": os.environ.get("REFERRAL_CLINIC_PASSPHRASE", DEMO_PASSPHRASE),
             "REFERRAL_CLINIC_KDF_PROFILE": os.environ.get("REFERRAL_CLINIC_KDF_PROFILE", "interactive"),
+            # One-time codes of the rights pages are written here as files (unless SMTP / an SMS gateway is set).
+            "REFERRAL_BROKER_DEV_OUTBOX": os.environ.get(
+                "REFERRAL_BROKER_DEV_OUTBOX", str((DEV_DIR / "outbox").resolve())
+            ),
         }
         settings = Settings.from_env(env)
         asyncio.run(_prepare_database(database_url))
         written = init_keys(settings.keys_dir)
         print(f"• broker keys in {settings.keys_dir}/" + (f" (created {', '.join(written)})" if written else ""))
         asyncio.run(_enrol_demo_clinics(settings, public_url, env))
+        print(
+            f"• one-time codes for {public_url}/rights: files in {settings.dev_outbox}/"
+            + (" (e-mail goes by SMTP)" if settings.smtp_url else "")
+            + (" (text messages go to the SMS gateway)" if settings.sms_url else "")
+        )
 
         children.append(
             subprocess.Popen(  # noqa: S603
@@ -239,6 +248,7 @@ def _print_welcome(public_url: str, database_url: str) -> None:
 referral-broker is running at {public_url}
 
   Patients:  open {public_url}/ in a browser (find clinics, send a request, receipt, manage link)
+             {public_url}/rights finds a patient's requests by e-mail or phone (codes: see "one-time codes")
   API:       {public_url}/schema  (GET /api/v1/clinics, GET /api/v1/consent, POST /api/v1/referrals)
   Operators: {public_url}/ops — first make an account (it prints the TOTP secret for your app):
     DATABASE_URL={database_url} REFERRAL_BROKER_KEYS_DIR=keys \\

@@ -1,4 +1,4 @@
-"""`referral-broker operator create|list`, `audit verify` and `clinic set-contact`."""
+"""`referral-broker operator create|list`, `audit verify`, `clinic set-contact|add-key|revoke-key`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import argparse
 import getpass
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from referral_broker.cli.command_context import run_with_context
-from referral_broker.services import monitoring, notifications, operators
+from referral_broker.services import clinic_keys, monitoring, notifications, operators
 from referral_broker.services.settings import ConfigError
 from referral_broker.store import operators as operator_store
 
@@ -78,6 +79,35 @@ def cmd_clinic_set_contact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clinic_add_key(args: argparse.Namespace) -> int:
+    data = Path(args.request).read_bytes()
+    answer = run_with_context(lambda ctx: clinic_keys.request_key(ctx, data, actor="operator-cli"))
+    print(f"recorded key request: key(s) {', '.join(answer.key_ids)} wait for verification")
+    print(f"fingerprint: {answer.fingerprint}")
+    print("call the clinic on a number you already know, compare the fingerprint, then run:")
+    print(f"  referral-broker clinic verify SLUG --fingerprint {answer.fingerprint}")
+    return 0
+
+
+def cmd_clinic_revoke_key(args: argparse.Namespace) -> int:
+    done: clinic_keys.Revocation = run_with_context(
+        lambda ctx: clinic_keys.revoke_key(ctx, args.slug, args.key_id, actor="operator-cli")
+    )
+    print(
+        f"revoked {done.key.purpose} key {done.key.key_id} of {args.slug}: nothing more is sealed to or signed with it"
+    )
+    if done.undeliverable:
+        print(
+            f"{len(done.undeliverable)} waiting referral(s) could be opened only with revoked keys; they are now "
+            "undeliverable, shown on /ops, and the patients are asked on their manage page to submit again"
+        )
+    if done.key.purpose == "encryption" and done.active_encryption_keys == 0:
+        print(
+            f"warning: {args.slug} has no active encryption key left and cannot be chosen until a new key is verified"
+        )
+    return 0
+
+
 def add_commands(sub: Any, clinic: Any) -> None:
     """Add the commands to `referral-broker`'s parser (`sub`) and to its `clinic` sub-commands."""
     operator = sub.add_parser("operator", help="operator accounts for /ops").add_subparsers(
@@ -101,3 +131,15 @@ def add_commands(sub: Any, clinic: Any) -> None:
     contact.add_argument("--email", default="", help="address for notices and reminders")
     contact.add_argument("--webhook", default="", help="https URL that receives signed notices")
     contact.set_defaults(func=cmd_clinic_set_contact)
+
+    add_key = clinic.add_parser(
+        "add-key", help="record a key request a clinic made (`referral-clinic key endorse --no-submit`) as pending"
+    )
+    add_key.add_argument("--request", required=True, metavar="FILE", help="the endorsed key-request.json")
+    add_key.set_defaults(func=cmd_clinic_add_key)
+    revoke = clinic.add_parser(
+        "revoke-key", help="revoke a clinic key at once (lost or stolen); flags what only it could open"
+    )
+    revoke.add_argument("slug")
+    revoke.add_argument("key_id", help="the key id, as `referral-broker clinic list` shows it")
+    revoke.set_defaults(func=cmd_clinic_revoke_key)

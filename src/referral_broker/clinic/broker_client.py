@@ -10,10 +10,22 @@ import msgspec
 
 from referral_broker.crypto.encoding import key_id
 from referral_broker.crypto.request_signature import sign_request
-from referral_broker.domain.enrolment import AckRequest, AckResult, InboxPage
+from referral_broker.domain.enrolment import (
+    AckRequest,
+    AckResult,
+    ClinicStatusReport,
+    InboxPage,
+    KeyRequestAnswer,
+    Refusal,
+    RefusalRequest,
+    RefusalResult,
+)
 
 INBOX_PATH = "/api/v1/clinic/inbox"
 ACK_PATH = "/api/v1/clinic/inbox/ack"
+REFUSE_PATH = "/api/v1/clinic/inbox/refuse"
+STATUS_PATH = "/api/v1/clinic/status"
+KEYS_PATH = "/api/v1/clinic/keys"
 TIMEOUT_SECONDS = 30.0
 
 
@@ -28,6 +40,9 @@ USER_AGENT = f"referral-clinic/{_tool_version()}"
 
 _inbox_decoder = msgspec.json.Decoder(InboxPage)
 _ack_decoder = msgspec.json.Decoder(AckResult)
+_refusal_decoder = msgspec.json.Decoder(RefusalResult)
+_status_decoder = msgspec.json.Decoder(ClinicStatusReport)
+_key_answer_decoder = msgspec.json.Decoder(KeyRequestAnswer)
 _encoder = msgspec.json.Encoder()
 
 
@@ -38,9 +53,13 @@ class BrokerUnavailable(Exception):
 class BrokerRefusedClinic(Exception):
     """The broker answered 401/403: it does not (yet) accept this clinic's signing key."""
 
-    def __init__(self, status: int) -> None:
-        super().__init__(f"the broker refused this clinic's signed request (HTTP {status})")
+    def __init__(self, status: int, detail: str = "") -> None:
+        super().__init__(f"the broker refused this clinic's signed request (HTTP {status})" + detail)
         self.status = status
+
+
+class BrokerRefusedRequest(Exception):
+    """The broker answered 400 to a request it understood and refused; the message is the broker's."""
 
 
 class BrokerClient:
@@ -86,6 +105,28 @@ class BrokerClient:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise BrokerUnavailable(f"the broker sent a malformed acknowledgement answer: {exc}") from None
 
+    def refuse(self, refusals: list[Refusal]) -> RefusalResult:
+        """Report envelopes that can never be opened correctly here, so they leave the inbox."""
+        content = self._send("POST", REFUSE_PATH, _encoder.encode(RefusalRequest(refusals=refusals)))
+        try:
+            return _refusal_decoder.decode(content)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BrokerUnavailable(f"the broker sent a malformed refusal answer: {exc}") from None
+
+    def status(self) -> ClinicStatusReport:
+        content = self._send("GET", STATUS_PATH, b"")
+        try:
+            return _status_decoder.decode(content)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BrokerUnavailable(f"the broker sent a malformed status: {exc}") from None
+
+    def request_key(self, key_request: bytes) -> KeyRequestAnswer:
+        content = self._send("POST", KEYS_PATH, key_request)
+        try:
+            return _key_answer_decoder.decode(content)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BrokerUnavailable(f"the broker sent a malformed answer to the key request: {exc}") from None
+
     def _send(self, method: str, path_and_query: str, body: bytes) -> bytes:
         url = httpx.URL(self._base + path_and_query)
         headers = {"accept": "application/json"}
@@ -97,7 +138,9 @@ class BrokerClient:
         except httpx.HTTPError as exc:
             raise BrokerUnavailable(f"cannot reach the broker at {self._base}: {_describe(exc)}") from None
         if response.status_code in (401, 403):
-            raise BrokerRefusedClinic(response.status_code)
+            raise BrokerRefusedClinic(response.status_code, _broker_says(response))
+        if response.status_code == 400 and method == "POST" and path_and_query == KEYS_PATH:
+            raise BrokerRefusedRequest(f"the broker refused the key request{_broker_says(response) or ''}")
         if not response.is_success:
             raise BrokerUnavailable(
                 f"the broker answered HTTP {response.status_code} to {method} {url.path}; try again later"
@@ -108,3 +151,15 @@ class BrokerClient:
 def _describe(exc: httpx.HTTPError) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _broker_says(response: httpx.Response) -> str:
+    """The broker's own explanation of a refusal, made safe to print, or nothing."""
+    try:
+        detail = msgspec.json.decode(response.content).get("error")
+    except (msgspec.DecodeError, AttributeError):
+        return ""
+    if not isinstance(detail, str) or not detail:
+        return ""
+    cleaned = "".join(c if c.isprintable() else "?" for c in detail)[:300]
+    return f": {cleaned}"

@@ -2,7 +2,8 @@
 
 Layout of DIR (mode 0700): `clinic.key` (ClinicSecrets, locked with the passphrase, mode 0600),
 `config.json` (broker URL, pinned broker key, slug, name), `enrollment.json` (public keys for the
-broker's operator), `ledger.jsonl` (what was written and acknowledged) and `.lock`.
+broker's operator; a folder made by `key add` has `key-request.json` instead), `ledger.jsonl` (what
+was written and acknowledged), `last-pull.json` (when and what the last pull did) and `.lock`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ KEY_FILE = "clinic.key"
 CONFIG_FILE = "config.json"
 ENROLLMENT_FILE = "enrollment.json"
 LEDGER_FILE = "ledger.jsonl"
+KEY_REQUEST_FILE = "key-request.json"
+LAST_PULL_FILE = "last-pull.json"
 LOCK_FILE = ".lock"
 MAX_NAME = 200
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
@@ -88,6 +91,22 @@ class ClinicDir:
     @property
     def ledger_file(self) -> Path:
         return self.path / LEDGER_FILE
+
+    @property
+    def key_request_file(self) -> Path:
+        return self.path / KEY_REQUEST_FILE
+
+    @property
+    def last_pull_file(self) -> Path:
+        return self.path / LAST_PULL_FILE
+
+    def save_secrets(self, secrets_: ClinicSecrets, passphrase: str, profile: str) -> None:
+        """Replace the key file (atomically: temp file, fsync, rename) with `secrets_` locked by `passphrase`."""
+        try:
+            locked_key = lock(msgspec.json.encode(secrets_), passphrase, profile=profile)
+        except KeyFileError as exc:
+            raise ClinicDirProblem(str(exc)) from None
+        write_private(self.key_file, locked_key, overwrite=True)
 
     def load_config(self) -> ClinicConfig:
         self._require_initialised()
@@ -143,7 +162,8 @@ class ClinicDir:
     def _require_initialised(self) -> None:
         if not self.path.is_dir():
             raise ClinicDirProblem(f"{self.path} does not exist; create it with `referral-clinic init`")
-        for needed in (self.config_file, self.key_file, self.enrollment_file):
+        identity = self.enrollment_file if not self.key_request_file.is_file() else self.key_request_file
+        for needed in (self.config_file, self.key_file, identity):
             if not needed.is_file():
                 raise ClinicDirProblem(
                     f"{self.path} is not a finished clinic folder ({needed.name} is missing); "
@@ -240,3 +260,39 @@ def read_broker_key(given: str) -> str:
         return format_public_key(parse_public_key(text))
     except ValueError as exc:
         raise ClinicDirProblem(f"the broker key is not usable: {exc}") from None
+
+
+def create_joined(
+    folder: Path, config: ClinicConfig, *, passphrase: str, profile: str, now: datetime | None = None
+) -> tuple[ClinicSecrets, list[str]]:
+    """`key add`: a new folder for an enrolled clinic on another machine, with keys of its own.
+
+    It gets the clinic's configuration (from a join file) and fresh signing and encryption keys; the
+    key request that an existing machine endorses is written by the caller.
+    """
+    clinic = ClinicDir(folder)
+    warnings = _make_private_folder(folder)
+    with clinic.locked():
+        if clinic.key_file.exists():
+            raise ClinicDirProblem(f"{clinic.key_file} already exists; refusing to overwrite a clinic's keys")
+        secrets_ = ClinicSecrets.generate(config.slug)
+        try:
+            locked_key = lock(msgspec.json.encode(secrets_), passphrase, profile=profile)
+        except KeyFileError as exc:
+            raise ClinicDirProblem(str(exc)) from None
+        write_private(clinic.config_file, msgspec.json.format(msgspec.json.encode(config)) + b"\n", overwrite=True)
+        write_private(clinic.key_file, locked_key)
+    return secrets_, warnings
+
+
+def read_join_file(path: Path) -> ClinicConfig:
+    """A join file: the public configuration of an existing folder (`key export-join`, or its config.json)."""
+    try:
+        config = msgspec.json.decode(path.read_bytes(), type=ClinicConfig)
+    except OSError as exc:
+        raise ClinicDirProblem(f"cannot read {path}: {exc.strerror}") from None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ClinicDirProblem(f"{path} is not a join file of referral-clinic: {exc}") from None
+    if config.format != CONFIG_FORMAT:
+        raise ClinicDirProblem(f"{path} has unknown format {config.format!r}")
+    return new_config(broker_url=config.broker_url, broker_key=config.broker_key, slug=config.slug, name=config.name)

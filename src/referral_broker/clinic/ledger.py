@@ -4,6 +4,10 @@ Append-only JSON lines, each fsync'd before the step it records is taken to have
 "writing" (about to write a referral file), "written" (it is on disk), "acknowledged" (the broker
 confirmed). "writing" lets a pull interrupted between the rename and the "written" line recognise
 the file it finds as its own instead of refusing it forever.
+
+A notice (correction, erasure, withdrawal) is recorded the same way under its own id, with `notice`
+naming its kind and `reference` the referral it concerns; it never takes the referral's place in the
+reference → delivery map, so a notice and its referral do not collide.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class LedgerEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_
     at: datetime
     reference: str | None = None
     file: str | None = None
+    notice: str | None = None  # the notice's kind; None for a referral
 
 
 _decoder = msgspec.json.Decoder(LedgerEntry)
@@ -45,6 +50,7 @@ class Ledger:
         self._written: dict[str, str] = {}  # delivery id -> reference
         self._by_reference: dict[str, str] = {}  # reference -> delivery id
         self._acknowledged: set[str] = set()
+        self._files: dict[str, str] = {}
         self._needs_newline = False
         self._torn_at: int | None = None  # where a line torn by a crash begins, to be cut off
         for entry in self._read():
@@ -62,24 +68,31 @@ class Ledger:
     def was_writing(self, delivery_id: str, file: Path) -> bool:
         return self._writing.get(delivery_id) == str(file)
 
-    def record_writing(self, delivery_id: str, reference: str, file: Path) -> None:
-        self._append([self._entry("writing", delivery_id, reference, file)])
+    def record_writing(self, delivery_id: str, reference: str, file: Path, *, notice: str | None = None) -> None:
+        self._append([self._entry("writing", delivery_id, reference, file, notice)])
 
-    def record_written(self, delivery_id: str, reference: str, file: Path) -> None:
-        self._append([self._entry("written", delivery_id, reference, file)])
+    def record_written(self, delivery_id: str, reference: str, file: Path, *, notice: str | None = None) -> None:
+        self._append([self._entry("written", delivery_id, reference, file, notice)])
+
+    def files(self) -> dict[str, str]:
+        """delivery (or notice) id -> the file written for it."""
+        return dict(self._files)
 
     def record_acknowledged(self, delivery_ids: list[str]) -> None:
         if delivery_ids:
             self._append([self._entry("acknowledged", d, None, None) for d in delivery_ids])
 
     @staticmethod
-    def _entry(event: Event, delivery_id: str, reference: str | None, file: Path | None) -> LedgerEntry:
+    def _entry(
+        event: Event, delivery_id: str, reference: str | None, file: Path | None, notice: str | None = None
+    ) -> LedgerEntry:
         return LedgerEntry(
             event=event,
             delivery_id=delivery_id,
             at=datetime.now(UTC),
             reference=reference,
             file=None if file is None else str(file),
+            notice=notice,
         )
 
     def _apply(self, entry: LedgerEntry) -> None:
@@ -87,7 +100,10 @@ class Ledger:
             self._writing[entry.delivery_id] = entry.file
         elif entry.event == "written" and entry.reference is not None:
             self._written[entry.delivery_id] = entry.reference
-            self._by_reference[entry.reference] = entry.delivery_id
+            if entry.file is not None:
+                self._files[entry.delivery_id] = entry.file
+            if entry.notice is None:
+                self._by_reference[entry.reference] = entry.delivery_id
         elif entry.event == "acknowledged":
             self._acknowledged.add(entry.delivery_id)
 

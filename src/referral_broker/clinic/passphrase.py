@@ -9,6 +9,7 @@ import sys
 from referral_broker.crypto.keyfile import MIN_PASSPHRASE, PROFILES
 
 PASSPHRASE_ENV = "REFERRAL_CLINIC_PASSPHRASE"  # noqa: S105 - the name of a variable, not a secret
+NEW_PASSPHRASE_ENV = "REFERRAL_CLINIC_NEW_PASSPHRASE"  # noqa: S105 - for `referral-clinic passphrase`
 KDF_PROFILE_ENV = "REFERRAL_CLINIC_KDF_PROFILE"
 DEFAULT_KDF_PROFILE = "moderate"
 
@@ -29,6 +30,25 @@ def read_passphrase(*, confirm: bool = False) -> str:
     if confirm and len(passphrase) < MIN_PASSPHRASE:
         # checked before the slow key derivation, so a short one is refused at once
         raise PassphraseUnavailable(f"the passphrase must be at least {MIN_PASSPHRASE} characters long")
+    return passphrase
+
+
+def read_new_passphrase() -> str:
+    """The new passphrase for `referral-clinic passphrase`: from the environment, else asked twice."""
+    given = os.environ.get(NEW_PASSPHRASE_ENV)
+    if given is not None:
+        passphrase = given
+    elif sys.stdin.isatty():
+        try:
+            passphrase = getpass.getpass("New passphrase: ")
+            if getpass.getpass("New passphrase again: ") != passphrase:
+                raise PassphraseUnavailable("the two new passphrases differ; nothing was changed")
+        except EOFError:
+            raise PassphraseUnavailable("no new passphrase was entered") from None
+    else:
+        raise PassphraseUnavailable(f"no new passphrase: set {NEW_PASSPHRASE_ENV} or run this from a terminal")
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise PassphraseUnavailable(f"the new passphrase must be at least {MIN_PASSPHRASE} characters long")
     return passphrase
 
 

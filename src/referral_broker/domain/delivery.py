@@ -15,18 +15,20 @@ class DeliveryStatus(StrEnum):
     DEAD = "dead"  # gave up after the allowed tries; shown to operators
     CANCELLED = "cancelled"  # withdrawn or erased before the clinic picked it up
     EXPIRED = "expired"  # anonymised before the clinic picked it up
+    UNDELIVERABLE = "undeliverable"  # no key the clinic holds can open it (revoked, or the clinic refused it)
 
 
 _S = DeliveryStatus
 
 TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
-    _S.QUEUED: frozenset({_S.AVAILABLE, _S.FAILED, _S.DEAD, _S.CANCELLED, _S.EXPIRED}),
-    _S.FAILED: frozenset({_S.AVAILABLE, _S.FAILED, _S.DEAD, _S.CANCELLED, _S.EXPIRED}),
-    _S.DEAD: frozenset({_S.QUEUED, _S.CANCELLED, _S.EXPIRED}),
-    _S.AVAILABLE: frozenset({_S.ACKNOWLEDGED, _S.CANCELLED, _S.EXPIRED}),
+    _S.QUEUED: frozenset({_S.AVAILABLE, _S.FAILED, _S.DEAD, _S.CANCELLED, _S.EXPIRED, _S.UNDELIVERABLE}),
+    _S.FAILED: frozenset({_S.AVAILABLE, _S.FAILED, _S.DEAD, _S.CANCELLED, _S.EXPIRED, _S.UNDELIVERABLE}),
+    _S.DEAD: frozenset({_S.QUEUED, _S.CANCELLED, _S.EXPIRED, _S.UNDELIVERABLE}),
+    _S.AVAILABLE: frozenset({_S.ACKNOWLEDGED, _S.CANCELLED, _S.EXPIRED, _S.UNDELIVERABLE}),
     _S.ACKNOWLEDGED: frozenset(),
     _S.CANCELLED: frozenset(),
     _S.EXPIRED: frozenset(),
+    _S.UNDELIVERABLE: frozenset(),  # the patient is asked to submit again; the ciphertext is dropped
 }
 
 #: States in which the broker still holds ciphertext for the clinic.

@@ -93,10 +93,14 @@ async def verify(ctx: BrokerContext, slug: str, fingerprint: str, *, actor: str)
         given = normalise_fingerprint(fingerprint)
         matches = given in {k.fingerprint for k in pending}
         if matches:
-            n = await clinics.activate_pending_keys(conn, clinic.id, now=now, verified_by=actor)
-            await audit.append(
-                conn, at=now, actor=actor, action="clinic.verified", subject=slug, details={"fingerprint": given}
+            # Only the keys this fingerprint covers: a clinic may have an enrolment and a new key waiting.
+            n, retiring = await clinics.activate_pending_keys(
+                conn, clinic.id, fingerprint=given, now=now, verified_by=actor
             )
+            details: dict[str, object] = {"fingerprint": given}
+            if retiring:
+                details["retiring"] = retiring  # rotation: the replaced keys keep what they hold, get nothing new
+            await audit.append(conn, at=now, actor=actor, action="clinic.verified", subject=slug, details=details)
         else:
             # Recorded, and committed: raising inside the transaction would roll the record back.
             await audit.append(conn, at=now, actor=actor, action="clinic.verify_refused", subject=slug)

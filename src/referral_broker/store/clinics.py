@@ -86,17 +86,23 @@ async def insert_key(
     key_id: str,
     public_key: bytes,
     fingerprint: str,
-) -> None:
+    replaces: uuid.UUID | None = None,
+    endorsed_by: str | None = None,
+) -> uuid.UUID:
+    new_id = uuid.uuid4()
     await conn.execute(
-        """INSERT INTO clinic_keys (id, clinic_id, purpose, key_id, public_key, fingerprint)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        uuid.uuid4(),
+        """INSERT INTO clinic_keys (id, clinic_id, purpose, key_id, public_key, fingerprint, replaces, endorsed_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+        new_id,
         clinic_id,
         purpose.value,
         key_id,
         public_key,
         fingerprint,
+        replaces,
+        endorsed_by,
     )
+    return new_id
 
 
 async def by_slug(conn: Executor, slug: str) -> ClinicRow | None:
@@ -139,16 +145,34 @@ async def keys_of(conn: Executor, clinic_id: uuid.UUID) -> list[ClinicKeyRow]:
     return [_key(r) for r in rows]
 
 
-async def activate_pending_keys(conn: Connection, clinic_id: uuid.UUID, *, now: datetime, verified_by: str) -> int:
-    """Move the clinic's pending keys to active and the clinic to active (unless suspended)."""
-    result = await conn.execute(
-        """UPDATE clinic_keys SET state = $2, verified_at = $3, verified_by = $4
-           WHERE clinic_id = $1 AND state = $5""",
+async def activate_pending_keys(
+    conn: Connection, clinic_id: uuid.UUID, *, fingerprint: str, now: datetime, verified_by: str
+) -> tuple[int, list[str]]:
+    """Activate the clinic's pending keys that carry `fingerprint`, retire the keys they replace, and make
+    the clinic active (unless suspended). Returns (keys activated, key ids now retiring)."""
+    activated = await conn.fetch(
+        """UPDATE clinic_keys SET state = $2, verified_at = $3, verified_by = $4, state_changed_at = $3,
+                                  state_changed_by = $4
+           WHERE clinic_id = $1 AND state = $5 AND fingerprint = $6
+           RETURNING replaces""",
         clinic_id,
         KeyState.ACTIVE.value,
         now,
         verified_by,
         KeyState.PENDING.value,
+        fingerprint,
+    )
+    replaced = [r["replaces"] for r in activated if r["replaces"] is not None]
+    retiring = await conn.fetch(
+        """UPDATE clinic_keys SET state = $3, state_changed_at = $4, state_changed_by = $5
+           WHERE clinic_id = $1 AND id = ANY($2::uuid[]) AND state = $6
+           RETURNING key_id""",
+        clinic_id,
+        replaced,
+        KeyState.RETIRING.value,
+        now,
+        verified_by,
+        KeyState.ACTIVE.value,
     )
     await conn.execute(
         "UPDATE clinics SET status = $2 WHERE id = $1 AND status = $3",
@@ -156,7 +180,43 @@ async def activate_pending_keys(conn: Connection, clinic_id: uuid.UUID, *, now: 
         ClinicStatus.ACTIVE.value,
         ClinicStatus.PENDING.value,
     )
-    return int(result.split()[-1])
+    return len(activated), [r["key_id"] for r in retiring]
+
+
+async def key_by_key_id(conn: Executor, clinic_id: uuid.UUID, key_id: str) -> ClinicKeyRow | None:
+    row = await conn.fetchrow(
+        """SELECT id, clinic_id, purpose, key_id, public_key, fingerprint, state
+           FROM clinic_keys WHERE clinic_id = $1 AND key_id = $2""",
+        clinic_id,
+        key_id,
+    )
+    return _key(row) if row else None
+
+
+async def move_key(
+    conn: Connection, key: uuid.UUID, *, sources: list[str], target: KeyState, now: datetime, by: str
+) -> bool:
+    """One conditional UPDATE: the key moves only from one of `sources` (taken from the key state machine)."""
+    result = await conn.execute(
+        """UPDATE clinic_keys SET state = $2, state_changed_at = $3, state_changed_by = $4
+           WHERE id = $1 AND state = ANY($5::text[])""",
+        key,
+        target.value,
+        now,
+        by,
+        sources,
+    )
+    return result.split()[-1] == "1"
+
+
+async def usable_encryption_key_ids(conn: Executor, clinic_id: uuid.UUID) -> list[str]:
+    """Keys a waiting delivery may still be opened with: active, and retiring ones (the overlap)."""
+    rows = await conn.fetch(
+        """SELECT key_id FROM clinic_keys WHERE clinic_id = $1 AND purpose = 'encryption'
+           AND state IN ('active', 'retiring')""",
+        clinic_id,
+    )
+    return [r["key_id"] for r in rows]
 
 
 async def sealing_targets(conn: Executor, slugs: list[str]) -> list[SealingTarget]:

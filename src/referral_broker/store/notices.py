@@ -82,6 +82,42 @@ async def acknowledge(
     return [r["id"] for r in moved], [r["id"] for r in before]
 
 
+async def mark_refused(
+    conn: Connection, clinic_id: uuid.UUID, ids: list[uuid.UUID], reason: str, now: datetime
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+    """waiting → refused for the clinic's own servable notices; returns (moved now, refused before)."""
+    moved = await conn.fetch(
+        f"""UPDATE clinic_notices n SET status = 'refused', envelope = NULL, last_error = $3, updated_at = $4
+            FROM deliveries d
+            WHERE d.id = n.delivery_id AND n.clinic_id = $1 AND n.id = ANY($2::uuid[])
+              AND n.status = 'waiting' AND {_SERVABLE}
+            RETURNING n.id""",  # noqa: S608 - a constant, no input
+        clinic_id,
+        ids,
+        reason,
+        now,
+    )
+    before = await conn.fetch(
+        """SELECT id FROM clinic_notices WHERE clinic_id = $1 AND id = ANY($2::uuid[])
+           AND status = 'refused' AND updated_at < $3""",
+        clinic_id,
+        ids,
+        now,
+    )
+    return [r["id"] for r in moved], [r["id"] for r in before]
+
+
+async def keys_still_holding(conn: Executor, clinic_id: uuid.UUID, key_ids: list[str]) -> set[str]:
+    """Which of `key_ids` a waiting notice to the clinic was sealed to (a retiring key still has work)."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT k FROM clinic_notices, unnest(recipient_keys) AS k
+           WHERE clinic_id = $1 AND status = 'waiting' AND k = ANY($2::text[])""",
+        clinic_id,
+        key_ids,
+    )
+    return {r["k"] for r in rows}
+
+
 @dataclass(frozen=True)
 class NoticeView:
     """What the patient and operators may see of a notice: its kind, clinic and state."""

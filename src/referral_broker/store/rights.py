@@ -107,9 +107,14 @@ async def end_session(conn: Executor, session_hash: bytes, now: datetime) -> Non
 
 
 async def delete_lapsed(conn: Executor, now: datetime) -> int:
-    """Codes and sessions that can no longer be used: nothing of them is kept."""
+    """Codes and sessions that can no longer be used: nothing of them is kept.
+
+    A row is kept for the hour after it was made even when lapsed, because the per-address limit counts the
+    codes sent in the last hour (deleting a code at its lapse let twice the limit through per hour)."""
     result = await conn.execute(
-        "DELETE FROM rights_codes WHERE greatest(expires_at, coalesce(session_expires_at, expires_at)) <= $1", now
+        """DELETE FROM rights_codes WHERE greatest(expires_at, coalesce(session_expires_at, expires_at)) <= $1
+           AND created_at <= $1 - interval '1 hour'""",
+        now,
     )
     return int(result.split()[-1])
 

@@ -12,7 +12,7 @@ MESSAGES: dict[str, str] = {
     "site.footer_privacy": (
         "Your information is sent encrypted, and only to the clinics you choose. "
         "We use no tracking, no analytics, and only the cookies the site needs to work "
-        "(form protection and language choice)."
+        "(form protection, language choice, and signing in to see your requests)."
     ),
     "site.footer_home": "Back to the start",
     "date.format": "{day} {month_name} {year} at {hour:02d}:{minute:02d}",
@@ -149,6 +149,17 @@ MESSAGES: dict[str, str] = {
     "status.cancelled_detail": "Stopped because consent was withdrawn, before the clinic collected it.",
     "status.expired": "Expired",
     "status.expired_detail": "The clinic did not collect it before the contact details were deleted.",
+    "status.undeliverable": "Could not be delivered – please send it again",
+    "status.undeliverable_detail": (
+        "The clinic could not open this request, for example because one of its keys was withdrawn. "
+        "Nobody at the clinic has read it. Send the request again if you still want help from this clinic."
+    ),
+    "manage.resubmit_title": "Send your request again",
+    "manage.resubmit": (
+        "These clinics could not receive your request: {clinics}. We have deleted the encrypted copy. "
+        "Send a new request if you still want help from them."
+    ),
+    "manage.resubmit_link": "Send a new request",
     "manage.withdraw_title": "Withdraw consent",
     "manage.withdraw_intro": (
         "When you withdraw consent, everything not yet received by a clinic is stopped at once. "
@@ -201,4 +212,189 @@ MESSAGES: dict[str, str] = {
     "error_page.generic": "Nothing you sent has been stored. Please try again in a little while.",
     "error_page.incident": "Error code: {incident}",
     "error_page.back": "Back to the start",
+    # The patient's rights without the manage link (/rights)
+    "rights.link_home": "Lost your link? Find the requests you have sent",
+    "rights.link_manage": "Find all your requests and your rights with your e-mail address or mobile number",
+    "rights.link_receipt": (
+        "If you lose the link, you can still find your requests with the e-mail address or mobile number you gave."
+    ),
+    "rights.link_receipt_action": "Find your requests",
+    "rights.day_format": "{day} {month_name} {year}",
+    "rights.title": "Your requests and your rights",
+    "rights.lead": (
+        "Lost the private link from your receipt? Here you can find the requests you have sent with your e-mail "
+        "address or mobile number, and use your rights."
+    ),
+    "rights.what_title": "What you can do",
+    "rights.right_access_title": "See and download:",
+    "rights.right_access": (
+        "see which clinics received your requests and when, and download everything we hold about you."
+    ),
+    "rights.right_correct_title": "Correct:",
+    "rights.right_correct": "correct your contact details. Clinics that have received the request are told.",
+    "rights.right_withdraw_title": "Withdraw consent:",
+    "rights.right_withdraw": "stop everything not yet delivered. Clinics that already have it are told.",
+    "rights.right_erase_title": "Erase:",
+    "rights.right_erase": "we erase our copy now, and the clinics that received the request are told.",
+    "rights.sealed": (
+        "What you wrote about your need is encrypted to the clinics you chose. We cannot read it, so we can "
+        "neither show it here nor include it in the download."
+    ),
+    "rights.how_title": "Get a one-time code",
+    "rights.how": (
+        "Write the e-mail address or the mobile number you gave in your request. We send a one-time code there; "
+        "choose one of them."
+    ),
+    "rights.how_same": (
+        "You get the same answer whether or not we have requests from that address, so no one can use this page "
+        "to find out whether you have sent one."
+    ),
+    "rights.by_email": "Get the code by e-mail",
+    "rights.by_phone": "Or get the code by text message",
+    "rights.send_email_code": "Send the code by e-mail",
+    "rights.send_phone_code": "Send the code by text message",
+    "rights.have_link_title": "Do you have the private link?",
+    "rights.have_link": "Then open it instead: it shows the request and lets you withdraw consent straight away.",
+    "rights.error_title": "Something must be fixed before we can send a code",
+    "rights.signed_in": "You have already confirmed your address.",
+    "rights.to_requests": "See your requests",
+    "rights.arrival.ended": "Your session has ended or expired. Ask for a new code to continue.",
+    "rights.arrival.signed_out": "You are signed out. Nothing else has changed.",
+    "rights.problem.too_many_codes_title": "Too many codes to this address",
+    "rights.problem.too_many_codes": (
+        "We have sent several codes to this address in the last hour. Use the newest code you received, or wait "
+        "an hour and ask again."
+    ),
+    "rights.problem.too_many_here_title": "Too many codes asked for from your connection",
+    "rights.problem.too_many_here": (
+        "Many codes have been asked for from your connection in a short time. Wait ten minutes and try again."
+    ),
+    "rights.problem.not_sent_title": "The code could not be sent",
+    "rights.problem.not_sent": (
+        "We could not send the code just now. Nothing has been lost: try again in a little while, or choose the "
+        "other way to get the code."
+    ),
+    "rights.problem.not_linked_title": "We cannot find that request",
+    "rights.problem.not_linked": (
+        "No request with that reference is linked to the address you confirmed. It may have been erased already."
+    ),
+    "rights.code_title": "Enter the code",
+    "rights.code_sent.email": (
+        "We have sent a one-time code to the e-mail address you wrote. It is valid for {minutes} minutes."
+    ),
+    "rights.code_sent.phone": (
+        "We have sent a one-time code by text message to the number you wrote. It is valid for {minutes} minutes."
+    ),
+    "rights.code_same": (
+        "If you have sent requests with this address, you will see them when you have entered the code."
+    ),
+    "rights.code_label": "One-time code",
+    "rights.code_hint": "6 digits",
+    "rights.code_submit": "Continue",
+    "rights.new_code": "Ask for a new code",
+    "rights.code_help": (
+        "No code? Check your spam folder, and check that you wrote the address correctly. "
+        "After five wrong tries, or when the code is too old, you must ask for a new one."
+    ),
+    "rights.code_refused_title": "The code was not accepted",
+    "rights.code_refused": (
+        "The code is wrong or no longer valid. Check the digits and try again, or ask for a new code."
+    ),
+    "rights.code_empty_title": "Write the code",
+    "rights.code_empty": "Write the code we sent you",
+    "rights.requests_title": "Your requests",
+    "rights.requests_lead.email": "These are the requests sent with the e-mail address you confirmed.",
+    "rights.requests_lead.phone": "These are the requests sent with the mobile number you confirmed.",
+    "rights.session_until": "You can use this page until {when}.",
+    "rights.sign_out": "Sign out",
+    "rights.none": (
+        "We found no requests linked to this address. Requests that have been erased or anonymised are not shown. "
+        "If you used another e-mail address or mobile number, ask for a code to that one."
+    ),
+    "rights.export_title": "Download everything we hold about you",
+    "rights.export_intro": (
+        "A file (JSON) with your contact details, the clinics, the times, the state of each delivery, your "
+        "consent and the notices sent to clinics, for all the requests below."
+    ),
+    "rights.export_button": "Download (JSON)",
+    "rights.consent": "Consent",
+    "rights.consent_given": "Given",
+    "rights.withdrawn_on": "Withdrawn on {day}",
+    "rights.anonymised_on_label": "Contact details deleted",
+    "rights.anonymised_on": "At the latest {day}",
+    "rights.contact_unreadable": "We could not read our copy of your contact details.",
+    "rights.notices_title": "Notices sent to the clinics",
+    "rights.notice_line": "{clinic}: {kind}, {when}",
+    "rights.notice_kind.correction": "corrected contact details",
+    "rights.notice_kind.erasure": "erasure",
+    "rights.notice_kind.withdrawal": "consent withdrawn",
+    "rights.notice_status.waiting": "waiting for the clinic to collect it",
+    "rights.notice_status.acknowledged": "received by the clinic",
+    "rights.notice_status.expired": "expired",
+    "rights.actions_title": "What do you want to do?",
+    "rights.correct_button": "Correct contact details",
+    "rights.erase_button": "Erase now",
+    "rights.cancel": "Cancel",
+    "rights.correct_title": "Correct your contact details",
+    "rights.correct_lead": "Change what is wrong and press “Save the corrections”.",
+    "rights.correct_told": "These clinics will get your corrected details: {clinics}.",
+    "rights.correct_none_told": "No clinic has the request any longer, so no clinic needs to be told.",
+    "rights.correct_address_warning": (
+        "If you change the e-mail address or mobile number you confirmed with the code, the request will no longer "
+        "be shown here. To see it again, ask for a code to the new address."
+    ),
+    "rights.correct_submit": "Save the corrections",
+    "rights.correct_error_title": "Something must be fixed before the corrections can be saved",
+    "rights.correct_error_intro": "Nothing has been changed yet. Please fix:",
+    "rights.confirm_sent": "Sent on {day} to {clinics}.",
+    "rights.confirm.withdraw_title": "Withdraw consent?",
+    "rights.confirm_withdraw_what": (
+        "When you withdraw consent, everything not yet received by a clinic is stopped at once."
+    ),
+    "rights.confirm.withdraw_final": "This cannot be undone. To send after all, you will need to send a new request.",
+    "rights.confirm.withdraw_button": "Yes, withdraw consent",
+    "rights.confirm_told.withdraw": (
+        "These clinics have, or may have collected, the request and are told that you withdrew consent: {clinics}."
+    ),
+    "rights.confirm.erase_title": "Erase the request now?",
+    "rights.confirm_erase_what": (
+        "We delete your contact details, the reference and everything else that links the request to you, at once. "
+        "Anything not yet delivered is stopped."
+    ),
+    "rights.confirm_erase_remains_title": "What we keep",
+    "rights.confirm_erase_remains": (
+        "Only what the law requires us to be able to show: that a referral was forwarded to {clinics} on {day} "
+        "and erased on {today}, with no person in it."
+    ),
+    "rights.confirm.erase_final": (
+        "This cannot be undone. Afterwards the request is no longer shown here, and the private link stops working."
+    ),
+    "rights.confirm.erase_button": "Yes, erase now",
+    "rights.confirm_stopped": "Stopped at once, before the clinic receives it: {clinics}.",
+    "rights.confirm_told.erase": (
+        "These clinics already have, or may have collected, the request and are told: {clinics}. They must erase "
+        "their copy, unless they are obliged to keep it (for example a duty to keep health records)."
+    ),
+    "rights.done.corrected_title": "Your contact details have been corrected",
+    "rights.done.corrected": "Request {reference} now has the details you saved.",
+    "rights.done.unchanged_title": "Nothing was changed",
+    "rights.done.unchanged": "The details you saved were the same as before for request {reference}.",
+    "rights.done.withdrawn_title": "Consent has been withdrawn",
+    "rights.done.withdrawn": "We have recorded that you withdraw your consent to request {reference}.",
+    "rights.done.erased_title": "The request has been erased",
+    "rights.done.erased": (
+        "Request {reference} has been erased. All we keep is that a referral was forwarded and erased, with no "
+        "person in it."
+    ),
+    "rights.done.changed": "Changed: {fields}.",
+    "rights.done.stopped": "Stopped before the clinic received it: {clinics}.",
+    "rights.done_told.corrected": "These clinics are given your corrected details: {clinics}.",
+    "rights.done_told.withdrawn": "These clinics are told that you withdrew consent: {clinics}.",
+    "rights.done_told.erased": (
+        "These clinics are told, and must erase their copy unless they are obliged to keep it: {clinics}."
+    ),
+    "rights.done.not_linked_now": (
+        "You changed the address you confirmed, so the request is no longer shown here. To see it again, ask for a "
+        "code to the new address."
+    ),
 }

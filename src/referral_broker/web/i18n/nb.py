@@ -12,7 +12,7 @@ MESSAGES: dict[str, str] = {
     "site.footer_privacy": (
         "Opplysningene dine sendes kryptert, og bare til klinikkene du velger. "
         "Vi bruker ingen sporing, ingen analyseverktøy og bare de informasjonskapslene siden trenger for å virke "
-        "(skjemabeskyttelse og språkvalg)."
+        "(skjemabeskyttelse, språkvalg og innlogging når du ser henvendelsene dine)."
     ),
     "site.footer_home": "Til forsiden",
     # Months for dates written out
@@ -154,6 +154,17 @@ MESSAGES: dict[str, str] = {
     "status.cancelled_detail": "Stanset fordi samtykket ble trukket tilbake, før klinikken hentet den.",
     "status.expired": "Utløpt",
     "status.expired_detail": "Klinikken hentet den ikke før kontaktopplysningene ble slettet.",
+    "status.undeliverable": "Kunne ikke leveres – send på nytt",
+    "status.undeliverable_detail": (
+        "Klinikken kunne ikke åpne denne forespørselen, for eksempel fordi en av nøklene dens er trukket "
+        "tilbake. Ingen ved klinikken har lest den. Send forespørselen på nytt hvis du fortsatt ønsker hjelp derfra."
+    ),
+    "manage.resubmit_title": "Send forespørselen på nytt",
+    "manage.resubmit": (
+        "Disse klinikkene kunne ikke motta forespørselen din: {clinics}. Vi har slettet den krypterte kopien. "
+        "Send en ny forespørsel hvis du fortsatt ønsker hjelp derfra."
+    ),
+    "manage.resubmit_link": "Send en ny forespørsel",
     "manage.withdraw_title": "Trekk tilbake samtykket",
     "manage.withdraw_intro": (
         "Når du trekker tilbake samtykket, stanses alt som ikke er mottatt av en klinikk ennå, med en gang. "
@@ -207,4 +218,188 @@ MESSAGES: dict[str, str] = {
     "error_page.generic": "Ingenting av det du sendte er lagret. Prøv igjen om litt.",
     "error_page.incident": "Feilkode: {incident}",
     "error_page.back": "Til forsiden",
+    # Pasientens rettigheter uten den private lenken (/rights)
+    "rights.link_home": "Mistet lenken? Finn henvendelsene du har sendt",
+    "rights.link_manage": "Finn alle henvendelsene og rettighetene dine med e-postadressen eller mobilnummeret ditt",
+    "rights.link_receipt": (
+        "Mister du lenken, kan du likevel finne henvendelsene dine med e-postadressen eller mobilnummeret du oppga."
+    ),
+    "rights.link_receipt_action": "Finn henvendelsene dine",
+    "rights.day_format": "{day}. {month_name} {year}",
+    "rights.title": "Dine henvendelser og rettigheter",
+    "rights.lead": (
+        "Har du mistet den private lenken fra kvitteringen? Her kan du finne henvendelsene du har sendt med "
+        "e-postadressen eller mobilnummeret ditt, og bruke rettighetene dine."
+    ),
+    "rights.what_title": "Dette kan du gjøre",
+    "rights.right_access_title": "Se og laste ned:",
+    "rights.right_access": (
+        "se hvilke klinikker som har fått henvendelsene dine og når, og laste ned alt vi har om deg."
+    ),
+    "rights.right_correct_title": "Rette:",
+    "rights.right_correct": "rette kontaktopplysningene dine. Klinikker som har fått henvendelsen, får beskjed.",
+    "rights.right_withdraw_title": "Trekke tilbake samtykket:",
+    "rights.right_withdraw": "stanse alt som ikke er levert ennå. Klinikker som allerede har den, får beskjed.",
+    "rights.right_erase_title": "Slette:",
+    "rights.right_erase": "vi sletter kopien vår nå, og klinikkene som har fått henvendelsen, får beskjed.",
+    "rights.sealed": (
+        "Det du skrev om hva du trenger hjelp til, er kryptert til klinikkene du valgte. Vi kan ikke lese det, "
+        "og kan derfor verken vise det her eller ta det med i nedlastingen."
+    ),
+    "rights.how_title": "Få en engangskode",
+    "rights.how": (
+        "Skriv e-postadressen eller mobilnummeret du oppga i henvendelsen. Vi sender en engangskode dit; "
+        "velg en av dem."
+    ),
+    "rights.how_same": (
+        "Du får det samme svaret enten vi har henvendelser fra den adressen eller ikke, så ingen kan bruke denne "
+        "siden til å finne ut om du har sendt en."
+    ),
+    "rights.by_email": "Få koden på e-post",
+    "rights.by_phone": "Eller få koden på SMS",
+    "rights.send_email_code": "Send koden på e-post",
+    "rights.send_phone_code": "Send koden på SMS",
+    "rights.have_link_title": "Har du den private lenken?",
+    "rights.have_link": "Åpne den i stedet: den viser henvendelsen, og du kan trekke tilbake samtykket med en gang.",
+    "rights.error_title": "Noe må rettes før vi kan sende en kode",
+    "rights.signed_in": "Du har allerede bekreftet adressen din.",
+    "rights.to_requests": "Se henvendelsene dine",
+    "rights.arrival.ended": "Økten din er avsluttet eller utløpt. Be om en ny kode for å fortsette.",
+    "rights.arrival.signed_out": "Du er logget ut. Ingenting annet er endret.",
+    "rights.problem.too_many_codes_title": "For mange koder til denne adressen",
+    "rights.problem.too_many_codes": (
+        "Vi har sendt flere koder til denne adressen den siste timen. Bruk den nyeste koden du fikk, eller vent "
+        "en time og be om en ny."
+    ),
+    "rights.problem.too_many_here_title": "For mange koder bestilt fra din forbindelse",
+    "rights.problem.too_many_here": (
+        "Det er bedt om mange koder fra din forbindelse på kort tid. Vent ti minutter og prøv igjen."
+    ),
+    "rights.problem.not_sent_title": "Koden kunne ikke sendes",
+    "rights.problem.not_sent": (
+        "Vi fikk ikke sendt koden akkurat nå. Ingenting er tapt: prøv igjen om litt, eller velg den andre måten å "
+        "få koden på."
+    ),
+    "rights.problem.not_linked_title": "Vi finner ikke den henvendelsen",
+    "rights.problem.not_linked": (
+        "Ingen henvendelse med den referansen er knyttet til adressen du bekreftet. Den kan allerede være slettet."
+    ),
+    "rights.code_title": "Skriv inn koden",
+    "rights.code_sent.email": (
+        "Vi har sendt en engangskode til e-postadressen du skrev. Den gjelder i {minutes} minutter."
+    ),
+    "rights.code_sent.phone": (
+        "Vi har sendt en engangskode på SMS til nummeret du skrev. Den gjelder i {minutes} minutter."
+    ),
+    "rights.code_same": "Har du sendt henvendelser med denne adressen, ser du dem når du har skrevet inn koden.",
+    "rights.code_label": "Engangskode",
+    "rights.code_hint": "6 sifre",
+    "rights.code_submit": "Fortsett",
+    "rights.new_code": "Be om en ny kode",
+    "rights.code_help": (
+        "Ingen kode? Se i søppelpostmappen, og sjekk at du skrev adressen riktig. "
+        "Etter fem feil forsøk, eller når koden er for gammel, må du be om en ny."
+    ),
+    "rights.code_refused_title": "Koden ble ikke godtatt",
+    "rights.code_refused": (
+        "Koden er feil eller ikke lenger gyldig. Sjekk sifrene og prøv igjen, eller be om en ny kode."
+    ),
+    "rights.code_empty_title": "Skriv inn koden",
+    "rights.code_empty": "Skriv koden vi sendte deg",
+    "rights.requests_title": "Dine henvendelser",
+    "rights.requests_lead.email": "Dette er henvendelsene som er sendt med e-postadressen du bekreftet.",
+    "rights.requests_lead.phone": "Dette er henvendelsene som er sendt med mobilnummeret du bekreftet.",
+    "rights.session_until": "Du kan bruke denne siden til {when}.",
+    "rights.sign_out": "Logg ut",
+    "rights.none": (
+        "Vi fant ingen henvendelser knyttet til denne adressen. Henvendelser som er slettet eller anonymisert, vises "
+        "ikke. Brukte du en annen e-postadresse eller et annet mobilnummer, kan du be om en kode til den."
+    ),
+    "rights.export_title": "Last ned alt vi har om deg",
+    "rights.export_intro": (
+        "En fil (JSON) med kontaktopplysningene dine, klinikkene, tidspunktene, status for hver levering, samtykket "
+        "ditt og beskjedene til klinikkene, for alle henvendelsene nedenfor."
+    ),
+    "rights.export_button": "Last ned (JSON)",
+    "rights.consent": "Samtykke",
+    "rights.consent_given": "Gitt",
+    "rights.withdrawn_on": "Trukket tilbake {day}",
+    "rights.anonymised_on_label": "Kontaktopplysningene slettes",
+    "rights.anonymised_on": "Senest {day}",
+    "rights.contact_unreadable": "Vi kunne ikke lese kopien vår av kontaktopplysningene dine.",
+    "rights.notices_title": "Beskjeder sendt til klinikkene",
+    "rights.notice_line": "{clinic}: {kind}, {when}",
+    "rights.notice_kind.correction": "rettede kontaktopplysninger",
+    "rights.notice_kind.erasure": "sletting",
+    "rights.notice_kind.withdrawal": "samtykket trukket tilbake",
+    "rights.notice_status.waiting": "venter på at klinikken henter den",
+    "rights.notice_status.acknowledged": "mottatt av klinikken",
+    "rights.notice_status.expired": "utløpt",
+    "rights.actions_title": "Hva vil du gjøre?",
+    "rights.correct_button": "Rett kontaktopplysninger",
+    "rights.erase_button": "Slett nå",
+    "rights.cancel": "Avbryt",
+    "rights.correct_title": "Rett kontaktopplysningene dine",
+    "rights.correct_lead": "Endre det som er feil, og trykk «Lagre rettingene».",
+    "rights.correct_told": "Disse klinikkene får de rettede opplysningene: {clinics}.",
+    "rights.correct_none_told": "Ingen klinikk har henvendelsen lenger, så ingen klinikk trenger beskjed.",
+    "rights.correct_address_warning": (
+        "Endrer du e-postadressen eller mobilnummeret du bekreftet med koden, vises ikke henvendelsen her lenger. "
+        "For å se den igjen må du be om en kode til den nye adressen."
+    ),
+    "rights.correct_submit": "Lagre rettingene",
+    "rights.correct_error_title": "Noe må rettes før endringene kan lagres",
+    "rights.correct_error_intro": "Ingenting er endret ennå. Rett dette:",
+    "rights.confirm_sent": "Sendt {day} til {clinics}.",
+    "rights.confirm.withdraw_title": "Trekke tilbake samtykket?",
+    "rights.confirm_withdraw_what": (
+        "Når du trekker tilbake samtykket, stanses alt som ingen klinikk har mottatt ennå, med en gang."
+    ),
+    "rights.confirm.withdraw_final": "Dette kan ikke angres. Vil du likevel sende, må du sende en ny henvendelse.",
+    "rights.confirm.withdraw_button": "Ja, trekk tilbake samtykket",
+    "rights.confirm_told.withdraw": (
+        "Disse klinikkene har, eller kan ha hentet, henvendelsen og får beskjed om at du trakk tilbake samtykket: "
+        "{clinics}."
+    ),
+    "rights.confirm.erase_title": "Slette henvendelsen nå?",
+    "rights.confirm_erase_what": (
+        "Vi sletter kontaktopplysningene dine, referansen og alt annet som knytter henvendelsen til deg, med en gang. "
+        "Det som ikke er levert ennå, stanses."
+    ),
+    "rights.confirm_erase_remains_title": "Dette beholder vi",
+    "rights.confirm_erase_remains": (
+        "Bare det loven krever at vi kan vise: at en henvendelse ble videresendt til {clinics} {day} og slettet "
+        "{today}, uten noen person i den."
+    ),
+    "rights.confirm.erase_final": (
+        "Dette kan ikke angres. Etterpå vises ikke henvendelsen her lenger, og den private lenken slutter å virke."
+    ),
+    "rights.confirm.erase_button": "Ja, slett nå",
+    "rights.confirm_stopped": "Stanses med en gang, før klinikken mottar den: {clinics}.",
+    "rights.confirm_told.erase": (
+        "Disse klinikkene har allerede, eller kan ha hentet, henvendelsen og får beskjed: {clinics}. De må slette "
+        "sin kopi, med mindre de har plikt til å beholde den (for eksempel journalføringsplikt)."
+    ),
+    "rights.done.corrected_title": "Kontaktopplysningene dine er rettet",
+    "rights.done.corrected": "Henvendelse {reference} har nå opplysningene du lagret.",
+    "rights.done.unchanged_title": "Ingenting ble endret",
+    "rights.done.unchanged": "Opplysningene du lagret, var de samme som før for henvendelse {reference}.",
+    "rights.done.withdrawn_title": "Samtykket er trukket tilbake",
+    "rights.done.withdrawn": "Vi har registrert at du trekker tilbake samtykket til henvendelse {reference}.",
+    "rights.done.erased_title": "Henvendelsen er slettet",
+    "rights.done.erased": (
+        "Henvendelse {reference} er slettet. Det eneste vi beholder, er at en henvendelse ble videresendt og "
+        "slettet, uten noen person i den."
+    ),
+    "rights.done.changed": "Endret: {fields}.",
+    "rights.done.stopped": "Stanset før klinikken mottok den: {clinics}.",
+    "rights.done_told.corrected": "Disse klinikkene får de rettede opplysningene: {clinics}.",
+    "rights.done_told.withdrawn": "Disse klinikkene får beskjed om at du trakk tilbake samtykket: {clinics}.",
+    "rights.done_told.erased": (
+        "Disse klinikkene får beskjed, og må slette sin kopi med mindre de har plikt til å beholde den: {clinics}."
+    ),
+    "rights.done.not_linked_now": (
+        "Du endret adressen du bekreftet, så henvendelsen vises ikke her lenger. For å se den igjen må du be om en "
+        "kode til den nye adressen."
+    ),
 }

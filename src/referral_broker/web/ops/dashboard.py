@@ -12,7 +12,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from referral_broker.domain.errors import DomainError
-from referral_broker.services import monitoring, operator_actions
+from referral_broker.services import clinic_keys, monitoring, operator_actions
 from referral_broker.services.operators import SignedIn
 from referral_broker.web.ops import display
 from referral_broker.web.ops.access import broker_of, provide_operator
@@ -40,11 +40,13 @@ async def _page(
     status: int = 200,
 ) -> Template:
     board = await monitoring.dashboard(broker_of(request))
+    undeliverable = await clinic_keys.undeliverable_summary(broker_of(request))
     return Template(
         "ops/dashboard.html",
         context={
             "who": who,
             "board": board,
+            "undeliverable": undeliverable,
             "throughput": throughput_chart(board.last_day),
             "latency": latency_chart(board.last_day),
             "done": DONE.get(done or ""),

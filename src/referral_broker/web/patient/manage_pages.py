@@ -32,6 +32,7 @@ _PATIENT_STATUS = {
     _S.DEAD: "dead",
     _S.CANCELLED: "cancelled",
     _S.EXPIRED: "expired",
+    _S.UNDELIVERABLE: "undeliverable",  # no key of the clinic can open it: the patient is asked to send again
 }
 
 
@@ -77,6 +78,7 @@ def _manage_page(
         withdrawal=withdrawal,
         cancelled_now=[d.clinic_name for d in view.deliveries if d.id in cancelled_now],
         kept=[d.clinic_name for d in view.deliveries if d.status == DeliveryStatus.ACKNOWLEDGED.value],
+        resubmit=[d.clinic_name for d in view.deliveries if d.status == DeliveryStatus.UNDELIVERABLE.value],
     )
 
 

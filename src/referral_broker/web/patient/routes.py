@@ -7,24 +7,27 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar
 
+from referral_broker.services.code_channels import configured_sender
 from referral_broker.services.settings import Settings
 from referral_broker.web.patient.api import PatientApi
 from referral_broker.web.patient.error_pages import PAGE_EXCEPTION_HANDLERS
 from referral_broker.web.patient.manage_pages import ManagePages
 from referral_broker.web.patient.pages import PatientPages
 from referral_broker.web.patient.redis_counter import RedisWindowCounter
+from referral_broker.web.patient.rights_pages import RightsPages
 
-PATIENT_ROUTES = [PatientPages, ManagePages, PatientApi]
+PATIENT_ROUTES = [PatientPages, ManagePages, RightsPages, PatientApi]
 __all__ = ["PAGE_EXCEPTION_HANDLERS", "PATIENT_ROUTES", "patient_lifespan"]
 
 
 def patient_lifespan(settings: Settings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    """Open the submission counter (Redis) with the app and close it after."""
+    """Open the submission counter (Redis) with the app and close it after; make the one-time code sender."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         counter = RedisWindowCounter(settings.redis_url)
         app.state.submit_counter = counter
+        app.state.code_sender = configured_sender(settings)
         try:
             yield
         finally:

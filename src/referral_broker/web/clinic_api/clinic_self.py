@@ -1,0 +1,50 @@
+"""The signed clinic API beyond the inbox: the clinic's own status, new keys, and refused envelopes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency, Provide
+
+from referral_broker.domain.enrolment import ClinicStatusReport, KeyRequestAnswer, RefusalRequest, RefusalResult
+from referral_broker.domain.validation import decode_json
+from referral_broker.services import clinic_keys, clinic_status
+from referral_broker.services.context import BrokerContext
+from referral_broker.store.clinics import ClinicRow
+from referral_broker.web.clinic_api.inbox import authenticated_clinic
+from referral_broker.web.state import provide_broker
+
+
+class ClinicSelfApi(Controller):
+    path = "/api/v1/clinic"
+    tags = ["clinic"]  # noqa: RUF012
+    dependencies = {  # noqa: RUF012
+        "broker": Provide(provide_broker, sync_to_thread=False),
+        "clinic": Provide(authenticated_clinic),
+    }
+
+    @get("/status")
+    async def status(
+        self, clinic: NamedDependency[ClinicRow], broker: NamedDependency[BrokerContext]
+    ) -> ClinicStatusReport:
+        return await clinic_status.status(broker, clinic)
+
+    @post("/inbox/refuse", status_code=200)
+    async def refuse(
+        self,
+        request: Request[Any, Any, Any],
+        clinic: NamedDependency[ClinicRow],
+        broker: NamedDependency[BrokerContext],
+    ) -> RefusalResult:
+        return await clinic_status.refuse(broker, clinic, decode_json(await request.body(), RefusalRequest))
+
+    @post("/keys", status_code=201)
+    async def request_key(
+        self,
+        request: Request[Any, Any, Any],
+        clinic: NamedDependency[ClinicRow],
+        broker: NamedDependency[BrokerContext],
+    ) -> KeyRequestAnswer:
+        """A key request (`referral-clinic/key-request/v1`) endorsed by an active signing key of the caller."""
+        return await clinic_keys.request_key(broker, await request.body(), actor=f"clinic:{clinic.slug}", caller=clinic)
