@@ -609,7 +609,7 @@ async def test_erasure_says_what_remains_then_removes_the_person_and_tells_the_c
     assert confirm.status_code == 200
     sent = await broker.pool.fetchval("SELECT created_at FROM referrals WHERE id = $1", referral_id)
     assert (
-        f"at en henvendelse ble videresendt til Klinikk fysio-oslo og Klinikk psyk-oslo {_day(sent)} og "
+        f"at en henvendelse til Klinikk fysio-oslo og Klinikk psyk-oslo ble mottatt {_day(sent)} og "
         f"slettet {_day(broker.clock())}, uten noen person i den"
     ) in confirm.text
     assert "med mindre de har plikt til å beholde den" in confirm.text

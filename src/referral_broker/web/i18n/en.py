@@ -363,7 +363,7 @@ MESSAGES: dict[str, str] = {
     ),
     "rights.confirm_erase_remains_title": "What we keep",
     "rights.confirm_erase_remains": (
-        "Only what the law requires us to be able to show: that a referral was forwarded to {clinics} on {day} "
+        "Only what the law requires us to be able to show: that a request for {clinics} was received on {day} "
         "and erased on {today}, with no person in it."
     ),
     "rights.confirm.erase_final": (
@@ -383,7 +383,7 @@ MESSAGES: dict[str, str] = {
     "rights.done.withdrawn": "We have recorded that you withdraw your consent to request {reference}.",
     "rights.done.erased_title": "The request has been erased",
     "rights.done.erased": (
-        "Request {reference} has been erased. All we keep is that a referral was forwarded and erased, with no "
+        "Request {reference} has been erased. All we keep is that a request was received and erased, with no "
         "person in it."
     ),
     "rights.done.changed": "Changed: {fields}.",

@@ -368,7 +368,7 @@ MESSAGES: dict[str, str] = {
     ),
     "rights.confirm_erase_remains_title": "Dette beholder vi",
     "rights.confirm_erase_remains": (
-        "Bare det loven krever at vi kan vise: at en henvendelse ble videresendt til {clinics} {day} og slettet "
+        "Bare det loven krever at vi kan vise: at en henvendelse til {clinics} ble mottatt {day} og slettet "
         "{today}, uten noen person i den."
     ),
     "rights.confirm.erase_final": (
@@ -388,7 +388,7 @@ MESSAGES: dict[str, str] = {
     "rights.done.withdrawn": "Vi har registrert at du trekker tilbake samtykket til henvendelse {reference}.",
     "rights.done.erased_title": "Henvendelsen er slettet",
     "rights.done.erased": (
-        "Henvendelse {reference} er slettet. Det eneste vi beholder, er at en henvendelse ble videresendt og "
+        "Henvendelse {reference} er slettet. Det eneste vi beholder, er at en henvendelse ble mottatt og "
         "slettet, uten noen person i den."
     ),
     "rights.done.changed": "Endret: {fields}.",
