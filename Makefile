@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: dev test lint typecheck contracts unit system-tools clean
+.PHONY: dev test lint typecheck contracts audit unit system-tools clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 dev: $(STAMP)
 	$(BIN)/referral-broker dev
 
-test: lint typecheck contracts unit
+test: lint typecheck contracts audit unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -28,6 +28,13 @@ typecheck: $(STAMP)
 
 contracts: $(STAMP)
 	$(BIN)/lint-imports
+
+# Known vulnerabilities in the installed dependencies fail the build. When PyPI's vulnerability data cannot
+# be reached from here (no network, or a mirror without it), say so loudly and go on.
+audit: $(STAMP)
+	@if $(BIN)/python -c 'import json, urllib.request as u; json.load(u.urlopen("https://pypi.org/pypi/requests/2.31.0/json", timeout=15))["vulnerabilities"]' 2>/dev/null; \
+	then $(BIN)/pip-audit --strict --skip-editable --progress-spinner off; \
+	else echo "*** DEPENDENCY AUDIT NOT RUN: PyPI's vulnerability data is not reachable from here ***"; fi
 
 # Programs the tests drive that come neither from PyPI nor from localservers.ensure_installed (PostgreSQL, Redis).
 system-tools:

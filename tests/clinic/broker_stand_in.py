@@ -90,6 +90,7 @@ class BrokerStandIn:
     refused: dict[str, str] = field(default_factory=dict)  # delivery id -> reason the clinic reported
     key_states: dict[str, KeyStatus] = field(default_factory=dict)  # what `status` answers about keys
     key_requests: list[bytes] = field(default_factory=list)
+    raw_page: bytes | None = None  # answer the inbox with these bytes, whatever they are
     _nonces: set[str] = field(default_factory=set)
 
     def add(self, delivery_id: str, envelope: bytes) -> None:
@@ -152,6 +153,8 @@ class BrokerStandIn:
         return httpx.Response(200, content=msgspec.json.encode(report))
 
     def _page(self, limit: int) -> httpx.Response:
+        if self.raw_page is not None:
+            return httpx.Response(200, content=self.raw_page, headers={"content-type": "application/json"})
         items = [InboxItem(delivery_id=d, envelope=e) for d, e in list(self.inbox.items())[:limit]]
         more = self.always_more or len(self.inbox) > limit
         return httpx.Response(200, content=msgspec.json.encode(InboxPage(items=items, more=more)))

@@ -20,6 +20,7 @@ from referral_broker.domain.enrolment import (
     RefusalRequest,
     RefusalResult,
 )
+from referral_broker.domain.validation import DECODE_ERRORS
 
 INBOX_PATH = "/api/v1/clinic/inbox"
 ACK_PATH = "/api/v1/clinic/inbox/ack"
@@ -95,14 +96,14 @@ class BrokerClient:
         content = self._send("GET", f"{INBOX_PATH}?limit={limit}", b"")
         try:
             return _inbox_decoder.decode(content)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             raise BrokerUnavailable(f"the broker sent a malformed inbox page: {exc}") from None
 
     def acknowledge(self, delivery_ids: list[str]) -> AckResult:
         content = self._send("POST", ACK_PATH, _encoder.encode(AckRequest(delivery_ids=delivery_ids)))
         try:
             return _ack_decoder.decode(content)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             raise BrokerUnavailable(f"the broker sent a malformed acknowledgement answer: {exc}") from None
 
     def refuse(self, refusals: list[Refusal]) -> RefusalResult:
@@ -110,21 +111,21 @@ class BrokerClient:
         content = self._send("POST", REFUSE_PATH, _encoder.encode(RefusalRequest(refusals=refusals)))
         try:
             return _refusal_decoder.decode(content)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             raise BrokerUnavailable(f"the broker sent a malformed refusal answer: {exc}") from None
 
     def status(self) -> ClinicStatusReport:
         content = self._send("GET", STATUS_PATH, b"")
         try:
             return _status_decoder.decode(content)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             raise BrokerUnavailable(f"the broker sent a malformed status: {exc}") from None
 
     def request_key(self, key_request: bytes) -> KeyRequestAnswer:
         content = self._send("POST", KEYS_PATH, key_request)
         try:
             return _key_answer_decoder.decode(content)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except DECODE_ERRORS as exc:
             raise BrokerUnavailable(f"the broker sent a malformed answer to the key request: {exc}") from None
 
     def _send(self, method: str, path_and_query: str, body: bytes) -> bytes:
@@ -157,7 +158,9 @@ def _broker_says(response: httpx.Response) -> str:
     """The broker's own explanation of a refusal, made safe to print, or nothing."""
     try:
         detail = msgspec.json.decode(response.content).get("error")
-    except (msgspec.DecodeError, AttributeError):
+    except DECODE_ERRORS:
+        return ""
+    except AttributeError:  # valid JSON, but not an object
         return ""
     if not isinstance(detail, str) or not detail:
         return ""

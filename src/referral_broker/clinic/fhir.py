@@ -32,6 +32,7 @@ from referral_broker.clinic.notice_file import ReceivedNotice
 from referral_broker.clinic.referral_file import ReceivedReferral
 from referral_broker.domain.notice import NoticeKind
 from referral_broker.domain.referral import Patient
+from referral_broker.domain.validation import DECODE_ERRORS
 
 FHIR_SUFFIX = ".fhir.json"
 REFERENCE_SYSTEM = "urn:referral-broker:reference"
@@ -213,7 +214,7 @@ def export(outdir: Path, to: Path, organization: Organization, references: Itera
             referral = referral_file.read(path)
             notices = notice_file.notices_of(outdir, referral.reference)
             report.written.append(write_bundle(to, referral, organization, notices))
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except DECODE_ERRORS:
             report.failed[path.name] = "not a referral file of referral-clinic"
         except FhirInvalid as exc:
             report.failed[path.name] = str(exc)

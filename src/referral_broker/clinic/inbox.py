@@ -32,6 +32,7 @@ from referral_broker.domain.enrolment import InboxItem, Refusal, RefusalReason
 from referral_broker.domain.errors import EnvelopeRejected
 from referral_broker.domain.notice import NOTICE_KINDS, NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
 from referral_broker.domain.referral import REFERRAL_PAYLOAD_FORMAT, ReferralPayload
+from referral_broker.domain.validation import DECODE_ERRORS
 
 DEFAULT_LIMIT = 100
 
@@ -116,7 +117,7 @@ def _open(item: InboxItem, keys: ClinicKeys) -> tuple[EnvelopeBody, bytes]:
     """Verify and unseal, telling apart what is wrong with the envelope from what this machine lacks."""
     try:
         signer = _outer_decoder.decode(item.envelope).signer
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+    except DECODE_ERRORS:
         raise Refused("envelope is malformed", "bad_signature") from None
     if signer != key_id(keys.broker_key):
         # Our pinned key, not the envelope, may be what is out of date: never report this one.
@@ -172,7 +173,7 @@ def open_item(item: InboxItem, keys: ClinicKeys) -> ReferralPayload | NoticePayl
 def _check_referral(body: EnvelopeBody, plaintext: bytes, keys: ClinicKeys) -> ReferralPayload:
     try:
         payload = _payload_decoder.decode(plaintext)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise Refused(
             "the sealed referral is not a valid referral document" + _where(exc), "malformed_payload"
         ) from None
@@ -190,7 +191,7 @@ def _check_referral(body: EnvelopeBody, plaintext: bytes, keys: ClinicKeys) -> R
 def _check_notice(body: EnvelopeBody, plaintext: bytes, keys: ClinicKeys) -> NoticePayload:
     try:
         notice = _notice_decoder.decode(plaintext)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise Refused("the sealed notice is not a valid notice" + _where(exc), "malformed_payload") from None
     if notice.format != NOTICE_PAYLOAD_FORMAT:
         raise Refused(f"the sealed notice has unknown format {notice.format!r}; upgrade referral-clinic")

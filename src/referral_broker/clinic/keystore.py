@@ -31,6 +31,7 @@ from referral_broker.crypto.keyfile import lock, unlock, write_private
 from referral_broker.domain.enrolment import Enrollment
 from referral_broker.domain.errors import KeyFileError
 from referral_broker.domain.referral import Slug
+from referral_broker.domain.validation import DECODE_ERRORS
 
 CONFIG_FORMAT = "referral-clinic/config/v1"
 KEY_FILE = "clinic.key"
@@ -137,7 +138,7 @@ class ClinicDir:
             raise ClinicDirProblem(f"cannot read {self.key_file}: {exc.strerror}") from None
         except KeyFileError as exc:
             raise ClinicDirProblem(str(exc)) from None
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except DECODE_ERRORS:
             raise ClinicDirProblem(f"{self.key_file} opened but holds no clinic keys") from None
         if secrets_.slug != config.slug:
             raise ClinicDirProblem(f"{self.key_file} belongs to {secrets_.slug!r}, not to {config.slug!r}")
@@ -291,7 +292,7 @@ def read_join_file(path: Path) -> ClinicConfig:
         config = msgspec.json.decode(path.read_bytes(), type=ClinicConfig)
     except OSError as exc:
         raise ClinicDirProblem(f"cannot read {path}: {exc.strerror}") from None
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise ClinicDirProblem(f"{path} is not a join file of referral-clinic: {exc}") from None
     if config.format != CONFIG_FORMAT:
         raise ClinicDirProblem(f"{path} has unknown format {config.format!r}")

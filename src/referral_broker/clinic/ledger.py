@@ -20,6 +20,7 @@ from typing import Literal
 import msgspec
 
 from referral_broker.clinic import durable
+from referral_broker.domain.validation import DECODE_ERRORS
 
 Event = Literal["writing", "written", "acknowledged"]
 
@@ -121,7 +122,7 @@ class Ledger:
                 continue
             try:
                 entries.append(_decoder.decode(line))
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except DECODE_ERRORS:
                 if number == len(lines):  # a last line without its newline: torn by a crash, never recorded
                     self._torn_at = len(data) - len(line)
                     continue

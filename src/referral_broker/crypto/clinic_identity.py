@@ -14,6 +14,7 @@ from nacl.signing import SigningKey, VerifyKey
 from referral_broker.crypto.encoding import enrolment_fingerprint, key_id, normalise_fingerprint
 from referral_broker.domain.enrolment import ENROLLMENT_FORMAT, KEY_REQUEST_FORMAT, Enrollment, KeyRequest
 from referral_broker.domain.errors import DomainError
+from referral_broker.domain.validation import DECODE_ERRORS
 
 _PROOF_DOMAIN = b"referral-broker enrollment proof v1\x00"
 _KEY_PROOF_DOMAIN = b"referral-broker key request proof v1\x00"
@@ -84,7 +85,7 @@ def check_enrollment(data: bytes) -> Enrollment:
     """Decode an enrolment file and verify its proof of possession of the signing key."""
     try:
         e = msgspec.json.decode(data, type=Enrollment)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise EnrollmentInvalid(f"not an enrolment file: {exc}") from None
     if e.format != ENROLLMENT_FORMAT:
         raise EnrollmentInvalid(f"unknown enrolment format {e.format!r}")
@@ -159,7 +160,7 @@ def check_key_request(data: bytes) -> KeyRequest:
     the endorsing key (`verify_endorsement`)."""
     try:
         r = msgspec.json.decode(data, type=KeyRequest)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except DECODE_ERRORS as exc:
         raise EnrollmentInvalid(f"not a key request: {exc}") from None
     if r.format != KEY_REQUEST_FORMAT:
         raise EnrollmentInvalid(f"unknown key request format {r.format!r}")

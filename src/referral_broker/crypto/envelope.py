@@ -20,6 +20,7 @@ from nacl.signing import SigningKey, VerifyKey
 from referral_broker.crypto.encoding import key_id
 from referral_broker.crypto.padding import pad, unpad
 from referral_broker.domain.errors import EnvelopeRejected
+from referral_broker.domain.validation import DECODE_ERRORS
 
 ENVELOPE_FORMAT = "referral-broker/envelope/v1"
 _SIGNATURE_DOMAIN = b"referral-broker envelope v1\x00"
@@ -116,7 +117,7 @@ def verify(data: bytes, broker_key: bytes) -> EnvelopeBody:
     """Check the broker's signature and return the body; anything else is refused."""
     try:
         signed = _signed_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
+    except DECODE_ERRORS as exc:
         raise EnvelopeRejected(f"envelope is malformed: {exc}") from None
     if _encoder.encode(signed) != data:
         # Only the canonical encoding is accepted, so no two byte strings pass as the same envelope
@@ -132,7 +133,7 @@ def verify(data: bytes, broker_key: bytes) -> EnvelopeBody:
         raise EnvelopeRejected("envelope signature does not verify against the pinned broker key") from None
     try:
         return _body_decoder.decode(signed.body)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError) as exc:
+    except DECODE_ERRORS as exc:
         raise EnvelopeRejected(f"signed envelope body is malformed: {exc}") from None
 
 

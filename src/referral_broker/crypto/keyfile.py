@@ -17,6 +17,7 @@ from nacl.secret import SecretBox
 from nacl.utils import random as random_bytes
 
 from referral_broker.domain.errors import KeyFileError
+from referral_broker.domain.validation import DECODE_ERRORS
 
 KEYFILE_FORMAT = "referral-broker/keyfile/v1"
 MIN_PASSPHRASE = 12
@@ -56,7 +57,7 @@ def lock(secret: bytes, passphrase: str, *, profile: str = "moderate") -> bytes:
 def unlock(data: bytes, passphrase: str) -> bytes:
     try:
         kf = msgspec.json.decode(data, type=_KeyFile)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except DECODE_ERRORS:
         raise KeyFileError("the key file is damaged or not a referral-broker key file") from None
     if kf.format != KEYFILE_FORMAT or kf.kdf != "argon2id":
         raise KeyFileError(f"unsupported key file format {kf.format!r}")

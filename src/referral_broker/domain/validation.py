@@ -12,6 +12,15 @@ from referral_broker.domain.errors import FieldError, InvalidRequest
 
 T = TypeVar("T")
 
+#: Everything decoding untrusted JSON may raise: msgspec's own errors, invalid UTF-8 inside a string,
+#: and nesting too deep for the decoder. Catch this, never a subset, wherever outside bytes are decoded.
+DECODE_ERRORS: tuple[type[Exception], ...] = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    UnicodeDecodeError,
+    RecursionError,
+)
+
 _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 
@@ -46,7 +55,8 @@ def field_errors(type_: Any, data: Any, path: str = "") -> list[FieldError]:
         return [FieldError(path or "body", "type", "expected an object")]
     fields = msgspec.structs.fields(struct_type)
     known = {f.encode_name for f in fields}
-    errors = [FieldError(_join(path, str(key)), "unknown", "unknown field") for key in data if key not in known]
+    # An empty key is named '""' so that every error names a field someone can find.
+    errors = [FieldError(_join(path, str(key) or '""'), "unknown", "unknown field") for key in data if key not in known]
     for f in fields:
         where = _join(path, f.encode_name)
         if f.encode_name not in data:

@@ -14,6 +14,11 @@ from referral_broker.services.ports import job_id
 
 log = logging.getLogger(__name__)
 
+#: A ring waits at most this long. A Redis that is paused or unreachable without closing its connections
+#: would otherwise hold a patient's submission for as long; the outbox row is committed, so the
+#: reconciler rings again later and nothing is lost by giving up.
+RING_TIMEOUT_SECONDS = 2.0
+
 
 def redis_settings(url: str) -> RedisSettings:
     settings: RedisSettings = RedisSettings.from_dsn(url)
@@ -40,7 +45,9 @@ class ArqDoorbell:
 
     async def ring(self, job: str, subject_id: uuid.UUID) -> None:
         redis = await self._connection()
-        await redis.enqueue_job(job, str(subject_id), _job_id=job_id(job, subject_id))
+        await asyncio.wait_for(
+            redis.enqueue_job(job, str(subject_id), _job_id=job_id(job, subject_id)), timeout=RING_TIMEOUT_SECONDS
+        )
 
     async def ping(self) -> bool:
         try:

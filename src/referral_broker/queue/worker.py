@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
 
+import asyncpg
 from arq import cron, func
 from arq.worker import Worker
 from redis.exceptions import RedisError
@@ -20,6 +22,8 @@ from referral_broker.services.settings import Settings
 log = logging.getLogger(__name__)
 
 RECONCILE_EVERY_SECONDS = 15
+#: PostgreSQL away or still starting when a worker starts (its jobs handle it themselves once running).
+DATABASE_AWAY = (asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError)
 HEARTBEAT_EVERY_SECONDS = 15
 
 
@@ -96,13 +100,14 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
 
 def run_supervised(settings: Settings, *, max_backoff: float = 10.0) -> None:
-    """Run the worker; when it stops because Redis went away, start it again once Redis answers.
+    """Run the worker; when it stops because Redis (or, at its start, PostgreSQL) went away, start it again.
 
     A signal (SIGINT/SIGTERM) makes arq finish or return its jobs and `run()` return: then we stop.
     """
     delay = 0.5
     while True:
         started = time.monotonic()
+        worker: Worker | None = None
         try:
             worker = Worker(**worker_options(settings))
             worker.run()
@@ -112,10 +117,44 @@ def run_supervised(settings: Settings, *, max_backoff: float = 10.0) -> None:
             # then lets the cancellation escape run(); that is a clean stop, not a failure.
             log.info("worker stopped by signal; unfinished jobs stay queued for the next worker")
             return
-        except (TimeoutError, RedisError, OSError) as exc:
+        except (TimeoutError, RedisError, OSError, *DATABASE_AWAY) as exc:
             if time.monotonic() - started > 60:
                 delay = 0.5
-            log.warning("worker lost Redis (%s); restarting in %.1f s", type(exc).__name__, delay)
+            log.warning("worker lost Redis or PostgreSQL (%s); restarting in %.1f s", type(exc).__name__, delay)
+            _let_go(worker)
             time.sleep(delay)
             delay = min(max_backoff, delay * 2)
             asyncio.set_event_loop(asyncio.new_event_loop())
+
+
+LET_GO_SECONDS = 5.0
+
+
+def _let_go(worker: Worker | None) -> None:
+    """End what a worker that lost Redis left on its event loop, then close the loop.
+
+    When Redis goes away, arq's `run()` gives up while closing and leaves its job tasks on the loop. A
+    job blocked inside a dispatch transaction would then hold that transaction, and its row locks, open
+    on a loop nobody runs again, and every later run of the same referral would wait on those locks.
+    So: cancel the tasks (a cancelled job is rolled back and, being idempotent, run again later), then
+    terminate the database connections (ending any transaction still open), and close the loop.
+    """
+    if worker is None or worker.loop.is_closed():
+        return
+    loop = worker.loop
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        done, _ = loop.run_until_complete(asyncio.wait(pending, timeout=LET_GO_SECONDS))
+        for task in done:  # retrieve what they raised (Redis is away), so nothing is reported unretrieved
+            if not task.cancelled():
+                task.exception()
+    broker: BrokerContext | None = worker.ctx.get("broker")
+    if broker is not None:
+        broker.pool.terminate()
+    redis = worker.ctx.get("redis")
+    if redis is not None:
+        with contextlib.suppress(Exception):  # the connections are dead already; only let go of them
+            loop.run_until_complete(asyncio.wait_for(redis.aclose(close_connection_pool=True), LET_GO_SECONDS))
+    loop.close()

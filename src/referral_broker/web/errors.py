@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from typing import Any, cast
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
@@ -33,13 +33,16 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[s
 
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     incident = secrets.token_hex(6)
-    # The path and the exception type only: a request's body or query may hold personal data.
+    # The route and the exception type only: a request's body or query may hold personal data, and its
+    # path may hold a secret (a manage link's token) or forged log lines (CR/LF): the route's template
+    # (`/manage/{token:str}`) says where without either.
+    route: Any = cast(dict[str, Any], request.scope).get("path_template") or "(no route)"
     log.error(
         "incident %s: %s on %s %s",
         incident,
         type(exc).__name__,
         request.method,
-        request.url.path,
+        route,
         exc_info=exc,
     )
     return Response(
