@@ -37,7 +37,8 @@ from tests.faults.stack import (
     submit_all,
     wait_for_backend_waiting,
 )
-from tests.processes import Program, program, wait_for_value
+from tests.ops.notice_sinks import WebhookReceiver, webhook  # noqa: F401 - the fixture
+from tests.processes import Program, program, run, wait_for_value
 
 pytestmark = pytest.mark.e2e
 
@@ -50,11 +51,17 @@ async def _wait_for_text(program_: Program, text: str, timeout: float = 60) -> N
 
 
 async def test_worker_killed_after_the_dispatch_effect_reruns_the_job_to_no_effect(
-    stack: Stack, own_redis: RedisServer
+    stack: Stack,
+    own_redis: RedisServer,
+    webhook: WebhookReceiver,  # noqa: F811
 ) -> None:
     stack.env["REFERRAL_BROKER_JOB_TIMEOUT"] = "3"  # the in-progress mark lapses after 13 s
     stack.serve()
     stack.as_e2e_broker().clinic("klinikk-a")
+    # With a contact, the job's last step after its commit is a ring (the clinic's notice), which waits on
+    # the paused Redis (up to the ring timeout) *before* arq writes that the job is done. Without one, the
+    # job could write its "done" to Redis' socket before the kill, and Redis would act on it once resumed.
+    run([program("referral-broker"), "clinic", "set-contact", "klinikk-a", "--webhook", webhook.url], stack.env)
     worker = stack.worker()
     await wait_for_value(stack.database_url, "SELECT count(*) FROM worker_heartbeats", 1)
     hold = await ClinicHold.install(stack.database_url)
@@ -75,7 +82,7 @@ async def test_worker_killed_after_the_dispatch_effect_reruns_the_job_to_no_effe
         await hold.close()
 
     client = redis.Redis.from_url(stack.redis_url)
-    [job] = [j.decode() for j in client.zrange("arq:queue", 0, -1)]
+    [job] = [j.decode() for j in client.zrange("arq:queue", 0, -1) if j.startswith(b"dispatch_referral:")]
     assert client.exists(f"arq:in-progress:{job}")  # arq still thinks it is running
     second = stack.worker("worker-2")
     await _wait_for_text(second, f"→ {job}", timeout=60)  # re-run once the mark lapsed
