@@ -233,8 +233,13 @@ async def test_a_correction_reaches_every_clinic_after_its_referral(broker: Brok
     assert [k for k, _ in kinds_b] == ["referral"]  # the correction is served only once that is acknowledged
     assert [k for k, _ in await _pull_and_ack(broker, b)] == ["correction"]
     assert await _pull_and_ack(broker, b) == []
-    states = await broker.pool.fetch("SELECT status, envelope FROM clinic_notices")
+    states = await broker.pool.fetch("SELECT id, status, envelope FROM clinic_notices")
     assert {(s["status"], s["envelope"]) for s in states} == {("acknowledged", None)}
+    row_b = await clinics.by_slug(broker.pool, "fysio-b")
+    assert row_b is not None
+    ids = [str(s["id"]) for s in states]
+    again = await clinic_inbox.acknowledge(broker, row_b, AckRequest(ids))  # one is b's, one is a's
+    assert len(again.acknowledged) == 1 and len(again.unknown) == 1
 
     # The same correction again changes nothing and tells no one.
     assert (await rights.rectify(broker, new_session, reference, corrected)).notices == 0

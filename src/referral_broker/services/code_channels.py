@@ -18,10 +18,9 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Protocol
 
-import aiosmtplib
 import httpx
 
-from referral_broker.services.notice_channels import TIMEOUT_SECONDS, SmtpServer
+from referral_broker.services.notice_channels import TIMEOUT_SECONDS, ChannelFailed, SmtpServer, deliver_email
 from referral_broker.services.ports import CodeNotSent, CodeSender
 from referral_broker.services.settings import Settings
 
@@ -92,20 +91,9 @@ async def send_code_email(server: SmtpServer, sender: str, recipient: str, text:
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     message.set_content(text)
     try:
-        await aiosmtplib.send(
-            message,
-            hostname=server.hostname,
-            port=server.port,
-            username=server.username,
-            password=server.password,
-            use_tls=server.use_tls,
-            start_tls=server.start_tls,
-            timeout=TIMEOUT_SECONDS,
-        )
-    except aiosmtplib.SMTPResponseException as exc:
-        raise CodeNotSent(f"SMTP {exc.code}") from exc
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        raise CodeNotSent(type(exc).__name__) from exc
+        await deliver_email(server, message)
+    except ChannelFailed as exc:
+        raise CodeNotSent(exc.reason) from exc
 
 
 class ConfiguredCodeSender:

@@ -106,6 +106,11 @@ async def send_email(server: SmtpServer, sender: str, recipient: str, notice: No
     message["Date"] = format_datetime(notice.at)
     message["Message-ID"] = make_msgid(idstring=notice.id.replace("-", ""), domain=sender.rpartition("@")[2] or None)
     message.set_content(body)
+    await deliver_email(server, message)
+
+
+async def deliver_email(server: SmtpServer, message: EmailMessage) -> None:
+    """Hand one message to the SMTP server; ChannelFailed says why not, in a few words naming no one."""
     try:
         await aiosmtplib.send(
             message,

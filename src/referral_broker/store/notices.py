@@ -62,46 +62,38 @@ async def acknowledge(
 
     Only a notice the clinic could have been served moves: an id it guessed for one not yet servable
     is as unknown as any other."""
-    moved = await conn.fetch(
-        f"""UPDATE clinic_notices n SET status = 'acknowledged', acknowledged_at = $3, envelope = NULL
-            FROM deliveries d
-            WHERE d.id = n.delivery_id AND n.clinic_id = $1 AND n.id = ANY($2::uuid[])
-              AND n.status = 'waiting' AND {_SERVABLE}
-            RETURNING n.id""",  # noqa: S608 - a constant, no input
-        clinic_id,
-        ids,
-        now,
-    )
-    before = await conn.fetch(
-        """SELECT id FROM clinic_notices WHERE clinic_id = $1 AND id = ANY($2::uuid[])
-           AND status = 'acknowledged' AND acknowledged_at < $3""",
-        clinic_id,
-        ids,
-        now,
-    )
-    return [r["id"] for r in moved], [r["id"] for r in before]
+    return await _settle(conn, clinic_id, ids, "acknowledged", now, None)
 
 
 async def mark_refused(
     conn: Connection, clinic_id: uuid.UUID, ids: list[uuid.UUID], reason: str, now: datetime
 ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     """waiting → refused for the clinic's own servable notices; returns (moved now, refused before)."""
+    return await _settle(conn, clinic_id, ids, "refused", now, reason)
+
+
+async def _settle(
+    conn: Connection, clinic_id: uuid.UUID, ids: list[uuid.UUID], status: str, now: datetime, reason: str | None
+) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     moved = await conn.fetch(
-        f"""UPDATE clinic_notices n SET status = 'refused', envelope = NULL, last_error = $3, updated_at = $4
+        f"""UPDATE clinic_notices n SET status = $3, updated_at = $4, envelope = NULL, last_error = $5,
+                   acknowledged_at = CASE WHEN $3 = 'acknowledged' THEN $4 ELSE n.acknowledged_at END
             FROM deliveries d
             WHERE d.id = n.delivery_id AND n.clinic_id = $1 AND n.id = ANY($2::uuid[])
               AND n.status = 'waiting' AND {_SERVABLE}
             RETURNING n.id""",  # noqa: S608 - a constant, no input
         clinic_id,
         ids,
-        reason,
+        status,
         now,
+        reason,
     )
     before = await conn.fetch(
         """SELECT id FROM clinic_notices WHERE clinic_id = $1 AND id = ANY($2::uuid[])
-           AND status = 'refused' AND updated_at < $3""",
+           AND status = $3 AND updated_at < $4""",
         clinic_id,
         ids,
+        status,
         now,
     )
     return [r["id"] for r in moved], [r["id"] for r in before]
