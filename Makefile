@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: dev test lint typecheck contracts audit unit system-tools clean
+.PHONY: dev test lint typecheck contracts audit unit system-tools clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
@@ -42,6 +42,13 @@ system-tools:
 
 unit: $(STAMP) system-tools
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
+
+# Measure against this machine's limits and write docs/performance.md (about 30 minutes; BENCH_QUICK=1 for a
+# short run, BENCH_SOAK_SECONDS=N, BENCH_REPEATS=N, BENCH_API_WORKERS=N; `python -m bench.run --help`).
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	scripts/ensure-system-tools wrk=wrk
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .dev .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

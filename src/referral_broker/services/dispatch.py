@@ -63,6 +63,12 @@ async def dispatch_referral(ctx: BrokerContext, referral_id: uuid.UUID) -> Dispa
         return DispatchOutcome.DEAD
     try:
         async with ctx.pool.acquire() as conn, conn.transaction():
+            # The commit need not wait for the disk: a dispatch lost in a crash is undone whole (the
+            # deliveries are queued again, the outbox row is not done) and the reconciler redoes it. Any
+            # later effect that rests on it — a clinic's acknowledgement, a notice sent — commits
+            # synchronously, and flushing the WAL that far makes this commit durable first. Waiting for
+            # fsync here, under the audit chain's lock, capped dispatch at one referral per fsync.
+            await conn.execute("SET LOCAL synchronous_commit = off")
             moved = await deliveries.make_available(conn, referral_id, now)
             signer = ctx.keys.signer
             await deliveries.insert_receipts(
@@ -85,7 +91,10 @@ async def dispatch_referral(ctx: BrokerContext, referral_id: uuid.UUID) -> Dispa
                 ],
             )
             await outbox.finish(conn, JOB_DISPATCH, referral_id, now, DispatchOutcome.DISPATCHED.value)
+            # Each clinic is told (once per unpulled batch), by a job whose outbox row commits here.
+            notices = await notifications.plan_after_dispatch(ctx, conn, {d.clinic_id for d in moved})
             if moved:
+                # Last, so the audit chain's lock (held to commit) serialises as little as possible.
                 await audit.append(
                     conn,
                     at=now,
@@ -94,8 +103,6 @@ async def dispatch_referral(ctx: BrokerContext, referral_id: uuid.UUID) -> Dispa
                     subject=str(referral_id),
                     details={"deliveries": [str(d.id) for d in moved]},
                 )
-            # Each clinic is told (once per unpulled batch), by a job whose outbox row commits here.
-            notices = await notifications.plan_after_dispatch(ctx, conn, {d.clinic_id for d in moved})
     except _TRANSIENT as exc:
         reason = type(exc).__name__
         await _record_failure(ctx, referral_id, reason)

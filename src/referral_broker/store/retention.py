@@ -35,22 +35,26 @@ async def anonymise(conn: Connection, ids: list[uuid.UUID], categories: list[str
     Deleted: contact copy, blind indexes, manage-token and idempotency hashes, the reference, any
     ciphertext still waiting, dispatch receipts; times are cut to the day.
     """
-    expired = await conn.fetch(
-        """UPDATE deliveries SET status = $2, envelope = NULL, updated_at = date_trunc('day', $3::timestamptz)
-           WHERE referral_id = ANY($1::uuid[]) AND status = ANY($4::text[])
-           RETURNING id""",
+    # One pass over the batch's deliveries: undelivered ones expire, every one loses its ciphertext and
+    # its times are cut to the day. (Two UPDATEs wrote every row twice, and the status filter led the
+    # planner to scan the index of all waiting deliveries, which grows with the table.)
+    expired = await conn.fetchval(
+        """WITH stripped AS (
+               UPDATE deliveries SET
+                   status = CASE WHEN status = ANY($4::text[]) THEN $2 ELSE status END,
+                   envelope = NULL,
+                   created_at = date_trunc('day', created_at),
+                   dispatched_at = date_trunc('day', dispatched_at),
+                   acknowledged_at = date_trunc('day', acknowledged_at),
+                   updated_at = CASE WHEN status = ANY($4::text[]) THEN date_trunc('day', $3::timestamptz)
+                                     ELSE date_trunc('day', updated_at) END,
+                   last_error = NULL
+               WHERE referral_id = ANY($1::uuid[])
+               RETURNING status
+           )
+           SELECT count(*) FROM stripped WHERE status = $2""",
         ids, DeliveryStatus.EXPIRED.value, now, sources_of(DeliveryStatus.EXPIRED),
     )  # fmt: skip
-    await conn.execute(
-        """UPDATE deliveries SET envelope = NULL,
-                  created_at = date_trunc('day', created_at),
-                  dispatched_at = date_trunc('day', dispatched_at),
-                  acknowledged_at = date_trunc('day', acknowledged_at),
-                  updated_at = date_trunc('day', updated_at),
-                  last_error = NULL
-           WHERE referral_id = ANY($1::uuid[])""",
-        ids,
-    )
     await conn.execute(
         """DELETE FROM dispatch_receipts WHERE delivery_id IN
            (SELECT id FROM deliveries WHERE referral_id = ANY($1::uuid[]))""",
@@ -72,4 +76,4 @@ async def anonymise(conn: Connection, ids: list[uuid.UUID], categories: list[str
         "UPDATE outbox SET done_at = $2, outcome = 'anonymised' WHERE subject_id = ANY($1::uuid[]) AND done_at IS NULL",
         ids, now,
     )  # fmt: skip
-    return len(expired)
+    return int(expired)

@@ -1,0 +1,172 @@
+"""A small run of the benchmark's own parts (`make bench`, docs/performance.md), so the harness keeps working.
+
+Nothing here is timed against a target: each part runs for a moment on the suite's private servers and
+must come back with well-formed figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import asyncpg
+import msgspec
+from bench import ceiling, openloop, sweep
+from bench.bodies import bodies
+from bench.run import BEGIN, END, render, write_report
+
+from referral_broker.clinic.inbox import ClinicKeys
+from referral_broker.domain.enrolment import InboxItem
+from referral_broker.domain.referral import ReferralRequest, check_request
+from referral_broker.services import retention
+from referral_broker.services.context import BrokerContext
+from referral_broker.store import clinics as clinic_store
+from tests.conftest import enrol_clinic
+
+
+def test_the_bench_requests_are_referrals_the_broker_accepts() -> None:
+    from datetime import date
+
+    for body in bodies(["a", "b"], n=40):
+        checked = check_request(
+            msgspec.json.decode(body, type=ReferralRequest), today=date(2026, 11, 22), minimum_age=16
+        )
+        assert checked.clinics == ["a", "b"]
+
+
+async def _tiny_server(statuses: list[int]) -> asyncio.Server:
+    """Answers each request in turn with the next status, keeping the connection alive."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(
+                    next(x for x in head.split(b"\r\n") if x.lower().startswith(b"content-length")).split(b":")[1]
+                )
+                await reader.readexactly(length)
+                body = json.dumps({"reference": f"R{len(statuses)}"}).encode()
+                status = statuses.pop() if statuses else 201
+                writer.write(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_the_open_loop_generator_counts_and_times_what_it_sends() -> None:
+    server = await _tiny_server([422])
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        results = await openloop.run(
+            "127.0.0.1", port, bodies(["a"], n=3), rate=100, duration=0.3, connections=4, record_references=True
+        )
+    summary = results.summary()
+    assert summary["scheduled"] == 30
+    assert summary["statuses"] == {"201": 29, "422": 1}
+    assert summary["accepted"] == len(summary["accepted_at"]) == 29  # type: ignore[arg-type]
+    assert 0 < summary["p50_ms"] <= summary["p99_ms"] <= summary["max_ms"]  # type: ignore[operator]
+    assert summary["accepted_per_s"] > 0  # type: ignore[operator]
+
+
+async def test_the_ceilings_measure_the_work_of_a_real_referral(broker: BrokerContext, keys_dir: Path) -> None:
+    a = await enrol_clinic(broker, "bench-a")
+    await enrol_clinic(broker, "bench-b")
+    result = await ceiling.intake_ceiling(
+        broker.settings.database_url, keys_dir, ["bench-a", "bench-b"], bodies(["bench-a", "bench-b"], n=5),
+        seconds=0.2, concurrency=2,
+    )  # fmt: skip
+    assert result["referrals_per_s"] > 0 and result["alone_per_s"] > 0
+    assert result["crypto_ms"] > 0 and result["transaction_ms"] > 0
+    rows = await broker.pool.fetch(
+        "SELECT id, envelope FROM deliveries d WHERE clinic_id = (SELECT id FROM clinics WHERE slug = 'bench-a')"
+    )
+    assert rows and await broker.pool.fetchval("SELECT count(*) FROM outbox WHERE done_at IS NULL") == 0
+    keys = ClinicKeys(
+        slug="bench-a",
+        broker_key=broker.keys.signer.public_key,
+        private_keys=list(a.secrets.encryption_secrets),
+    )
+    opened = ceiling.pull_ceiling([InboxItem(delivery_id=str(r["id"]), envelope=r["envelope"]) for r in rows], keys)
+    assert opened["n"] == len(rows) and opened["referrals_per_s"] > 0
+
+
+async def test_the_generated_history_is_swept_like_real_referrals(broker: BrokerContext, keys_dir: Path) -> None:
+    await sweep.generate(broker.settings.database_url, keys_dir, 240, rebuild_indexes=False)  # a shared database
+    run = await retention.anonymise_expired(broker, now=sweep._month(6))  # the history's first month is due
+    assert 10 <= run.anonymised <= 30
+    conn = await asyncpg.connect(broker.settings.database_url)
+    try:
+        # every contact copy decrypted: the category was kept for statistics
+        assert (
+            await conn.fetchval("SELECT count(*) FROM referrals WHERE anonymised_at IS NOT NULL AND category IS NULL")
+            == 0
+        )
+        stripped = """SELECT count(*) FROM deliveries d JOIN referrals r ON r.id = d.referral_id
+                      WHERE r.anonymised_at IS NOT NULL AND d.envelope IS NOT NULL"""
+        assert await conn.fetchval(stripped) == 0
+    finally:
+        await conn.close()
+    assert await clinic_store.sealing_targets(broker.pool, ["sweep-a"])
+
+
+def test_the_report_has_every_figure_and_keeps_the_text_around_it(tmp_path: Path) -> None:
+    fixed = {"offered_rate": 200, "accepted_per_s": 199.0, "p50_ms": 4.0, "p99_ms": 20.0, "loadavg": "0.5 0.4 0.3"}
+    sat = {
+        "connections": 32,
+        "accepted_per_s": 800.0,
+        "p50_ms": 30.0,
+        "p99_ms": 90.0,
+        "dispatch_drain_per_s": 500.0,
+        "loadavg": "1 1 1",
+    }
+    results = {
+        "plan": {"api_workers": 2, "durable": True, "repeats": 1, "seconds": 1, "soak_seconds": 60, "soak_rate": 100},
+        "started": "2026-11-22T00:00:00+00:00",
+        "finished": "2026-11-22T00:30:00+00:00",
+        "intake": {
+            "fixed": {"200": [fixed]},
+            "saturation": [sat],
+            "saturation_alone": [sat],
+            "ceiling": [
+                {
+                    "referrals_per_s": 1000.0,
+                    "processes": 2,
+                    "alone_per_s": 200.0,
+                    "crypto_ms": 0.5,
+                    "transaction_ms": 4.0,
+                    "loadavg": "1 1 1",
+                }
+            ],
+        },
+        "inbox": [{"rate": 200, "p50_ms": 40.0, "p99_ms": 80.0, "loadavg": "1 1 1"}],
+        "pull": [{"waiting": 100, "referrals_per_s": 400.0, "ceiling_per_s": 4000.0, "loadavg": "1 1 1"}],
+        "sweep": [
+            {
+                "rows": n,
+                "runs": [{"anonymised": n // 12, "rows_per_s": 30000.0, "us_per_row": 33.0, "loadavg": "1 1 1"}],
+            }
+            for n in (1000, 4000)
+        ],
+        "memory": {"api_peak_mb": 90.0, "worker_peak_mb": 60.0},
+        "soak": {
+            "loadavg": "1 1 1",
+            "api": {"first_mb": 90, "last_mb": 90, "peak_mb": 91},
+            "worker": {"first_mb": 60, "last_mb": 61, "peak_mb": 61},
+        },
+    }
+    table = render(results)
+    assert table.startswith(BEGIN) and table.endswith(END)
+    assert "| Intake at saturation (worker paused) / ceiling | 80 % |" in table
+    assert "| Clinic pull vs its ceiling | ≥ 50 % | 10.0 % (400 of 4000/s) | **not met** |" in table
+    assert "| Submit to inbox p99 at 200/s | < 1 s | 80 ms | met |" in table
+    for line in table.splitlines()[2:-1]:
+        assert not line or line.count("|") == 5, line
+    report = tmp_path / "performance.md"
+    report.write_text(f"# Performance\n\nbefore\n\n{BEGIN}\nold\n{END}\n\nafter\n")
+    write_report(report, results)
+    text = report.read_text()
+    assert text.startswith("# Performance\n\nbefore\n\n" + BEGIN) and text.endswith(END + "\n\nafter\n")
+    assert "old" not in text
