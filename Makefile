@@ -46,7 +46,6 @@ unit: $(STAMP) system-tools
 # Measure against this machine's limits and write docs/performance.md (about 30 minutes; BENCH_QUICK=1 for a
 # short run, BENCH_SOAK_SECONDS=N, BENCH_REPEATS=N, BENCH_API_WORKERS=N; `python -m bench.run --help`).
 bench: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	scripts/ensure-system-tools wrk=wrk
 	$(BIN)/python -m bench.run
 

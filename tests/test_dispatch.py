@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import msgspec
 
@@ -51,6 +52,18 @@ async def test_reconciler_rings_again_for_every_undispatched_referral(broker: Br
     assert await reconcile.reconcile(broker) == 2
     assert {s for _, s in doorbell.rung} == rids - {next(iter(rids))}
     assert {j for j, _ in doorbell.rung} == {JOB_DISPATCH}
+
+
+async def test_the_periodic_reconciler_leaves_just_made_rows_to_the_ring_that_made_them(broker: BrokerContext) -> None:
+    await enrol_clinic(broker, "a")
+    rid = await _submit(broker, ["a"])
+    doorbell = RecordingDoorbell()
+    broker.doorbell = doorbell
+    assert await reconcile.reconcile(broker, grace=reconcile.GRACE) == 0
+    start = broker.clock()
+    broker.clock = lambda: start + reconcile.GRACE + timedelta(seconds=1)
+    assert await reconcile.reconcile(broker, grace=reconcile.GRACE) == 1
+    assert doorbell.rung == [(JOB_DISPATCH, rid)]
 
 
 async def test_delivery_becomes_dead_after_the_allowed_tries_and_others_are_unaffected(

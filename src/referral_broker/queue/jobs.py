@@ -35,8 +35,9 @@ async def dispatch_referral(ctx: dict[str, Any], referral_id: str) -> str:
 
 
 async def reconcile_outbox(ctx: dict[str, Any]) -> int:
+    """The periodic run: rows just made were rung by whoever made them, so they get a grace period."""
     broker: BrokerContext = ctx["broker"]
-    return await reconcile.reconcile(broker)
+    return await reconcile.reconcile(broker, grace=reconcile.GRACE)
 
 
 async def anonymise_expired(ctx: dict[str, Any]) -> int:

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from referral_broker.queue import jobs, notification_jobs
 from referral_broker.queue.doorbell import ArqDoorbell, redis_settings
+from referral_broker.services import reconcile
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import JOB_DISPATCH, JOB_NOTIFY
 from referral_broker.services.settings import Settings
@@ -32,7 +33,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         doorbell = ArqDoorbell(settings.redis_url, redis=ctx["redis"])
         ctx["broker"] = await BrokerContext.open(settings, doorbell, pool_size=5)
         # Make up at once for whatever Redis lost while no worker was running.
-        rung = await jobs.reconcile_outbox(ctx)
+        rung = await reconcile.reconcile(ctx["broker"])  # everything due, without the periodic run's grace
         log.info("worker started; reconciler rang %d due jobs", rung)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
