@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import stat
 import time
+from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
 
-from referral_broker.clinic import referral_file
+from referral_broker.clinic import durable, referral_file
 from referral_broker.clinic.keystore import ClinicDir
 from referral_broker.crypto.clinic_identity import check_enrollment, fingerprint_of
 from referral_broker.domain.enrolment import AckRequest
@@ -104,7 +105,7 @@ def test_crash_between_rename_and_ledger_line_is_recovered_without_duplicate(
 ) -> None:
     payload = clinic.serve()
 
-    def crash(*args: object) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
         raise OSError(5, "Input/output error")
 
     with monkeypatch.context() as patched:
@@ -242,3 +243,49 @@ def test_temp_files_left_by_a_killed_pull_are_removed(clinic: Clinic) -> None:
     assert clinic.pull() == 0
     assert not stale.exists()
     assert fresh.exists()
+
+
+def test_a_page_is_acknowledged_only_after_its_folder_and_ledger_reach_the_disk(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The new names and "written" lines are fsync'd once per page, before the acknowledgement; when that
+    fails, nothing is acknowledged, and the next pull recognises the files and acknowledges them."""
+    payloads = [clinic.serve() for _ in range(3)]
+    order: list[str] = []
+    real_fsync_dir = durable.fsync_dir
+    real_ack = clinic.broker._ack
+
+    def failing_fsync_dir(folder: Path) -> None:
+        order.append(f"fsync {folder.name}")
+        if folder == clinic.out.resolve():
+            raise OSError(5, "Input/output error")
+        real_fsync_dir(folder)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(durable, "fsync_dir", failing_fsync_dir)
+        assert clinic.pull() == 1
+    assert "not yet safely on disk" in capsys.readouterr().err
+    assert clinic.broker.acknowledged == []
+    assert order.count(f"fsync {clinic.out.name}") == 1  # once for the page, not once per referral
+
+    def recording_ack(request: AckRequest) -> httpx.Response:
+        order.append("ack")
+        return real_ack(request)
+
+    def recording_fsync_dir(folder: Path) -> None:
+        order.append(f"fsync {folder.name}")
+        real_fsync_dir(folder)
+
+    order.clear()
+    with monkeypatch.context() as patched:
+        patched.setattr(durable, "fsync_dir", recording_fsync_dir)
+        patched.setattr(clinic.broker, "_ack", recording_ack)
+        assert clinic.pull() == 0
+    assert "already had 3" in capsys.readouterr().out
+    # (the clinic folder's own fsync after the pull, for its last-pull record, is not part of this)
+    assert [step for step in order if step in (f"fsync {clinic.out.name}", "ack")] == [
+        f"fsync {clinic.out.name}",
+        "ack",
+    ]
+    assert sorted(clinic.broker.acknowledged) == sorted(p.delivery_id for p in payloads)
+    assert len(list(clinic.out.glob("*.json"))) == 3

@@ -11,8 +11,11 @@ TEMP_PREFIX = ".incoming-"
 TEMP_SUFFIX = ".tmp"
 
 
-def write_new_file(path: Path, data: bytes) -> None:
-    """Write `path` (mode 0600) all at once: temp file, fsync, rename, fsync the folder."""
+def write_new_file(path: Path, data: bytes, *, sync_folder: bool = True) -> None:
+    """Write `path` (mode 0600) all at once: temp file, fsync, rename, fsync the folder.
+
+    With `sync_folder=False` the caller fsyncs the folder itself (once for many files) before it relies
+    on the new names surviving a crash."""
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)  # 0600
     temp = Path(temp_name)
     try:
@@ -25,20 +28,32 @@ def write_new_file(path: Path, data: bytes) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)  # never leave a readable half of a referral behind
         raise
-    fsync_dir(path.parent)
+    if sync_folder:
+        fsync_dir(path.parent)
 
 
-def append(path: Path, data: bytes) -> None:
-    """Append `data` to `path` (created 0600) and fsync it, and the folder when the file is new."""
+def append(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Append `data` to `path` (created 0600) and fsync it, and the folder when the file is new.
+
+    With `sync=False` the data is only written; `sync_file` makes it durable later."""
     created = not path.exists()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         _write_all(fd, data)
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     if created:
         fsync_dir(path.parent)
+
+
+def sync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temp_files(folder: Path, *, older_than_seconds: float = 3600.0) -> int:

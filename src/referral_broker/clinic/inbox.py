@@ -292,13 +292,15 @@ class Inbox:
         target = referral_file.path_for(self._outdir, reference)
         if target.exists():
             if self._ledger.was_writing(delivery, target):  # we renamed it into place, then crashed
-                self._ledger.record_written(delivery, reference, target)
+                self._ledger.record_written(delivery, reference, target, sync=False)
                 report.already_had += 1
                 return
             raise Refused(f"{target} exists but the ledger has no record of writing it; refusing to overwrite")
         self._ledger.record_writing(delivery, reference, target)
-        referral_file.write(target, ReceivedReferral.from_payload(payload, received_at=self._clock()))
-        self._ledger.record_written(delivery, reference, target)
+        referral_file.write(
+            target, ReceivedReferral.from_payload(payload, received_at=self._clock()), sync_folder=False
+        )
+        self._ledger.record_written(delivery, reference, target, sync=False)
         report.written += 1
         report.references.append(reference)
 
@@ -313,13 +315,13 @@ class Inbox:
         target = notice_file.path_for(self._outdir, notice.reference, notice.kind, notice.notice_id)
         if target.exists():
             if self._ledger.was_writing(notice.notice_id, target):
-                self._ledger.record_written(notice.notice_id, notice.reference, target, notice=notice.kind)
+                self._ledger.record_written(notice.notice_id, notice.reference, target, notice=notice.kind, sync=False)
                 report.already_had += 1
                 return
             raise Refused(f"{target} exists but the ledger has no record of writing it; refusing to overwrite")
         self._ledger.record_writing(notice.notice_id, notice.reference, target, notice=notice.kind)
-        notice_file.write(target, ReceivedNotice.from_payload(notice, received_at=self._clock()))
-        self._ledger.record_written(notice.notice_id, notice.reference, target, notice=notice.kind)
+        notice_file.write(target, ReceivedNotice.from_payload(notice, received_at=self._clock()), sync_folder=False)
+        self._ledger.record_written(notice.notice_id, notice.reference, target, notice=notice.kind, sync=False)
         report.notices += 1
         if notice.reference not in report.references:
             report.references.append(notice.reference)
@@ -337,8 +339,19 @@ class Inbox:
         return bool(result.refused)
 
     def _acknowledge(self, delivery_ids: list[str], report: PullReport) -> bool:
-        """Acknowledge one batch; True when the broker confirmed at least one of them."""
+        """Acknowledge one batch; True when the broker confirmed at least one of them.
+
+        First the batch is made durable as a whole: each file's data was fsync'd when it was written,
+        and here the folder (the new names) and the ledger's "written" lines are, once for the page
+        instead of once per referral. Only then does the broker hear of it."""
         if not delivery_ids:
+            return False
+        try:
+            durable.fsync_dir(self._outdir)
+            self._ledger.sync()
+        except OSError as exc:
+            for delivery in delivery_ids:
+                report.local_failures[delivery] = f"written, but not yet safely on disk: {exc.strerror or exc}"
             return False
         try:
             result = self._client.acknowledge(delivery_ids)

@@ -72,8 +72,16 @@ class Ledger:
     def record_writing(self, delivery_id: str, reference: str, file: Path, *, notice: str | None = None) -> None:
         self._append([self._entry("writing", delivery_id, reference, file, notice)])
 
-    def record_written(self, delivery_id: str, reference: str, file: Path, *, notice: str | None = None) -> None:
-        self._append([self._entry("written", delivery_id, reference, file, notice)])
+    def record_written(
+        self, delivery_id: str, reference: str, file: Path, *, notice: str | None = None, sync: bool = True
+    ) -> None:
+        """With `sync=False` the line is written but made durable only by `sync()`, which a pull calls once
+        for a whole page before acknowledging any of it."""
+        self._append([self._entry("written", delivery_id, reference, file, notice)], sync=sync)
+
+    def sync(self) -> None:
+        if self.path.exists():
+            durable.sync_file(self.path)
 
     def files(self) -> dict[str, str]:
         """delivery (or notice) id -> the file written for it."""
@@ -130,12 +138,12 @@ class Ledger:
         self._needs_newline = bool(data) and not data.endswith(b"\n") and self._torn_at is None
         return entries
 
-    def _append(self, entries: list[LedgerEntry]) -> None:
+    def _append(self, entries: list[LedgerEntry], *, sync: bool = True) -> None:
         text = b"".join(_encoder.encode(e) + b"\n" for e in entries)
         if self._torn_at is not None:
             os.truncate(self.path, self._torn_at)  # drop the torn line, so it never sits mid-file
             self._torn_at = None
-        durable.append(self.path, b"\n" + text if self._needs_newline else text)
+        durable.append(self.path, b"\n" + text if self._needs_newline else text, sync=sync)
         self._needs_newline = False
         for entry in entries:
             self._apply(entry)

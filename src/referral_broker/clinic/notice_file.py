@@ -62,8 +62,9 @@ def notices_of(outdir: Path, reference: str) -> list[ReceivedNotice]:
     return sorted((n for n in found if n.reference == reference), key=lambda n: (n.issued_at, n.notice_id))
 
 
-def write(path: Path, notice: ReceivedNotice) -> None:
-    durable.write_new_file(path, msgspec.json.format(msgspec.json.encode(notice), indent=2) + b"\n")
+def write(path: Path, notice: ReceivedNotice, *, sync_folder: bool = True) -> None:
+    data = msgspec.json.format(msgspec.json.encode(notice), indent=2) + b"\n"
+    durable.write_new_file(path, data, sync_folder=sync_folder)
 
 
 def read(path: Path) -> ReceivedNotice:

@@ -54,9 +54,10 @@ def path_for(outdir: Path, reference: str) -> Path:
     return outdir / f"{reference}.json"
 
 
-def write(path: Path, referral: ReceivedReferral) -> None:
+def write(path: Path, referral: ReceivedReferral, *, sync_folder: bool = True) -> None:
     """Write the referral durably (mode 0600); the caller has made sure `path` is free."""
-    durable.write_new_file(path, msgspec.json.format(msgspec.json.encode(referral), indent=2) + b"\n")
+    data = msgspec.json.format(msgspec.json.encode(referral), indent=2) + b"\n"
+    durable.write_new_file(path, data, sync_folder=sync_folder)
 
 
 def read(path: Path) -> ReceivedReferral:
