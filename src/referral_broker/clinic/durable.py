@@ -49,11 +49,7 @@ def append(path: Path, data: bytes, *, sync: bool = True) -> None:
 
 
 def sync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path)  # the same call: fsync whatever the path names
 
 
 def remove_stale_temp_files(folder: Path, *, older_than_seconds: float = 3600.0) -> int:
@@ -71,6 +67,7 @@ def remove_stale_temp_files(folder: Path, *, older_than_seconds: float = 3600.0)
 
 
 def fsync_dir(folder: Path) -> None:
+    """fsync a folder (its entries), or a file by its path."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
