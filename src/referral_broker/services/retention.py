@@ -58,9 +58,8 @@ async def anonymise_expired(
                 due = await retention.due_batch(conn, cutoff, batch_size)
                 if not due:
                     return
-                categories = [_category(ctx, d.id.bytes, d.contact_ct) for d in due]
+                categories = [surviving_category(ctx, d.id.bytes, d.contact_ct) for d in due]
                 expired += await retention.anonymise(conn, [d.id for d in due], categories, now)
-                await notices.expire_for_referrals(conn, [d.id for d in due])
             anonymised += len(due)
             batches += 1
             if progress is not None:
@@ -103,7 +102,7 @@ async def anonymise_expired(
     )
 
 
-def _category(ctx: BrokerContext, row_id: bytes, contact_ct: bytes | None) -> str | None:
+def surviving_category(ctx: BrokerContext, row_id: bytes, contact_ct: bytes | None) -> str | None:
     """The need's category, the one fact of the contact copy that survives, for anonymous statistics."""
     if contact_ct is None:
         return None

@@ -33,7 +33,7 @@ from referral_broker.domain.errors import DomainError, FieldError, InvalidReques
 from referral_broker.domain.notice import NoticeKind
 from referral_broker.domain.referral import OLDEST_PLAUSIBLE_AGE, ContactCopy, Patient
 from referral_broker.domain.retention import LOCAL_TIME, months_after
-from referral_broker.services import clinic_notices, manage
+from referral_broker.services import clinic_notices, manage, retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import CodeNotSent, CodeSender
 from referral_broker.store import audit, notices, rights
@@ -60,6 +60,9 @@ class CodeRefused(DomainError):
 
 class NotLinked(DomainError):
     """No referral with this reference is linked to the contact detail of this session."""
+
+    def __init__(self) -> None:
+        super().__init__("no request with this reference is linked to the address you confirmed")
 
 
 @dataclass(frozen=True)
@@ -238,10 +241,11 @@ def _contact(ctx: BrokerContext, referral_id: uuid.UUID, ciphertext: bytes) -> C
 
 
 async def find(ctx: BrokerContext, session: RightsSession, reference: str) -> LinkedView:
-    for view in await overview(ctx, session):
-        if view.reference == reference:
-            return view
-    raise NotLinked("no request with this reference is linked to the address you confirmed")
+    """One linked referral's view; only that one is decrypted and looked up further."""
+    for r in await rights.linked_referrals(ctx.pool, session.channel, session.contact_bidx):
+        if r.reference == reference:
+            return await _view(ctx, r)
+    raise NotLinked
 
 
 # --- access and portability (art. 15, 20) ---------------------------------------------------------
@@ -384,7 +388,7 @@ async def rectify(ctx: BrokerContext, session: RightsSession, reference: str, co
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await rights.lock_linked(conn, session.channel, session.contact_bidx, reference)
         if row is None:
-            raise NotLinked("no request with this reference is linked to the address you confirmed")
+            raise NotLinked
         before = _contact(ctx, row.id, row.contact_ct)
         category = before.category if before else None
         after = ContactCopy(corrected.name, corrected.email, corrected.phone, corrected.birth_date, category)
@@ -439,7 +443,7 @@ async def withdraw(ctx: BrokerContext, session: RightsSession, reference: str) -
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await rights.lock_linked(conn, session.channel, session.contact_bidx, reference)
         if row is None:
-            raise NotLinked("no request with this reference is linked to the address you confirmed")
+            raise NotLinked
         done = await manage.withdraw_locked(
             ctx, conn, row.id, reference, first_time=row.withdrawn_at is None, actor="patient:rights"
         )
@@ -453,13 +457,13 @@ async def erase(ctx: BrokerContext, session: RightsSession, reference: str) -> S
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await rights.lock_linked(conn, session.channel, session.contact_bidx, reference)
         if row is None:
-            raise NotLinked("no request with this reference is linked to the address you confirmed")
+            raise NotLinked
         deliveries = await referral_store.deliveries_of(conn, row.id)
         cancelled = await referral_store.cancel_undelivered(conn, row.id, now)
         # Unserved notices about this referral may hold the old contact details: they go with it.
-        await notices.expire_for_referrals(conn, [row.id])
-        before = _contact(ctx, row.id, row.contact_ct)
-        await retention_store.anonymise(conn, [row.id], [before.category if before else None], now)
+        # Also expires unserved notices about it: they may hold the old contact details.
+        category = retention.surviving_category(ctx, row.id.bytes, row.contact_ct)
+        await retention_store.anonymise(conn, [row.id], [category], now)
         await rights.mark_erased(conn, row.id, now)
         planned = await clinic_notices.seal_notices(
             ctx, conn, kind=NoticeKind.ERASURE, reference=reference, deliveries=deliveries, requested_at=now

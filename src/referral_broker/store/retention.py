@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from referral_broker.domain.delivery import DeliveryStatus, sources_of
+from referral_broker.store import notices
 from referral_broker.store.pool import Connection
 
 #: The sweep's selection; also what the EXPLAIN test inspects.
@@ -33,7 +34,8 @@ async def anonymise(conn: Connection, ids: list[uuid.UUID], categories: list[str
 
     Kept: the random id, the day, the consent version, clinic, category and outcome.
     Deleted: contact copy, blind indexes, manage-token and idempotency hashes, the reference, any
-    ciphertext still waiting, dispatch receipts; times are cut to the day.
+    ciphertext still waiting (undelivered deliveries, and clinic notices not yet served: a correction
+    may hold the old details), dispatch receipts; times are cut to the day.
     """
     # One pass over the batch's deliveries: undelivered ones expire, every one loses its ciphertext and
     # its times are cut to the day. (Two UPDATEs wrote every row twice, and the status filter led the
@@ -76,4 +78,5 @@ async def anonymise(conn: Connection, ids: list[uuid.UUID], categories: list[str
         "UPDATE outbox SET done_at = $2, outcome = 'anonymised' WHERE subject_id = ANY($1::uuid[]) AND done_at IS NULL",
         ids, now,
     )  # fmt: skip
+    await notices.expire_for_referrals(conn, ids)
     return int(expired)
