@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import msgspec
 import pytest
@@ -184,8 +185,6 @@ async def test_each_right_is_carried_out_and_the_clinics_are_told(stack: Broker,
     assert any(n.startswith(f"{both}.withdrawal-") for n in names_b)
 
     # What remains in the database.
-    import asyncpg
-
     conn = await asyncpg.connect(stack.database_url)
     try:
         erased = await conn.fetchrow(

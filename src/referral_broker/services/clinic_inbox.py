@@ -52,7 +52,8 @@ async def acknowledge(ctx: BrokerContext, clinic: ClinicRow, request: AckRequest
                 subject=clinic.slug,
                 details={"deliveries": [str(i) for i in moved]},
             )
-        rest = [i for i in ids if i not in {*moved, *before}]
+        settled = {*moved, *before}
+        rest = [i for i in ids if i not in settled]
         notices_moved, notices_before = await notices.acknowledge(conn, clinic.id, rest, now) if rest else ([], [])
         if notices_moved:
             await audit.append(

@@ -54,7 +54,8 @@ async def refuse(ctx: BrokerContext, clinic: ClinicRow, request: RefusalRequest)
         notices_all: dict[str, list[str]] = {}
         for reason, ids in sorted(by_reason.items()):
             moved, before = await undeliverable.mark_refused(conn, clinic.id, ids, f"refused by clinic: {reason}", now)
-            rest = [i for i in ids if i not in {*moved, *before}]
+            settled = {*moved, *before}
+            rest = [i for i in ids if i not in settled]
             notices_moved, notices_before = (
                 await notices.mark_refused(conn, clinic.id, rest, f"refused by clinic: {reason}", now)
                 if rest

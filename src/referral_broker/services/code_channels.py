@@ -76,8 +76,11 @@ class DevOutbox:
         return path
 
     async def send_sms(self, to: str, text: str) -> None:
+        await self.deliver("sms", to, text)
+
+    async def deliver(self, channel: str, to: str, text: str) -> None:
         try:
-            self.write("sms", to, text)
+            self.write(channel, to, text)
         except OSError as exc:
             raise CodeNotSent(f"dev outbox: {exc.strerror}") from exc
 
@@ -119,10 +122,7 @@ class ConfiguredCodeSender:
                 await send_code_email(self._smtp, self._mail_from, destination, text)
                 return
             if self._dev is not None:
-                try:
-                    self._dev.write("email", destination, f"Subject: {SUBJECT}\n\n{text}")
-                except OSError as exc:
-                    raise CodeNotSent(f"dev outbox: {exc.strerror}") from exc
+                await self._dev.deliver("email", destination, f"Subject: {SUBJECT}\n\n{text}")
                 return
             raise CodeNotSent("e-mail is not configured")
         if self._sms is None:
