@@ -13,8 +13,7 @@ from referral_broker.queue.doorbell import ArqDoorbell
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import Clock, Doorbell, system_clock
 from referral_broker.services.settings import Settings
-from referral_broker.web.clinic_api.clinic_self import ClinicSelfApi
-from referral_broker.web.clinic_api.inbox import ClinicInboxApi
+from referral_broker.web.clinic_api import CLINIC_API
 from referral_broker.web.errors import EXCEPTION_HANDLERS
 from referral_broker.web.health import healthz, readyz
 from referral_broker.web.ops import OPS_ROUTES
@@ -47,7 +46,7 @@ def create_app(
 
     handlers: Any = {**EXCEPTION_HANDLERS, **PAGE_EXCEPTION_HANDLERS}
     return Litestar(
-        route_handlers=[healthz, readyz, *PATIENT_ROUTES, ClinicInboxApi, ClinicSelfApi, *OPS_ROUTES, static_files()],
+        route_handlers=[healthz, readyz, *PATIENT_ROUTES, CLINIC_API, *OPS_ROUTES, static_files()],
         lifespan=[lifespan, patient_lifespan(settings)],
         exception_handlers=handlers,
         before_send=[add_security_headers],

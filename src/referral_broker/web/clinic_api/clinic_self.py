@@ -5,24 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 
 from referral_broker.domain.enrolment import ClinicStatusReport, KeyRequestAnswer, RefusalRequest, RefusalResult
 from referral_broker.domain.validation import decode_json
 from referral_broker.services import clinic_keys, clinic_status
 from referral_broker.services.context import BrokerContext
 from referral_broker.store.clinics import ClinicRow
-from referral_broker.web.clinic_api.inbox import authenticated_clinic
-from referral_broker.web.state import provide_broker
 
 
 class ClinicSelfApi(Controller):
-    path = "/api/v1/clinic"
-    tags = ["clinic"]  # noqa: RUF012
-    dependencies = {  # noqa: RUF012
-        "broker": Provide(provide_broker, sync_to_thread=False),
-        "clinic": Provide(authenticated_clinic),
-    }
+    """Mounted under `CLINIC_API`, which provides `broker` and the signed-in `clinic`."""
+
+    path = "/"
 
     @get("/status")
     async def status(

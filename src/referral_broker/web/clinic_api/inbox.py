@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
 from referral_broker.domain.enrolment import AckRequest, AckResult, InboxPage
@@ -13,7 +13,6 @@ from referral_broker.domain.validation import decode_json
 from referral_broker.services import clinic_auth, clinic_inbox
 from referral_broker.services.context import BrokerContext
 from referral_broker.store.clinics import ClinicRow
-from referral_broker.web.state import provide_broker
 
 
 async def authenticated_clinic(request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext]) -> ClinicRow:
@@ -22,12 +21,9 @@ async def authenticated_clinic(request: Request[Any, Any, Any], broker: NamedDep
 
 
 class ClinicInboxApi(Controller):
-    path = "/api/v1/clinic"
-    tags = ["clinic"]  # noqa: RUF012
-    dependencies = {  # noqa: RUF012
-        "broker": Provide(provide_broker, sync_to_thread=False),
-        "clinic": Provide(authenticated_clinic),
-    }
+    """Mounted under `CLINIC_API`, which provides `broker` and the signed-in `clinic`."""
+
+    path = "/"
 
     @get("/inbox")
     async def inbox(
