@@ -236,7 +236,7 @@ def _contact(ctx: BrokerContext, referral_id: uuid.UUID, ciphertext: bytes) -> C
     try:
         return msgspec.json.decode(ctx.keys.vault.decrypt(ciphertext, bound_to=referral_id.bytes), type=ContactCopy)
     except (ContactDecryptionFailed, msgspec.DecodeError, msgspec.ValidationError):
-        log.warning("the contact copy of referral %s does not decrypt", referral_id)
+        log.warning("the stored copy of referral %s does not decrypt", referral_id)
         return None
 
 
