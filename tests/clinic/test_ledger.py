@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from referral_broker.clinic.ledger import Ledger, LedgerDamaged
+from referral_broker.clinic.ledger import FileRecord, Ledger, LedgerDamaged
 from tests.clinic.conftest import Clinic
 
 
 def test_ledger_lines_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
     ledger = Ledger(path)
-    ledger.record_writing("d1", "RB-AAAAA-BBBBB", tmp_path / "RB-AAAAA-BBBBB.json")
-    ledger.record_written("d1", "RB-AAAAA-BBBBB", tmp_path / "RB-AAAAA-BBBBB.json")
+    record = FileRecord("d1", "RB-AAAAA-BBBBB", tmp_path / "RB-AAAAA-BBBBB.json")
+    ledger.record_writing([record])
+    ledger.record_written([record])
     ledger.record_acknowledged(["d1"])
     again = Ledger(path)
     assert again.written_reference("d1") == "RB-AAAAA-BBBBB"
@@ -25,7 +26,7 @@ def test_ledger_lines_survive_reopening(tmp_path: Path) -> None:
 
 def test_a_torn_last_line_is_ignored_and_the_next_line_starts_fresh(tmp_path: Path) -> None:
     path = tmp_path / "ledger.jsonl"
-    Ledger(path).record_written("d1", "RB-AAAAA-BBBBB", tmp_path / "a.json")
+    Ledger(path).record_written([FileRecord("d1", "RB-AAAAA-BBBBB", tmp_path / "a.json")])
     with path.open("ab") as f:
         f.write(b'{"event":"written","deliv')  # the power went out here
     ledger = Ledger(path)

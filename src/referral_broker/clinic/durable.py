@@ -2,54 +2,131 @@
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import TracebackType
 
 TEMP_PREFIX = ".incoming-"
 TEMP_SUFFIX = ".tmp"
 
 
-def write_new_file(path: Path, data: bytes, *, sync_folder: bool = True) -> None:
-    """Write `path` (mode 0600) all at once: temp file, fsync, rename, fsync the folder.
-
-    With `sync_folder=False` the caller fsyncs the folder itself (once for many files) before it relies
-    on the new names surviving a crash."""
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)  # 0600
-    temp = Path(temp_name)
+def write_new_file(path: Path, data: bytes) -> None:
+    """Write `path` (mode 0600) all at once: temp file, fsync, rename, fsync the folder."""
+    temp = _write_temp(path.parent, data, sync=True)
     try:
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)  # never leave a readable half of a referral behind
         raise
-    if sync_folder:
-        fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
-def append(path: Path, data: bytes, *, sync: bool = True) -> None:
-    """Append `data` to `path` (created 0600) and fsync it, and the folder when the file is new.
+class NewFiles:
+    """Files written into one folder as a batch and made durable together, before any takes its name.
 
-    With `sync=False` the data is only written; `sync_file` makes it durable later."""
+    `add` hands a file's bytes to a writer thread, which writes them under a temporary name (mode
+    0600) while the caller goes on (opening the next envelope, say: making a file is the kernel's
+    work, and both run at once). `sync` waits for every write and makes them all durable; it raises
+    the first write's error, if any. `publish` then renames each into place. Leaving the block waits
+    for the writer and removes every temp file not published. The caller fsyncs the folder before it
+    relies on the new names.
+
+    On Linux from 5.8 one syncfs(2) of the folder's file system makes the whole batch durable, and
+    reports any write-back error on that file system since the batch began (the folder is opened
+    first, and syncfs checks the errors seen since that descriptor was opened). Elsewhere, or when
+    syncfs is not there, each file is fsync'd: the same promise, one wait for the disk a file.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._fd = os.open(folder, os.O_RDONLY)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-clinic-writer")
+        self._writes: list[Future[Path]] = []
+        self._published: set[Path] = set()
+
+    def __enter__(self) -> NewFiles:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self._writer.shutdown(wait=True)
+        os.close(self._fd)
+        for write in self._writes:
+            if write.exception() is None and write.result() not in self._published:
+                write.result().unlink(missing_ok=True)  # never leave a readable half of a referral behind
+
+    def add(self, data: bytes) -> None:
+        self._writes.append(self._writer.submit(_write_temp, self._folder, data, sync=False))
+
+    def sync(self) -> list[Path]:
+        """Wait for every file added, make them durable, and return their temp paths in the order added."""
+        temps = [write.result() for write in self._writes]
+        whole_file_system = _syncfs()
+        if whole_file_system is not None:
+            if whole_file_system(self._fd) != 0:
+                number = ctypes.get_errno()
+                raise OSError(number, os.strerror(number), str(self._folder))
+            return temps
+        for temp in temps:
+            _fsync_path(temp)
+        return temps
+
+    def publish(self, temp: Path, path: Path) -> None:
+        os.replace(temp, path)
+        self._published.add(temp)
+
+
+def _write_temp(folder: Path, data: bytes, *, sync: bool) -> Path:
+    fd, temp_name = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)  # 0600
+    temp = Path(temp_name)
+    try:
+        try:
+            _write_all(fd, data)
+            if sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs where it reports write-back errors (Linux 5.8 and later), else None."""
+    uname = os.uname()
+    if uname.sysname != "Linux":
+        return None
+    try:
+        major, minor = (int(part) for part in uname.release.split(".")[:2])
+    except ValueError:
+        return None
+    if (major, minor) < (5, 8):  # before 5.8 syncfs returned 0 even when writing back failed
+        return None
+    try:
+        function: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+def append(path: Path, data: bytes) -> None:
+    """Append `data` to `path` (created 0600) and fsync it, and the folder when the file is new."""
     created = not path.exists()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         _write_all(fd, data)
-        if sync:
-            os.fsync(fd)
+        os.fsync(fd)
     finally:
         os.close(fd)
     if created:
         fsync_dir(path.parent)
-
-
-def sync_file(path: Path) -> None:
-    fsync_dir(path)  # the same call: fsync whatever the path names
 
 
 def remove_stale_temp_files(folder: Path, *, older_than_seconds: float = 3600.0) -> int:
@@ -67,8 +144,12 @@ def remove_stale_temp_files(folder: Path, *, older_than_seconds: float = 3600.0)
 
 
 def fsync_dir(folder: Path) -> None:
-    """fsync a folder (its entries), or a file by its path."""
-    fd = os.open(folder, os.O_RDONLY)
+    """fsync a folder (its entries)."""
+    _fsync_path(folder)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -15,21 +15,20 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from nacl.public import PrivateKey
 
 from referral_broker.clinic import durable, notice_file, referral_file
 from referral_broker.clinic.broker_client import BrokerClient, BrokerRefusedClinic, BrokerUnavailable
-from referral_broker.clinic.ledger import Ledger
+from referral_broker.clinic.ledger import FileRecord, Ledger
 from referral_broker.clinic.notice_file import ReceivedNotice
 from referral_broker.clinic.referral_file import ReceivedReferral
-from referral_broker.crypto.encoding import key_id
-from referral_broker.crypto.envelope import EnvelopeBody, SignedEnvelope, open_envelope, verify
+from referral_broker.crypto.envelope import EnvelopeBody, OpeningKeys, verify
 from referral_broker.domain.enrolment import InboxItem, Refusal, RefusalReason
-from referral_broker.domain.errors import EnvelopeRejected
+from referral_broker.domain.errors import EnvelopeRejected, EnvelopeSignedByAnotherKey
 from referral_broker.domain.notice import NOTICE_KINDS, NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
 from referral_broker.domain.referral import REFERRAL_PAYLOAD_FORMAT, ReferralPayload
 from referral_broker.domain.validation import DECODE_ERRORS
@@ -38,7 +37,6 @@ DEFAULT_LIMIT = 100
 
 _payload_decoder = msgspec.json.Decoder(ReferralPayload)
 _notice_decoder = msgspec.json.Decoder(NoticePayload)
-_outer_decoder = msgspec.json.Decoder(SignedEnvelope)
 _AT_PATH = re.compile(r"at `(\$[^`]*)`")
 
 
@@ -62,9 +60,13 @@ class ClinicKeys:
     broker_key: bytes
     private_keys: list[bytes]
 
+    @cached_property
+    def opening(self) -> OpeningKeys:
+        return OpeningKeys(self.private_keys)
+
     @property
-    def key_ids(self) -> set[str]:
-        return {key_id(bytes(PrivateKey(k).public_key)) for k in self.private_keys}
+    def key_ids(self) -> frozenset[str]:
+        return self.opening.key_ids
 
 
 @dataclass
@@ -81,7 +83,8 @@ class PullReport:
     broker_error: BrokerUnavailable | BrokerRefusedClinic | None = None
     stalled: bool = False  # a full page held nothing this machine could take; more waits behind it
     stopped: bool = False  # asked to stop (a signal) before the inbox was empty
-    references: list[str] = field(default_factory=list)  # referrals written, or given a notice, in this run
+    # referrals written, or given a notice, in this run, in that order (a dict: each once, found at once)
+    references: dict[str, None] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -109,24 +112,20 @@ class PullReport:
             "stalled": self.stalled,
             "stopped": self.stopped,
             "complete": self.complete,
-            "references": self.references,
+            "references": list(self.references),
         }
 
 
 def _open(item: InboxItem, keys: ClinicKeys) -> tuple[EnvelopeBody, bytes]:
     """Verify and unseal, telling apart what is wrong with the envelope from what this machine lacks."""
     try:
-        signer = _outer_decoder.decode(item.envelope).signer
-    except DECODE_ERRORS:
-        raise Refused("envelope is malformed", "bad_signature") from None
-    if signer != key_id(keys.broker_key):
+        body = verify(item.envelope, keys.broker_key)
+    except EnvelopeSignedByAnotherKey:
         # Our pinned key, not the envelope, may be what is out of date: never report this one.
         raise Refused(
             "envelope is signed by a key other than the pinned broker key; if the broker's operator "
             "announced a new broker key, pin it (config.json) and pull again"
-        )
-    try:
-        body = verify(item.envelope, keys.broker_key)
+        ) from None
     except EnvelopeRejected as exc:
         raise Refused(str(exc), "bad_signature") from None
     if body.clinic != keys.slug:
@@ -137,9 +136,7 @@ def _open(item: InboxItem, keys: ClinicKeys) -> tuple[EnvelopeBody, bytes]:
             "left waiting"
         )
     try:
-        _, plaintext = open_envelope(
-            item.envelope, broker_key=keys.broker_key, clinic=keys.slug, private_keys=keys.private_keys
-        )
+        plaintext = keys.opening.unseal(body)
     except EnvelopeRejected as exc:
         raise Refused(str(exc), "does_not_open") from None
     if body.delivery_id != item.delivery_id:
@@ -208,8 +205,24 @@ def _check_notice(body: EnvelopeBody, plaintext: bytes, keys: ClinicKeys) -> Not
     return notice
 
 
+@dataclass(frozen=True)
+class _Filing:
+    """One item of a page on its way to disk: its ledger record, and its bytes (None: a file an interrupted
+    pull already renamed into place, recognised by its "writing" line)."""
+
+    record: FileRecord
+    data: bytes | None
+    counts_as: str  # "referral" or "notice"
+
+
 class Inbox:
-    """One pull run over the clinic's inbox; call `pull` while holding the clinic folder's lock."""
+    """One pull run over the clinic's inbox; call `pull` while holding the clinic folder's lock.
+
+    A page is filed as a whole, in the order that lets a crash at any point lose nothing and
+    duplicate nothing: the page's "writing" lines reach the disk, then its files are written under
+    temporary names and made durable together, renamed into place, the folder is made durable,
+    the "written" lines are recorded and made durable, and only then is the page acknowledged.
+    That is four waits for the disk a page, instead of several a referral."""
 
     def __init__(
         self,
@@ -240,32 +253,44 @@ class Inbox:
             except (BrokerUnavailable, BrokerRefusedClinic) as exc:
                 report.broker_error = exc
                 return report
-            to_ack: list[str] = []
+            already: list[str] = []  # on disk and in the ledger since an earlier pull: acknowledge again
+            filings: list[_Filing] = []
+            page_references: set[str] = set()  # referrals this page files, so a second delivery of one is refused
             to_refuse: list[Refusal] = []
-            for item in page.items:
-                if self._should_stop():
-                    report.stopped = True  # what is written is acknowledged below; the rest waits at the broker
-                    break
-                if item.delivery_id in seen:
-                    continue  # served again in this run: its outcome is already counted
-                seen.add(item.delivery_id)
-                report.pulled += 1
-                try:
-                    self._receive(item, report)
-                except Refused as exc:
-                    report.refused[item.delivery_id] = str(exc)
-                    if exc.report_as is not None:
-                        to_refuse.append(Refusal(delivery_id=item.delivery_id, reason=exc.report_as))
-                    continue
-                except OSError as exc:
-                    # The disk, not the envelope: stop, and acknowledge only what is already safely written.
-                    report.local_failures[item.delivery_id] = f"cannot write: {exc.strerror or exc}"
-                    self._acknowledge(to_ack, report)
-                    return report
-                finally:
-                    self._on_item(report)
-                to_ack.append(item.delivery_id)
-            progressed = self._acknowledge(to_ack, report)
+            local_failure = False
+            with durable.NewFiles(self._outdir) as files:
+                for item in page.items:
+                    if self._should_stop():
+                        report.stopped = True  # what is filed is acknowledged below; the rest waits at the broker
+                        break
+                    if item.delivery_id in seen:
+                        continue  # served again in this run: its outcome is already counted
+                    seen.add(item.delivery_id)
+                    report.pulled += 1
+                    try:
+                        filing = self._plan(item, report, page_references)
+                    except Refused as exc:
+                        report.refused[item.delivery_id] = str(exc)
+                        if exc.report_as is not None:
+                            to_refuse.append(Refusal(delivery_id=item.delivery_id, reason=exc.report_as))
+                        continue
+                    except OSError as exc:
+                        # The disk, not the envelope: stop, and acknowledge only what gets safely filed.
+                        report.local_failures[item.delivery_id] = f"cannot write: {exc.strerror or exc}"
+                        local_failure = True
+                        break
+                    finally:
+                        self._on_item(report)
+                    if filing is None:
+                        already.append(item.delivery_id)
+                        continue
+                    filings.append(filing)
+                    if filing.data is not None:
+                        files.add(filing.data)  # written meanwhile, while the next envelope is opened
+                filed = self._write(filings, files, report)
+            progressed = self._settle(already, filed, report)
+            if local_failure or len(filed) < len(filings):
+                return report
             progressed = self._report_refusals(to_refuse, report) or progressed
             if report.broker_error or report.stopped or not page.more:
                 return report
@@ -273,12 +298,11 @@ class Inbox:
                 report.stalled = True
                 return report
 
-    def _receive(self, item: InboxItem, report: PullReport) -> None:
-        """Make sure the item is on disk and in the ledger; the caller then acknowledges it."""
+    def _plan(self, item: InboxItem, report: PullReport, page_references: set[str]) -> _Filing | None:
+        """Open and check one item, and decide what filing it takes; None when it is already filed."""
         opened = open_item(item, self._keys)
         if isinstance(opened, NoticePayload):
-            self._receive_notice(opened, report)
-            return
+            return self._plan_notice(opened, report)
         payload = opened
         delivery, reference = payload.delivery_id, payload.reference
         known = self._ledger.written_reference(delivery)
@@ -286,45 +310,77 @@ class Inbox:
             if known not in (None, reference):
                 raise Refused(f"the ledger has this delivery under another reference ({known})")
             report.already_had += 1  # a replay, or a crash between writing and acknowledging
-            return
-        if self._ledger.delivery_of(reference) is not None:
+            return None
+        if self._ledger.delivery_of(reference) is not None or reference in page_references:
             raise Refused(f"reference {reference} was already written for another delivery")
-        target = referral_file.path_for(self._outdir, reference)
-        if target.exists():
-            if self._ledger.was_writing(delivery, target):  # we renamed it into place, then crashed
-                self._ledger.record_written(delivery, reference, target, sync=False)
-                report.already_had += 1
-                return
-            raise Refused(f"{target} exists but the ledger has no record of writing it; refusing to overwrite")
-        self._ledger.record_writing(delivery, reference, target)
-        referral_file.write(
-            target, ReceivedReferral.from_payload(payload, received_at=self._clock()), sync_folder=False
-        )
-        self._ledger.record_written(delivery, reference, target, sync=False)
-        report.written += 1
-        report.references.append(reference)
+        record = FileRecord(delivery, reference, referral_file.path_for(self._outdir, reference))
+        data = referral_file.encode(ReceivedReferral.from_payload(payload, received_at=self._clock()))
+        filing = self._unless_on_disk(record, data, "referral", report)
+        page_references.add(reference)
+        return filing
 
-    def _receive_notice(self, notice: NoticePayload, report: PullReport) -> None:
-        """File the notice beside its referral, under its own id, with the same crash-safe steps."""
+    def _plan_notice(self, notice: NoticePayload, report: PullReport) -> _Filing | None:
+        """A notice is filed beside its referral, under its own id, with the same crash-safe steps."""
         known = self._ledger.written_reference(notice.notice_id)
         if known is not None or self._ledger.is_acknowledged(notice.notice_id):
             if known not in (None, notice.reference):
                 raise Refused(f"the ledger has this notice under another reference ({known})")
             report.already_had += 1
-            return
+            return None
         target = notice_file.path_for(self._outdir, notice.reference, notice.kind, notice.notice_id)
-        if target.exists():
-            if self._ledger.was_writing(notice.notice_id, target):
-                self._ledger.record_written(notice.notice_id, notice.reference, target, notice=notice.kind, sync=False)
-                report.already_had += 1
-                return
-            raise Refused(f"{target} exists but the ledger has no record of writing it; refusing to overwrite")
-        self._ledger.record_writing(notice.notice_id, notice.reference, target, notice=notice.kind)
-        notice_file.write(target, ReceivedNotice.from_payload(notice, received_at=self._clock()), sync_folder=False)
-        self._ledger.record_written(notice.notice_id, notice.reference, target, notice=notice.kind, sync=False)
-        report.notices += 1
-        if notice.reference not in report.references:
-            report.references.append(notice.reference)
+        record = FileRecord(notice.notice_id, notice.reference, target, notice=notice.kind)
+        data = notice_file.encode(ReceivedNotice.from_payload(notice, received_at=self._clock()))
+        return self._unless_on_disk(record, data, "notice", report)
+
+    def _unless_on_disk(self, record: FileRecord, data: bytes, counts_as: str, report: PullReport) -> _Filing:
+        if not record.file.exists():
+            return _Filing(record, data, counts_as)
+        if self._ledger.was_writing(record.delivery_id, record.file):  # we renamed it into place, then crashed
+            report.already_had += 1
+            return _Filing(record, None, counts_as)
+        raise Refused(f"{record.file} exists but the ledger has no record of writing it; refusing to overwrite")
+
+    def _write(self, filings: list[_Filing], files: durable.NewFiles, report: PullReport) -> list[_Filing]:
+        """Give the page's new files (added to `files` in the order of `filings`) their names: returns the
+        filings now on disk under their own names."""
+        new = [f for f in filings if f.data is not None]
+        if not new:
+            return filings
+        try:
+            self._ledger.record_writing([f.record for f in new])  # durable before any file takes its name
+            temps = files.sync()
+            for filing, temp in zip(new, temps, strict=True):
+                files.publish(temp, filing.record.file)
+        except OSError as exc:
+            # Nothing new is acknowledged; what was renamed is recognised by the next pull.
+            for filing in new:
+                report.local_failures[filing.record.delivery_id] = f"cannot write: {exc.strerror or exc}"
+            return [f for f in filings if f.data is None]
+        for filing in new:
+            if filing.counts_as == "referral":
+                report.written += 1
+            else:
+                report.notices += 1
+            report.references.setdefault(filing.record.reference)
+        return filings
+
+    def _settle(self, already: list[str], filed: list[_Filing], report: PullReport) -> bool:
+        """Make the page's names and ledger lines durable, then acknowledge it; True when the broker
+        confirmed at least one.
+
+        The folder is fsync'd first (it also holds names an interrupted earlier pull renamed), then the
+        "written" lines are appended and fsync'd: a "written" line on disk always means a file on disk."""
+        delivery_ids = already + [f.record.delivery_id for f in filed]
+        if not delivery_ids:
+            return False
+        try:
+            durable.fsync_dir(self._outdir)
+            self._ledger.record_written([f.record for f in filed])
+        except OSError as exc:
+            for delivery in delivery_ids:
+                report.local_failures[delivery] = f"written, but not yet safely on disk: {exc.strerror or exc}"
+            return False
+        return self._acknowledge(delivery_ids, report)
 
     def _report_refusals(self, refusals: list[Refusal], report: PullReport) -> bool:
         """Tell the broker what can never be opened here; True when it took at least one out of the inbox."""
@@ -339,20 +395,7 @@ class Inbox:
         return bool(result.refused)
 
     def _acknowledge(self, delivery_ids: list[str], report: PullReport) -> bool:
-        """Acknowledge one batch; True when the broker confirmed at least one of them.
-
-        First the batch is made durable as a whole: each file's data was fsync'd when it was written,
-        and here the folder (the new names) and the ledger's "written" lines are, once for the page
-        instead of once per referral. Only then does the broker hear of it."""
-        if not delivery_ids:
-            return False
-        try:
-            durable.fsync_dir(self._outdir)
-            self._ledger.sync()
-        except OSError as exc:
-            for delivery in delivery_ids:
-                report.local_failures[delivery] = f"written, but not yet safely on disk: {exc.strerror or exc}"
-            return False
+        """Acknowledge what is safely filed; True when the broker confirmed at least one of them."""
         try:
             result = self._client.acknowledge(delivery_ids)
         except (BrokerUnavailable, BrokerRefusedClinic) as exc:

@@ -13,6 +13,7 @@ reference → delivery map, so a notice and its referral do not collide.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -35,6 +36,16 @@ class LedgerEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_
     at: datetime
     reference: str | None = None
     file: str | None = None
+    notice: str | None = None  # the notice's kind; None for a referral
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """What the ledger records of one file: the delivery (or notice) it holds, its referral, where it is."""
+
+    delivery_id: str
+    reference: str
+    file: Path
     notice: str | None = None  # the notice's kind; None for a referral
 
 
@@ -69,27 +80,20 @@ class Ledger:
     def was_writing(self, delivery_id: str, file: Path) -> bool:
         return self._writing.get(delivery_id) == str(file)
 
-    def record_writing(self, delivery_id: str, reference: str, file: Path, *, notice: str | None = None) -> None:
-        self._append([self._entry("writing", delivery_id, reference, file, notice)])
+    def record_writing(self, records: list[FileRecord]) -> None:
+        """About to write these files (one append and one fsync for them all)."""
+        self._append([self._entry("writing", r.delivery_id, r.reference, r.file, r.notice) for r in records])
 
-    def record_written(
-        self, delivery_id: str, reference: str, file: Path, *, notice: str | None = None, sync: bool = True
-    ) -> None:
-        """With `sync=False` the line is written but made durable only by `sync()`, which a pull calls once
-        for a whole page before acknowledging any of it."""
-        self._append([self._entry("written", delivery_id, reference, file, notice)], sync=sync)
-
-    def sync(self) -> None:
-        if self.path.exists():
-            durable.sync_file(self.path)
+    def record_written(self, records: list[FileRecord]) -> None:
+        """These files are on disk under their names (one append and one fsync for them all)."""
+        self._append([self._entry("written", r.delivery_id, r.reference, r.file, r.notice) for r in records])
 
     def files(self) -> dict[str, str]:
         """delivery (or notice) id -> the file written for it."""
         return dict(self._files)
 
     def record_acknowledged(self, delivery_ids: list[str]) -> None:
-        if delivery_ids:
-            self._append([self._entry("acknowledged", d, None, None) for d in delivery_ids])
+        self._append([self._entry("acknowledged", d, None, None) for d in delivery_ids])
 
     @staticmethod
     def _entry(
@@ -138,12 +142,14 @@ class Ledger:
         self._needs_newline = bool(data) and not data.endswith(b"\n") and self._torn_at is None
         return entries
 
-    def _append(self, entries: list[LedgerEntry], *, sync: bool = True) -> None:
+    def _append(self, entries: list[LedgerEntry]) -> None:
+        if not entries:
+            return
         text = b"".join(_encoder.encode(e) + b"\n" for e in entries)
         if self._torn_at is not None:
             os.truncate(self.path, self._torn_at)  # drop the torn line, so it never sits mid-file
             self._torn_at = None
-        durable.append(self.path, b"\n" + text if self._needs_newline else text, sync=sync)
+        durable.append(self.path, b"\n" + text if self._needs_newline else text)
         self._needs_newline = False
         for entry in entries:
             self._apply(entry)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import msgspec
 
-from referral_broker.clinic import durable
 from referral_broker.clinic.referral_file import is_file_safe
 from referral_broker.domain.notice import NOTICE_KINDS, NoticePayload
 from referral_broker.domain.referral import Patient
@@ -62,9 +61,9 @@ def notices_of(outdir: Path, reference: str) -> list[ReceivedNotice]:
     return sorted((n for n in found if n.reference == reference), key=lambda n: (n.issued_at, n.notice_id))
 
 
-def write(path: Path, notice: ReceivedNotice, *, sync_folder: bool = True) -> None:
-    data = msgspec.json.format(msgspec.json.encode(notice), indent=2) + b"\n"
-    durable.write_new_file(path, data, sync_folder=sync_folder)
+def encode(notice: ReceivedNotice) -> bytes:
+    """The file's bytes, as `Inbox` writes them (durably, mode 0600, under a name it has made sure is free)."""
+    return msgspec.json.format(msgspec.json.encode(notice), indent=2) + b"\n"
 
 
 def read(path: Path) -> ReceivedNotice:

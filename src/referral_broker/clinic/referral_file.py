@@ -8,7 +8,6 @@ from pathlib import Path
 
 import msgspec
 
-from referral_broker.clinic import durable
 from referral_broker.domain.referral import Need, Patient, ReferralPayload, SealedConsent
 
 REFERRAL_FILE_FORMAT = "referral-clinic/referral/v1"
@@ -54,10 +53,9 @@ def path_for(outdir: Path, reference: str) -> Path:
     return outdir / f"{reference}.json"
 
 
-def write(path: Path, referral: ReceivedReferral, *, sync_folder: bool = True) -> None:
-    """Write the referral durably (mode 0600); the caller has made sure `path` is free."""
-    data = msgspec.json.format(msgspec.json.encode(referral), indent=2) + b"\n"
-    durable.write_new_file(path, data, sync_folder=sync_folder)
+def encode(referral: ReceivedReferral) -> bytes:
+    """The file's bytes, as `Inbox` writes them (durably, mode 0600, under a name it has made sure is free)."""
+    return msgspec.json.format(msgspec.json.encode(referral), indent=2) + b"\n"
 
 
 def read(path: Path) -> ReceivedReferral:

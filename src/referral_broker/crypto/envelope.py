@@ -9,6 +9,7 @@ re-sealed to clinic A's key is refused on opening.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,7 +20,7 @@ from nacl.signing import SigningKey, VerifyKey
 
 from referral_broker.crypto.encoding import key_id
 from referral_broker.crypto.padding import pad, unpad
-from referral_broker.domain.errors import EnvelopeRejected
+from referral_broker.domain.errors import EnvelopeRejected, EnvelopeSignedByAnotherKey
 from referral_broker.domain.validation import DECODE_ERRORS
 
 ENVELOPE_FORMAT = "referral-broker/envelope/v1"
@@ -114,19 +115,22 @@ def seal(
 
 
 def verify(data: bytes, broker_key: bytes) -> EnvelopeBody:
-    """Check the broker's signature and return the body; anything else is refused."""
+    """Check the broker's signature and return the body; anything else is refused.
+
+    A well-formed envelope from another signer raises `EnvelopeSignedByAnotherKey`, so a clinic can
+    tell an out-of-date pin from a damaged envelope."""
     try:
         signed = _signed_decoder.decode(data)
     except DECODE_ERRORS as exc:
         raise EnvelopeRejected(f"envelope is malformed: {exc}") from None
+    if signed.signer != key_id(broker_key):
+        raise EnvelopeSignedByAnotherKey("envelope is signed by a key other than the pinned broker key")
     if _encoder.encode(signed) != data:
         # Only the canonical encoding is accepted, so no two byte strings pass as the same envelope
         # (non-canonical base64 padding bits would otherwise decode to identical bytes).
         raise EnvelopeRejected("envelope is not in canonical form")
     if signed.format != ENVELOPE_FORMAT:
         raise EnvelopeRejected(f"unknown envelope format {signed.format!r}")
-    if signed.signer != key_id(broker_key):
-        raise EnvelopeRejected("envelope is signed by a key other than the pinned broker key")
     try:
         VerifyKey(broker_key).verify(_SIGNATURE_DOMAIN + signed.body, signed.signature)
     except (BadSignatureError, ValueError, TypeError):
@@ -137,21 +141,41 @@ def verify(data: bytes, broker_key: bytes) -> EnvelopeBody:
         raise EnvelopeRejected(f"signed envelope body is malformed: {exc}") from None
 
 
+class OpeningKeys:
+    """A clinic's private encryption keys, each ready to open sealed boxes, found by key id.
+
+    Deriving a key's public half (its id) is a scalar multiplication: done once here, not per envelope."""
+
+    def __init__(self, private_keys: Iterable[bytes]) -> None:
+        self._boxes: dict[str, SealedBox[PrivateKey]] = {}
+        for secret in private_keys:
+            private = PrivateKey(secret)
+            self._boxes.setdefault(key_id(bytes(private.public_key)), SealedBox(private))
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        return frozenset(self._boxes)
+
+    def unseal(self, body: EnvelopeBody) -> bytes:
+        """The padded payload of a verified body, opened with whichever of these keys it was sealed to."""
+        sealed = {r.key_id: r.box for r in body.recipients}
+        for kid, opener in self._boxes.items():
+            box = sealed.get(kid)
+            if box is None:
+                continue
+            try:
+                return unpad(opener.decrypt(box))
+            except CryptoError:
+                raise EnvelopeRejected("sealed box does not open with this clinic's key") from None
+        raise EnvelopeRejected("envelope is not sealed to any key this clinic holds")
+
+
 def open_envelope(
-    data: bytes, *, broker_key: bytes, clinic: str, private_keys: list[bytes]
+    data: bytes, *, broker_key: bytes, clinic: str, private_keys: list[bytes] | OpeningKeys
 ) -> tuple[EnvelopeBody, bytes]:
     """Verify, check the addressee, and unseal with whichever of `private_keys` it was sealed to."""
     body = verify(data, broker_key)
     if body.clinic != clinic:
         raise EnvelopeRejected(f"envelope is addressed to {body.clinic!r}, not to this clinic")
-    boxes = {r.key_id: r.box for r in body.recipients}
-    for secret in private_keys:
-        private = PrivateKey(secret)
-        box = boxes.get(key_id(bytes(private.public_key)))
-        if box is None:
-            continue
-        try:
-            return body, unpad(SealedBox(private).decrypt(box))
-        except CryptoError:
-            raise EnvelopeRejected("sealed box does not open with this clinic's key") from None
-    raise EnvelopeRejected("envelope is not sealed to any key this clinic holds")
+    keys = private_keys if isinstance(private_keys, OpeningKeys) else OpeningKeys(private_keys)
+    return body, keys.unseal(body)

@@ -36,5 +36,9 @@ class EnvelopeRejected(DomainError):
     """A sealed envelope failed a check: signature, addressee, format or decryption."""
 
 
+class EnvelopeSignedByAnotherKey(EnvelopeRejected):
+    """A well-formed envelope names a signer other than the pinned broker key: the pin may be out of date."""
+
+
 class KeyFileError(DomainError):
     """A key file could not be read: wrong passphrase, wrong format, or damaged."""

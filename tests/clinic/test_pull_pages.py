@@ -1,0 +1,167 @@
+"""A page is filed as a whole: a few waits for the disk a page, in the order that loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from referral_broker.clinic import durable
+from referral_broker.domain.enrolment import AckRequest
+from tests.clinic.broker_stand_in import referral_payload
+from tests.clinic.conftest import SLUG, Clinic
+
+
+class DiskSteps:
+    """Records each wait for the disk (by what it names), each rename into place and each acknowledgement."""
+
+    def __init__(self, clinic: Clinic, monkeypatch: pytest.MonkeyPatch, *, syncfs: bool) -> None:
+        self.clinic = clinic
+        self.steps: list[str] = []
+        real_fsync, real_replace, real_ack = os.fsync, os.replace, clinic.broker._ack
+
+        def fsync(fd: int) -> None:
+            self.steps.append(f"fsync {self.name(Path(os.readlink(f'/proc/self/fd/{fd}')))}")
+            real_fsync(fd)
+
+        def replace(src: str | Path, dst: str | Path) -> None:
+            self.steps.append(f"rename {self.name(Path(dst))}")
+            real_replace(src, dst)
+
+        def ack(request: AckRequest) -> httpx.Response:
+            self.steps.append(f"ack {len(request.delivery_ids)}")
+            return real_ack(request)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(clinic.broker, "_ack", ack)
+        if syncfs:
+            real_syncfs = durable._syncfs()
+            assert real_syncfs is not None, "this machine's kernel has syncfs with error reports (Linux 5.8+)"
+
+            def recording_syncfs(fd: int) -> int:
+                self.steps.append("syncfs")
+                return real_syncfs(fd)
+
+            monkeypatch.setattr(durable, "_syncfs", lambda: recording_syncfs)
+        else:
+            monkeypatch.setattr(durable, "_syncfs", lambda: None)
+
+    def name(self, path: Path) -> str:
+        if path == self.clinic.out.resolve():
+            return "out/"
+        if path.name.startswith(durable.TEMP_PREFIX):
+            return "temp"
+        if path.parent == self.clinic.out.resolve():
+            return "referral"
+        return path.name
+
+    def of_the_page(self) -> list[str]:
+        """The steps up to the page's acknowledgement (the clinic folder's last-pull record comes after)."""
+        return self.steps[: next(i for i, s in enumerate(self.steps) if s.startswith("ack")) + 1]
+
+
+def pulled_before(clinic: Clinic) -> None:
+    """One referral pulled already: the ledger and the folder exist (creating them is one fsync more)."""
+    clinic.serve()
+    assert clinic.pull() == 0
+
+
+def test_a_page_waits_for_the_disk_four_times_and_is_acknowledged_last(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pulled_before(clinic)
+    for _ in range(5):
+        clinic.serve()
+    disk = DiskSteps(clinic, monkeypatch, syncfs=True)
+    assert clinic.pull() == 0
+    assert disk.of_the_page() == [
+        "fsync ledger.jsonl",  # the five "writing" lines, before any file takes its name
+        "syncfs",  # the five files' data, at once
+        *["rename referral"] * 5,
+        "fsync out/",  # the five names
+        "fsync ledger.jsonl",  # then the five "written" lines: a "written" line on disk means a file on disk
+        "ack 5",
+    ]
+    events = [e["event"] for e in clinic.ledger_events()][3:]
+    assert events == ["writing"] * 5 + ["written"] * 5 + ["acknowledged"] * 5
+    assert len(list(clinic.out.glob("*.json"))) == 6
+
+
+def test_without_syncfs_each_file_is_fsynced_before_any_takes_its_name(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pulled_before(clinic)
+    for _ in range(3):
+        clinic.serve()
+    disk = DiskSteps(clinic, monkeypatch, syncfs=False)
+    assert clinic.pull() == 0
+    assert disk.of_the_page() == [
+        "fsync ledger.jsonl",
+        *["fsync temp"] * 3,
+        *["rename referral"] * 3,
+        "fsync out/",
+        "fsync ledger.jsonl",
+        "ack 3",
+    ]
+
+
+def failing(number: int) -> Callable[[int], int]:
+    def syncfs(fd: int) -> int:
+        ctypes.set_errno(number)
+        return -1
+
+    return syncfs
+
+
+def test_a_page_whose_data_did_not_reach_the_disk_is_not_acknowledged_and_comes_again(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payloads = [clinic.serve() for _ in range(3)]
+    with monkeypatch.context() as patched:
+        patched.setattr(durable, "_syncfs", lambda: failing(errno.EIO))
+        assert clinic.pull() == 1
+    err = capsys.readouterr().err
+    assert "cannot write: Input/output error" in err and "Traceback" not in err
+    assert clinic.broker.acknowledged == []
+    assert list(clinic.out.iterdir()) == []  # no referral under its name, and no temp file left behind
+    assert [e["event"] for e in clinic.ledger_events()] == ["writing"] * 3
+
+    assert clinic.pull() == 0
+    assert "pulled 3, written 3, acknowledged 3" in capsys.readouterr().out
+    assert sorted(clinic.broker.acknowledged) == sorted(p.delivery_id for p in payloads)
+    assert sorted(p.name for p in clinic.out.iterdir()) == sorted(f"{p.reference}.json" for p in payloads)
+
+
+def test_a_second_delivery_of_a_reference_on_the_same_page_is_refused(
+    clinic: Clinic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = clinic.serve(referral_payload(SLUG, reference="RB-AAAAA-BBBBB"))
+    second = clinic.serve(referral_payload(SLUG, reference="RB-AAAAA-BBBBB"))
+    assert clinic.pull() == 1
+    captured = capsys.readouterr()
+    assert "written 1, acknowledged 1, already had 0, refused 1" in captured.out
+    assert "reference RB-AAAAA-BBBBB was already written for another delivery" in captured.err
+    assert clinic.broker.acknowledged == [first.delivery_id]
+    assert second.delivery_id in clinic.broker.inbox  # left waiting, for an operator to look at
+
+
+def test_a_folder_that_cannot_be_written_acknowledges_nothing_new(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clinic.serve()
+    clinic.out.mkdir()
+
+    def full(folder: Path, data: bytes, *, sync: bool) -> Path:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(durable, "_write_temp", full)
+    assert clinic.pull() == 1
+    assert "cannot write: No space left on device" in capsys.readouterr().err
+    assert clinic.broker.acknowledged == []
+    assert list(clinic.out.iterdir()) == []
