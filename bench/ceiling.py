@@ -17,7 +17,6 @@ import hashlib
 import json
 import secrets
 import time
-import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from referral_broker.crypto import envelope
 from referral_broker.crypto.broker_keys import BrokerKeys, load_keys
 from referral_broker.domain.consent import CONSENT_VERSION, consent_text_sha256
 from referral_broker.domain.enrolment import InboxItem
+from referral_broker.domain.ids import new_id
 from referral_broker.domain.reference import new_reference
 from referral_broker.domain.referral import (
     REFERRAL_PAYLOAD_FORMAT,
@@ -58,12 +58,12 @@ def new_referral(
         birth_date=date.fromisoformat(request["patient"]["birth_date"]),
     )
     need = Need(description=request["need"]["description"], category=request["need"]["category"])
-    referral_id = uuid.uuid4()
+    referral_id = new_id(now)
     reference = new_reference()
     consent = SealedConsent(version=CONSENT_VERSION, accepted_at=now, text_sha256=consent_text_sha256())
     deliveries = []
     for target in targets:
-        delivery_id = uuid.uuid4()
+        delivery_id = new_id(now)
         payload = ReferralPayload(
             format=REFERRAL_PAYLOAD_FORMAT,
             delivery_id=str(delivery_id),

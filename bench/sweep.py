@@ -17,7 +17,6 @@ import random
 import re
 import subprocess
 import time
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -26,6 +25,7 @@ import msgspec
 
 from bench.stack import BIN, Stack
 from referral_broker.crypto.broker_keys import load_keys
+from referral_broker.domain.ids import new_id
 from referral_broker.domain.referral import ContactCopy
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -64,8 +64,8 @@ def _records(keys_dir: object, first: int, count: int, total: int, rng: random.R
     ]
     out = []
     for i in range(first, first + count):
-        rid = uuid.UUID(bytes=rng.randbytes(16), version=4)
         created = START + YEAR * (i / total)
+        rid = new_id(created)  # as intake makes them: the day first, then random
         anchor = None if i % 20 == 19 else created + timedelta(hours=2)
         out.append(
             (
@@ -107,13 +107,22 @@ async def generate(database_url: str, keys_dir: object, rows: int, *, rebuild_in
         indexes = indexes if rebuild_indexes else []
         for index in indexes:
             await conn.execute(f'DROP INDEX "{index["indexname"]}"')
+        # Delivery ids as intake makes them (domain/ids.py): the referral's day in the first two bytes,
+        # random after, version 8.
+        await conn.execute(
+            """CREATE FUNCTION pg_temp.delivery_id(referral uuid) RETURNS uuid VOLATILE LANGUAGE sql AS $$
+                   SELECT encode(set_byte(b, 6, (get_byte(b, 6) & 15) | 128), 'hex')::uuid
+                   FROM (SELECT substring(uuid_send(referral) FROM 1 FOR 2)
+                                || substring(uuid_send(gen_random_uuid()) FROM 3) AS b) AS x
+               $$"""
+        )
         for first in range(0, rows, CHUNK):
             records = _records(keys_dir, first, min(CHUNK, rows - first), rows, rng)
             await conn.copy_records_to_table("referrals", records=records, columns=_COLUMNS)
         await conn.execute(
             """INSERT INTO deliveries (id, referral_id, clinic_id, status, envelope, envelope_sha256, recipient_keys,
                                        attempts, created_at, dispatched_at, acknowledged_at, updated_at)
-               SELECT gen_random_uuid(), r.id, c.id, s.status,
+               SELECT pg_temp.delivery_id(r.id), r.id, c.id, s.status,
                       CASE WHEN s.status = 'acknowledged' THEN NULL ELSE decode(repeat('ab', 200), 'hex') END,
                       sha256(r.id::text::bytea), ARRAY['bench-key'], 1, r.created_at, r.retention_anchor,
                       CASE WHEN s.status = 'acknowledged' THEN r.retention_anchor + interval '1 day' END,

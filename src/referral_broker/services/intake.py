@@ -11,7 +11,6 @@ import hashlib
 import logging
 import re
 import secrets
-import uuid
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -19,6 +18,7 @@ import msgspec
 from referral_broker.crypto import envelope
 from referral_broker.domain.consent import CONSENT_VERSION, consent_text_sha256
 from referral_broker.domain.errors import FieldError, InvalidRequest
+from referral_broker.domain.ids import new_id
 from referral_broker.domain.keys import ClinicStatus
 from referral_broker.domain.reference import new_reference
 from referral_broker.domain.referral import (
@@ -127,7 +127,7 @@ async def _accept(ctx: BrokerContext, request: ReferralRequest, idempotency_key:
     if errors or checked is None:
         raise InvalidRequest(errors)
 
-    referral_id = uuid.uuid4()
+    referral_id = new_id(now)
     # 256 bits either way; only its hash is stored
     token = _keyed_manage_token(ctx, idempotency_key) if idempotency_key else secrets.token_urlsafe(32)
     vault = ctx.keys.vault
@@ -182,7 +182,7 @@ def _seal_for(
     consent: SealedConsent,
     now: object,
 ) -> referral_store.NewDelivery:
-    delivery_id = uuid.uuid4()
+    delivery_id = new_id(consent.accepted_at)
     payload = ReferralPayload(
         format=REFERRAL_PAYLOAD_FORMAT,
         delivery_id=str(delivery_id),

@@ -69,7 +69,8 @@ class HourCounts:
 
 
 async def last_day_by_hour(conn: Executor, now: datetime) -> list[HourCounts]:
-    """24 hourly buckets ending with the current hour."""
+    """24 hourly buckets ending with the current hour, of live rows (an anonymised row's times are cut to the
+    day, and the partial time indexes leave it out)."""
     rows = await conn.fetch(
         """WITH hours AS (
                SELECT generate_series(date_trunc('hour', $1::timestamptz) - interval '23 hours',
@@ -79,14 +80,16 @@ async def last_day_by_hour(conn: Executor, now: datetime) -> list[HourCounts]:
                       extract(epoch FROM dispatched_at - created_at)::float8 AS seconds
                FROM deliveries
                WHERE dispatched_at >= date_trunc('hour', $1::timestamptz) - interval '23 hours'
+                 AND anonymised_at IS NULL
            )
            SELECT h.hour,
                   (SELECT count(*) FROM referrals r
-                    WHERE r.created_at >= h.hour AND r.created_at < h.hour + interval '1 hour') AS submitted,
+                    WHERE r.created_at >= h.hour AND r.created_at < h.hour + interval '1 hour'
+                      AND r.anonymised_at IS NULL) AS submitted,
                   (SELECT count(*) FROM dispatched x WHERE x.hour = h.hour) AS dispatched,
                   (SELECT count(*) FROM deliveries d
-                    WHERE d.acknowledged_at >= h.hour AND d.acknowledged_at < h.hour + interval '1 hour')
-                      AS acknowledged,
+                    WHERE d.acknowledged_at >= h.hour AND d.acknowledged_at < h.hour + interval '1 hour'
+                      AND d.anonymised_at IS NULL) AS acknowledged,
                   (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x.seconds) FROM dispatched x
                     WHERE x.hour = h.hour) AS latency_p50,
                   (SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY x.seconds) FROM dispatched x

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from referral_broker.domain.delivery import DeliveryStatus, sources_of
-from referral_broker.store import notices
 from referral_broker.store.pool import Connection
 
 #: The sweep's selection; also what the EXPLAIN test inspects.
@@ -36,10 +35,13 @@ async def anonymise(conn: Connection, ids: list[uuid.UUID], categories: list[str
     Deleted: contact copy, blind indexes, manage-token and idempotency hashes, the reference, any
     ciphertext still waiting (undelivered deliveries, and clinic notices not yet served: a correction
     may hold the old details), dispatch receipts; times are cut to the day.
+
+    One statement, one round trip: each delivery is rewritten once (undelivered ones expire, every one
+    loses its ciphertext and its times are cut to the day), found through UNIQUE (referral_id,
+    clinic_id); receipts and waiting notices are found by the ids that UPDATE returns, not looked up by
+    referral again. (Two UPDATEs wrote every delivery twice, and a status filter led the planner to
+    scan the index of all waiting deliveries, which grows with the table.)
     """
-    # One pass over the batch's deliveries: undelivered ones expire, every one loses its ciphertext and
-    # its times are cut to the day. (Two UPDATEs wrote every row twice, and the status filter led the
-    # planner to scan the index of all waiting deliveries, which grows with the table.)
     expired = await conn.fetchval(
         """WITH stripped AS (
                UPDATE deliveries SET
@@ -50,33 +52,30 @@ async def anonymise(conn: Connection, ids: list[uuid.UUID], categories: list[str
                    acknowledged_at = date_trunc('day', acknowledged_at),
                    updated_at = CASE WHEN status = ANY($4::text[]) THEN date_trunc('day', $3::timestamptz)
                                      ELSE date_trunc('day', updated_at) END,
-                   last_error = NULL
+                   last_error = NULL,
+                   anonymised_at = $3
                WHERE referral_id = ANY($1::uuid[])
-               RETURNING status
+               RETURNING id, status
+           ), receipts AS (
+               DELETE FROM dispatch_receipts WHERE delivery_id IN (SELECT id FROM stripped)
+           ), notices AS (
+               UPDATE clinic_notices SET status = 'expired', envelope = NULL
+               WHERE status = 'waiting' AND delivery_id IN (SELECT id FROM stripped)
+           ), referral AS (
+               UPDATE referrals r SET contact_ct = NULL, email_bidx = NULL, phone_bidx = NULL,
+                      manage_token_hash = NULL, idempotency_hash = NULL, reference = NULL,
+                      category = c.category, anonymised_at = $3,
+                      created_at = date_trunc('day', r.created_at),
+                      consent_at = date_trunc('day', r.consent_at),
+                      retention_anchor = date_trunc('day', r.retention_anchor),
+                      withdrawn_at = date_trunc('day', r.withdrawn_at)
+               FROM unnest($1::uuid[], $5::text[]) AS c(id, category)
+               WHERE r.id = c.id
+           ), outbox_done AS (
+               UPDATE outbox SET done_at = $3, outcome = 'anonymised'
+               WHERE subject_id = ANY($1::uuid[]) AND done_at IS NULL
            )
            SELECT count(*) FROM stripped WHERE status = $2""",
-        ids, DeliveryStatus.EXPIRED.value, now, sources_of(DeliveryStatus.EXPIRED),
+        ids, DeliveryStatus.EXPIRED.value, now, sources_of(DeliveryStatus.EXPIRED), categories,
     )  # fmt: skip
-    await conn.execute(
-        """DELETE FROM dispatch_receipts WHERE delivery_id IN
-           (SELECT id FROM deliveries WHERE referral_id = ANY($1::uuid[]))""",
-        ids,
-    )
-    await conn.execute(
-        """UPDATE referrals r SET contact_ct = NULL, email_bidx = NULL, phone_bidx = NULL,
-                  manage_token_hash = NULL, idempotency_hash = NULL, reference = NULL,
-                  category = c.category, anonymised_at = $3,
-                  created_at = date_trunc('day', r.created_at),
-                  consent_at = date_trunc('day', r.consent_at),
-                  retention_anchor = date_trunc('day', r.retention_anchor),
-                  withdrawn_at = date_trunc('day', r.withdrawn_at)
-           FROM unnest($1::uuid[], $2::text[]) AS c(id, category)
-           WHERE r.id = c.id""",
-        ids, categories, now,
-    )  # fmt: skip
-    await conn.execute(
-        "UPDATE outbox SET done_at = $2, outcome = 'anonymised' WHERE subject_id = ANY($1::uuid[]) AND done_at IS NULL",
-        ids, now,
-    )  # fmt: skip
-    await notices.expire_for_referrals(conn, ids)
     return int(expired)
