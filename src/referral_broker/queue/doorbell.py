@@ -8,7 +8,10 @@ import uuid
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import default_queue_name
+from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
+from redis.commands.core import AsyncScript
 
 from referral_broker.services.ports import job_id
 
@@ -18,6 +21,17 @@ log = logging.getLogger(__name__)
 #: would otherwise hold a patient's submission for as long; the outbox row is committed, so the
 #: reconciler rings again later and nothing is lost by giving up.
 RING_TIMEOUT_SECONDS = 2.0
+
+#: arq's `enqueue_job` in one round trip instead of three (WATCH, EXISTS, then MULTI/PSETEX/ZADD/EXEC),
+#: with the same effect: nothing when the job or its result is already there (so a repeated ring is a
+#: no-op, as with arq), else the job, stored as arq stores it, and its place in arq's queue. A script
+#: runs atomically, so no other client comes between the check and the write.
+_ENQUEUE_ONCE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -34,6 +48,7 @@ class ArqDoorbell:
     def __init__(self, url: str, redis: ArqRedis | None = None) -> None:
         self._url = url
         self._redis = redis
+        self._enqueue: AsyncScript | None = None if redis is None else redis.register_script(_ENQUEUE_ONCE)
         self._lock = asyncio.Lock()
 
     async def _connection(self) -> ArqRedis:
@@ -41,12 +56,20 @@ class ArqDoorbell:
             async with self._lock:
                 if self._redis is None:
                     self._redis = await create_pool(redis_settings(self._url))
+                    self._enqueue = self._redis.register_script(_ENQUEUE_ONCE)
         return self._redis
 
     async def ring(self, job: str, subject_id: uuid.UUID) -> None:
+        """Enqueue `job(subject_id)` under its deterministic id, unless it (or its result) is there."""
         redis = await self._connection()
+        assert self._enqueue is not None  # noqa: S101 - registered with the connection
+        identity = job_id(job, subject_id)
+        now = timestamp_ms()
+        data = serialize_job(job, (str(subject_id),), {}, None, now, serializer=redis.job_serializer)
+        keys = [job_key_prefix + identity, result_key_prefix + identity, default_queue_name]
         await asyncio.wait_for(
-            redis.enqueue_job(job, str(subject_id), _job_id=job_id(job, subject_id)), timeout=RING_TIMEOUT_SECONDS
+            self._enqueue(keys=keys, args=[redis.expires_extra_ms, data, now, identity], client=redis),
+            timeout=RING_TIMEOUT_SECONDS,
         )
 
     async def ping(self) -> bool:
