@@ -91,10 +91,13 @@ class BrokerStandIn:
     key_states: dict[str, KeyStatus] = field(default_factory=dict)  # what `status` answers about keys
     key_requests: list[bytes] = field(default_factory=list)
     raw_page: bytes | None = None  # answer the inbox with these bytes, whatever they are
+    reads_on: bool = True  # False: a broker older than `after`, whose pages name no `next`
     _nonces: set[str] = field(default_factory=set)
+    _order: dict[str, int] = field(default_factory=dict)  # delivery id -> its place, as the broker's cursor
 
     def add(self, delivery_id: str, envelope: bytes) -> None:
         self.inbox[delivery_id] = envelope
+        self._order.setdefault(delivery_id, len(self._order) + 1)
 
     @property
     def transport(self) -> httpx.MockTransport:
@@ -120,7 +123,7 @@ class BrokerStandIn:
         if self.answer_status is not None:
             return httpx.Response(self.answer_status)
         if request.method == "GET" and request.url.path == "/api/v1/clinic/inbox":
-            return self._page(int(request.url.params["limit"]))
+            return self._page(int(request.url.params["limit"]), request.url.params.get("after"))
         if request.method == "POST" and request.url.path == "/api/v1/clinic/inbox/ack":
             assert request.headers["content-type"] == "application/json"
             return self._ack(msgspec.json.decode(request.content, type=AckRequest))
@@ -152,12 +155,21 @@ class BrokerStandIn:
         )
         return httpx.Response(200, content=msgspec.json.encode(report))
 
-    def _page(self, limit: int) -> httpx.Response:
+    def _page(self, limit: int, after: str | None) -> httpx.Response:
         if self.raw_page is not None:
             return httpx.Response(200, content=self.raw_page, headers={"content-type": "application/json"})
-        items = [InboxItem(delivery_id=d, envelope=e) for d, e in list(self.inbox.items())[:limit]]
-        more = self.always_more or len(self.inbox) > limit
-        return httpx.Response(200, content=msgspec.json.encode(InboxPage(items=items, more=more)))
+        reading = after is not None and self.reads_on
+        place = int(after.split(".")[1]) if reading and after not in (None, "start") else 0  # type: ignore[union-attr]
+        for d in self.inbox:  # tests may put items straight into the inbox
+            self._order.setdefault(d, len(self._order) + 1)
+        waiting = [(d, e) for d, e in self.inbox.items() if self._order[d] > place]
+        items = [InboxItem(delivery_id=d, envelope=e) for d, e in waiting[:limit]]
+        more = self.always_more or len(waiting) > limit
+        if not reading:
+            return httpx.Response(200, content=msgspec.json.encode(InboxPage(items=items, more=more)))
+        last = self._order[items[-1].delivery_id] if items else place
+        following = f"r.{last}.{'0' * 32}" if more else None
+        return httpx.Response(200, content=msgspec.json.encode(InboxPage(items=items, more=more, next=following)))
 
     def _ack(self, request: AckRequest) -> httpx.Response:
         self.ack_calls.append(list(request.delivery_ids))

@@ -156,6 +156,7 @@ def test_refused_envelopes_that_keep_coming_back_do_not_loop(
 ) -> None:
     clinic.serve(outer_clinic="another-clinic")
     clinic.broker.always_more = True
+    clinic.broker.reads_on = False  # a broker that serves the oldest page again and again (before `next`)
     assert clinic.pull("--limit", "1") == 1
     assert "refused 1" in capsys.readouterr().out
     # one page, the refusal reported (it leaves the inbox), one more page that brings nothing: stop

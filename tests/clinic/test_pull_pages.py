@@ -165,3 +165,64 @@ def test_a_folder_that_cannot_be_written_acknowledges_nothing_new(
     assert "cannot write: No space left on device" in capsys.readouterr().err
     assert clinic.broker.acknowledged == []
     assert list(clinic.out.iterdir()) == []
+
+
+def _steps(clinic: Clinic) -> list[str]:
+    return [
+        f"{r.method} {r.url.path.rsplit('/', 1)[-1]}"
+        + (f" after={r.url.params['after']}" if "after" in r.url.params else "")
+        for r in clinic.broker.requests
+    ]
+
+
+def test_the_next_page_is_fetched_before_this_one_is_acknowledged(clinic: Clinic) -> None:
+    payloads = [clinic.serve() for _ in range(5)]
+    assert clinic.pull("--limit", "2") == 0
+    cursor = "r.{}." + "0" * 32
+    assert _steps(clinic) == [
+        "GET inbox after=start",
+        "GET inbox after=" + cursor.format(2),  # page 2 asked for while page 1 is filed
+        "POST ack",  # page 1, once filed
+        "GET inbox after=" + cursor.format(4),
+        "POST ack",
+        "POST ack",
+    ]
+    assert clinic.broker.ack_calls == [[p.delivery_id for p in payloads[i : i + 2]] for i in (0, 2, 4)]
+    assert sorted(clinic.broker.acknowledged) == sorted(p.delivery_id for p in payloads)
+
+
+def test_a_broker_without_next_is_read_page_by_page_after_each_acknowledgement(clinic: Clinic) -> None:
+    for _ in range(3):
+        clinic.serve()
+    clinic.broker.reads_on = False
+    assert clinic.pull("--limit", "2") == 0
+    assert _steps(clinic) == ["GET inbox after=start", "POST ack", "GET inbox after=start", "POST ack"]
+    assert len(clinic.broker.acknowledged) == 3
+
+
+def test_an_acknowledgement_that_fails_stops_the_reading_and_the_next_pull_acknowledges_both_pages(
+    clinic: Clinic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payloads = [clinic.serve() for _ in range(6)]
+    clinic.broker.ack_failures.append(httpx.ConnectError("connection reset"))
+    assert clinic.pull("--limit", "2") == 1
+    out, err = capsys.readouterr()
+    # Page 2 was fetched and filed while page 1's acknowledgement was under way; page 3 is not read.
+    assert "pulled 4, written 4, acknowledged 0" in out
+    assert "cannot reach the broker" in err and "Traceback" not in err
+    assert clinic.broker.acknowledged == []
+    assert len(list(clinic.out.glob("*.json"))) == 4
+
+    assert clinic.pull("--limit", "2") == 0
+    assert "pulled 6, written 2, acknowledged 6, already had 4" in capsys.readouterr().out
+    assert sorted(clinic.broker.acknowledged) == sorted(p.delivery_id for p in payloads)
+
+
+def test_a_broker_that_says_more_but_serves_nothing_new_ends_the_pull(
+    clinic: Clinic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clinic.serve()
+    clinic.broker.always_more = True  # and every page after the first is empty
+    assert clinic.pull() == 1
+    assert "served nothing new" in capsys.readouterr().err
+    assert len(clinic.broker.acknowledged) == 1

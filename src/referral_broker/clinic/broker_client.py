@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -92,8 +93,10 @@ class BrokerClient:
     def close(self) -> None:
         self._http.close()
 
-    def fetch_inbox(self, limit: int) -> InboxPage:
-        content = self._send("GET", f"{INBOX_PATH}?limit={limit}", b"")
+    def fetch_inbox(self, limit: int, after: str | None = None) -> InboxPage:
+        """A page of the inbox; with `after` (`start`, then a page's `next`), the page that follows it."""
+        query = f"?limit={limit}" if after is None else f"?limit={limit}&after={quote(after, safe='')}"
+        content = self._send("GET", INBOX_PATH + query, b"")
         try:
             return _inbox_decoder.decode(content)
         except DECODE_ERRORS as exc:

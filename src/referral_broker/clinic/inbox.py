@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -27,7 +28,15 @@ from referral_broker.clinic.ledger import FileRecord, Ledger
 from referral_broker.clinic.notice_file import ReceivedNotice
 from referral_broker.clinic.referral_file import ReceivedReferral
 from referral_broker.crypto.envelope import EnvelopeBody, OpeningKeys, verify
-from referral_broker.domain.enrolment import InboxItem, Refusal, RefusalReason
+from referral_broker.domain.enrolment import (
+    INBOX_START,
+    AckResult,
+    InboxItem,
+    InboxPage,
+    Refusal,
+    RefusalReason,
+    RefusalResult,
+)
 from referral_broker.domain.errors import EnvelopeRejected, EnvelopeSignedByAnotherKey
 from referral_broker.domain.notice import NOTICE_KINDS, NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
 from referral_broker.domain.referral import REFERRAL_PAYLOAD_FORMAT, ReferralPayload
@@ -244,59 +253,100 @@ class Inbox:
         self._on_item = on_item
 
     def pull(self, limit: int = DEFAULT_LIMIT) -> PullReport:
+        """Read the inbox page by page: while one page is opened and filed, the next is fetched and the one
+        before is acknowledged, by one network thread that alone uses the broker client, in order.
+
+        A page is acknowledged only once it is filed (`_make_durable`); the broker serves the next page
+        from where the last one ended (`next`), so nothing waits for an acknowledgement. With a broker
+        that gives no `next` (older than this tool), each page is acknowledged before the next is asked
+        for, and a page that brought no progress ends the pull as stalled."""
         report = PullReport()
         durable.remove_stale_temp_files(self._outdir)
         seen: set[str] = set()
-        while True:
-            try:
-                page = self._client.fetch_inbox(limit)
-            except (BrokerUnavailable, BrokerRefusedClinic) as exc:
-                report.broker_error = exc
-                return report
-            already: list[str] = []  # on disk and in the ledger since an earlier pull: acknowledge again
-            filings: list[_Filing] = []
-            page_references: set[str] = set()  # referrals this page files, so a second delivery of one is refused
-            to_refuse: list[Refusal] = []
-            local_failure = False
-            with durable.NewFiles(self._outdir) as files:
-                for item in page.items:
-                    if self._should_stop():
-                        report.stopped = True  # what is filed is acknowledged below; the rest waits at the broker
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-clinic-network") as network:
+            fetching: Future[InboxPage] | None = network.submit(self._client.fetch_inbox, limit, INBOX_START)
+            telling: tuple[list[str], Future[AckResult]] | None = None  # the last page's acknowledgement
+            while fetching is not None:
+                try:
+                    page = fetching.result()
+                except (BrokerUnavailable, BrokerRefusedClinic) as exc:
+                    report.broker_error = exc
+                    break
+                reads_on = page.more and page.next is not None
+                if reads_on and all(item.delivery_id in seen for item in page.items):
+                    # "More", yet nothing new served: reading on would never end.
+                    report.broker_error = BrokerUnavailable(
+                        "the broker said more waits in the inbox but served nothing new; pull again later"
+                    )
+                    break
+                fetching = None
+                if reads_on and not self._should_stop():
+                    fetching = network.submit(self._client.fetch_inbox, limit, page.next)
+                filed, refusals, go_on = self._file(page, seen, report)
+                told = True if telling is None else self._acknowledged(*telling, report)
+                telling = None
+                if not told:  # the broker is away: what this page filed is acknowledged by the next pull
+                    for delivery in filed:
+                        report.not_acknowledged[delivery] = "written, but the acknowledgement did not go through"
+                    break
+                if filed:
+                    telling = (filed, network.submit(self._client.acknowledge, filed))
+                refused = bool(refusals) and self._reported(network.submit(self._client.refuse, refusals), report)
+                if not go_on or report.broker_error or report.stopped or not page.more:
+                    break
+                if not reads_on:  # an older broker: acknowledge first, or it serves this page again
+                    progressed = telling is not None and self._acknowledged(*telling, report)
+                    telling = None
+                    if report.broker_error:
                         break
-                    if item.delivery_id in seen:
-                        continue  # served again in this run: its outcome is already counted
-                    seen.add(item.delivery_id)
-                    report.pulled += 1
-                    try:
-                        filing = self._plan(item, report, page_references)
-                    except Refused as exc:
-                        report.refused[item.delivery_id] = str(exc)
-                        if exc.report_as is not None:
-                            to_refuse.append(Refusal(delivery_id=item.delivery_id, reason=exc.report_as))
-                        continue
-                    except OSError as exc:
-                        # The disk, not the envelope: stop, and acknowledge only what gets safely filed.
-                        report.local_failures[item.delivery_id] = f"cannot write: {exc.strerror or exc}"
-                        local_failure = True
+                    if not (progressed or refused):
+                        report.stalled = True
                         break
-                    finally:
-                        self._on_item(report)
-                    if filing is None:
-                        already.append(item.delivery_id)
-                        continue
-                    filings.append(filing)
-                    if filing.data is not None:
-                        files.add(filing.data)  # written meanwhile, while the next envelope is opened
-                filed = self._write(filings, files, report)
-            progressed = self._settle(already, filed, report)
-            if local_failure or len(filed) < len(filings):
-                return report
-            progressed = self._report_refusals(to_refuse, report) or progressed
-            if report.broker_error or report.stopped or not page.more:
-                return report
-            if not progressed:
-                report.stalled = True
-                return report
+                    fetching = network.submit(self._client.fetch_inbox, limit, INBOX_START)
+            if telling is not None:
+                self._acknowledged(*telling, report)
+        return report
+
+    def _file(self, page: InboxPage, seen: set[str], report: PullReport) -> tuple[list[str], list[Refusal], bool]:
+        """Open, check and file one page: (ids now safely filed, to acknowledge; refusals to report; whether
+        to read on: not after a failure of this machine's disk)."""
+        already: list[str] = []  # on disk and in the ledger since an earlier pull: acknowledge again
+        filings: list[_Filing] = []
+        page_references: set[str] = set()  # referrals this page files, so a second delivery of one is refused
+        to_refuse: list[Refusal] = []
+        local_failure = False
+        with durable.NewFiles(self._outdir) as files:
+            for item in page.items:
+                if self._should_stop():
+                    report.stopped = True  # what is filed is acknowledged; the rest waits at the broker
+                    break
+                if item.delivery_id in seen:
+                    continue  # served again in this run: its outcome is already counted
+                seen.add(item.delivery_id)
+                report.pulled += 1
+                try:
+                    filing = self._plan(item, report, page_references)
+                except Refused as exc:
+                    report.refused[item.delivery_id] = str(exc)
+                    if exc.report_as is not None:
+                        to_refuse.append(Refusal(delivery_id=item.delivery_id, reason=exc.report_as))
+                    continue
+                except OSError as exc:
+                    # The disk, not the envelope: stop, and acknowledge only what gets safely filed.
+                    report.local_failures[item.delivery_id] = f"cannot write: {exc.strerror or exc}"
+                    local_failure = True
+                    break
+                finally:
+                    self._on_item(report)
+                if filing is None:
+                    already.append(item.delivery_id)
+                    continue
+                filings.append(filing)
+                if filing.data is not None:
+                    files.add(filing.data)  # written meanwhile, while the next envelope is opened
+            filed = self._write(filings, files, report)
+        safe = self._make_durable(already, filed, report)
+        return safe, to_refuse, not (local_failure or len(filed) < len(filings) or (filed and not safe))
 
     def _plan(self, item: InboxItem, report: PullReport, page_references: set[str]) -> _Filing | None:
         """Open and check one item, and decide what filing it takes; None when it is already filed."""
@@ -364,40 +414,37 @@ class Inbox:
             report.references.setdefault(filing.record.reference)
         return filings
 
-    def _settle(self, already: list[str], filed: list[_Filing], report: PullReport) -> bool:
-        """Make the page's names and ledger lines durable, then acknowledge it; True when the broker
-        confirmed at least one.
+    def _make_durable(self, already: list[str], filed: list[_Filing], report: PullReport) -> list[str]:
+        """Make the page's names and ledger lines durable; returns the ids now safe to acknowledge.
 
         The folder is fsync'd first (it also holds names an interrupted earlier pull renamed), then the
         "written" lines are appended and fsync'd: a "written" line on disk always means a file on disk."""
         delivery_ids = already + [f.record.delivery_id for f in filed]
         if not delivery_ids:
-            return False
+            return []
         try:
             durable.fsync_dir(self._outdir)
             self._ledger.record_written([f.record for f in filed])
         except OSError as exc:
             for delivery in delivery_ids:
                 report.local_failures[delivery] = f"written, but not yet safely on disk: {exc.strerror or exc}"
-            return False
-        return self._acknowledge(delivery_ids, report)
+            return []
+        return delivery_ids
 
-    def _report_refusals(self, refusals: list[Refusal], report: PullReport) -> bool:
-        """Tell the broker what can never be opened here; True when it took at least one out of the inbox."""
-        if not refusals:
-            return False
+    def _reported(self, answer: Future[RefusalResult], report: PullReport) -> bool:
+        """The broker's answer to what can never be opened here; True when it took one out of the inbox."""
         try:
-            result = self._client.refuse(refusals)
+            result = answer.result()
         except (BrokerUnavailable, BrokerRefusedClinic) as exc:
             report.broker_error = exc
             return False
         report.reported.extend(result.refused)
         return bool(result.refused)
 
-    def _acknowledge(self, delivery_ids: list[str], report: PullReport) -> bool:
-        """Acknowledge what is safely filed; True when the broker confirmed at least one of them."""
+    def _acknowledged(self, delivery_ids: list[str], answer: Future[AckResult], report: PullReport) -> bool:
+        """The broker's answer to an acknowledgement, recorded; True when it confirmed at least one."""
         try:
-            result = self._client.acknowledge(delivery_ids)
+            result = answer.result()
         except (BrokerUnavailable, BrokerRefusedClinic) as exc:
             report.broker_error = exc
             for delivery in delivery_ids:

@@ -34,11 +34,21 @@ class InboxItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     envelope: bytes  # a signed envelope, opaque to the broker's API layer
 
 
-class InboxPage(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """`GET /api/v1/clinic/inbox`: what waits for the calling clinic, oldest first."""
+#: `GET /api/v1/clinic/inbox?after=start`: read the inbox page by page without acknowledging in between.
+INBOX_START = "start"
+InboxCursor = Annotated[str, Meta(min_length=1, max_length=80, pattern=r"^(start|n|[rn]\.[0-9]{1,20}\.[0-9a-f]{32})$")]
+
+
+class InboxPage(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    """`GET /api/v1/clinic/inbox`: what waits for the calling clinic, oldest first.
+
+    Asked with `after` (`start`, then each page's `next`), a page also says where the next one begins,
+    so a clinic can fetch it while it still files and acknowledges this one; without `after` there is
+    no `next` and the first page is always the oldest waiting (what older clinic tools expect)."""
 
     items: list[InboxItem]
     more: bool
+    next: InboxCursor | None = None
 
 
 class AckRequest(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

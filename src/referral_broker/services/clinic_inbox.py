@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from referral_broker.domain.enrolment import MAX_ACK, AckRequest, AckResult, InboxItem, InboxPage
+import msgspec
+
+from referral_broker.domain.enrolment import (
+    INBOX_START,
+    MAX_ACK,
+    AckRequest,
+    AckResult,
+    InboxCursor,
+    InboxItem,
+    InboxPage,
+)
 from referral_broker.domain.errors import FieldError, InvalidRequest
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, clinics, deliveries, notices
@@ -13,20 +25,80 @@ from referral_broker.store.clinics import ClinicRow
 MAX_PAGE = 500
 
 
-async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int) -> InboxPage:
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)  # the cursor keeps PostgreSQL's whole precision, as an integer
+
+
+@dataclass(frozen=True)
+class _Place:
+    """A place in the order the inbox is served in: after referral (at, id), or after notice (at, id);
+    a notice place without `at` is the start of the notices."""
+
+    kind: str  # "r" or "n"
+    at: datetime | None = None
+    id: uuid.UUID | None = None
+
+    @property
+    def after(self) -> tuple[datetime, uuid.UUID] | None:
+        return None if self.at is None or self.id is None else (self.at, self.id)
+
+    def cursor(self) -> str:
+        if self.at is None or self.id is None:
+            return self.kind
+        return f"{self.kind}.{(self.at - _EPOCH) // _MICROSECOND}.{self.id.hex}"
+
+    @classmethod
+    def of(cls, cursor: str) -> _Place | None:
+        """The place a cursor names (None: the start); the API has checked its form (`InboxCursor`)."""
+        if cursor == INBOX_START:
+            return None
+        kind, _, rest = cursor.partition(".")
+        if not rest:
+            return cls(kind)
+        micros, _, hexid = rest.partition(".")
+        return cls(kind, _EPOCH + int(micros) * _MICROSECOND, uuid.UUID(hex=hexid))
+
+
+async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int, after: str | None = None) -> InboxPage:
     """Referrals first, oldest first; then notices about referrals the clinic has received (a page is
-    never all notices while referrals wait, so a referral is always served before its notices)."""
+    never all notices while referrals wait, so a referral is always served before its notices).
+
+    With `after` (`INBOX_START`, or a page's `next`) the page begins where the one before ended and says
+    where the next begins, so the clinic reads on while it still files and acknowledges. What it left
+    waiting (skipped, or not yet acknowledged) is not served again in that reading; the next reading
+    from `INBOX_START` begins with it."""
     limit = max(1, min(limit, MAX_PAGE))
-    rows = await deliveries.inbox(ctx.pool, clinic.id, limit)
-    items = [InboxItem(delivery_id=str(r.id), envelope=r.envelope) for r in rows[:limit]]
-    more = len(rows) > limit
+    if after is not None:
+        try:
+            msgspec.convert(after, InboxCursor)
+        except msgspec.ValidationError:
+            raise InvalidRequest(
+                [FieldError("after", "invalid", "not a place in the inbox: use start, or a page's next")]
+            ) from None
+    place = None if after is None else _Place.of(after)
+    items: list[InboxItem] = []
+    more = False
+    if place is None or place.kind == "r":
+        rows = await deliveries.inbox(ctx.pool, clinic.id, limit, None if place is None else place.after)
+        shown = rows[:limit]
+        items = [InboxItem(delivery_id=str(r.id), envelope=r.envelope) for r in shown]
+        more = len(rows) > limit
+        if shown:
+            place = _Place("r", shown[-1].dispatched_at, shown[-1].id)
     if not more:
         room = limit - len(items)
-        waiting = await notices.inbox(ctx.pool, clinic.id, room)
-        items += [InboxItem(delivery_id=str(n.id), envelope=n.envelope) for n in waiting[:room]]
+        waiting = await notices.inbox(ctx.pool, clinic.id, room, place.after if place and place.kind == "n" else None)
+        shown_notices = waiting[:room]
+        items += [InboxItem(delivery_id=str(n.id), envelope=n.envelope) for n in shown_notices]
         more = len(waiting) > room
+        if shown_notices:
+            place = _Place("n", shown_notices[-1].created_at, shown_notices[-1].id)
+        elif place is None or place.kind == "r":
+            place = _Place("n")  # the referrals ended with this page: the next one begins with the notices
     await clinics.record_pull(ctx.pool, clinic.id, ctx.clock())
-    return InboxPage(items=items, more=more)
+    if after is None:
+        return InboxPage(items=items, more=more)
+    return InboxPage(items=items, more=more, next=place.cursor() if more and place is not None else None)
 
 
 async def acknowledge(ctx: BrokerContext, clinic: ClinicRow, request: AckRequest) -> AckResult:

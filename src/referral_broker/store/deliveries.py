@@ -70,18 +70,32 @@ async def mark(
 class InboxRow:
     id: uuid.UUID
     envelope: bytes
+    dispatched_at: datetime  # with the id, its place in the inbox's order
 
 
-async def inbox(conn: Executor, clinic_id: uuid.UUID, limit: int) -> list[InboxRow]:
-    """What waits for the clinic, oldest first; one row more than asked, to tell whether there is more."""
-    rows = await conn.fetch(
-        """SELECT id, envelope FROM deliveries
-           WHERE clinic_id = $1 AND status = 'available'
-           ORDER BY dispatched_at, id LIMIT $2""",
-        clinic_id,
-        limit + 1,
-    )
-    return [InboxRow(r["id"], r["envelope"]) for r in rows]
+async def inbox(
+    conn: Executor, clinic_id: uuid.UUID, limit: int, after: tuple[datetime, uuid.UUID] | None = None
+) -> list[InboxRow]:
+    """What waits for the clinic, oldest first (after the place `after`, when given); one row more than
+    asked, to tell whether there is more."""
+    if after is None:
+        rows = await conn.fetch(
+            """SELECT id, envelope, dispatched_at FROM deliveries
+               WHERE clinic_id = $1 AND status = 'available'
+               ORDER BY dispatched_at, id LIMIT $2""",
+            clinic_id,
+            limit + 1,
+        )
+    else:
+        rows = await conn.fetch(
+            """SELECT id, envelope, dispatched_at FROM deliveries
+               WHERE clinic_id = $1 AND status = 'available' AND (dispatched_at, id) > ($3, $4)
+               ORDER BY dispatched_at, id LIMIT $2""",
+            clinic_id,
+            limit + 1,
+            *after,
+        )
+    return [InboxRow(r["id"], r["envelope"], r["dispatched_at"]) for r in rows]
 
 
 async def acknowledge(

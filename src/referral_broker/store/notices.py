@@ -41,18 +41,24 @@ async def insert(conn: Connection, notices: list[NewNotice], now: datetime) -> N
 class NoticeRow:
     id: uuid.UUID
     envelope: bytes
+    created_at: datetime  # with the id, its place in the order notices are served in
 
 
-async def inbox(conn: Executor, clinic_id: uuid.UUID, limit: int) -> list[NoticeRow]:
-    """Servable notices for the clinic, oldest first; one more than asked, to tell whether there is more."""
+async def inbox(
+    conn: Executor, clinic_id: uuid.UUID, limit: int, after: tuple[datetime, uuid.UUID] | None = None
+) -> list[NoticeRow]:
+    """Servable notices for the clinic, oldest first (after the place `after`, when given); one more than
+    asked, to tell whether there is more."""
+    later = "" if after is None else "AND (n.created_at, n.id) > ($3, $4)"
     rows = await conn.fetch(
-        f"""SELECT n.id, n.envelope FROM clinic_notices n JOIN deliveries d ON d.id = n.delivery_id
-            WHERE n.clinic_id = $1 AND n.status = 'waiting' AND {_SERVABLE}
-            ORDER BY n.created_at, n.id LIMIT $2""",  # noqa: S608 - a constant, no input
+        f"""SELECT n.id, n.envelope, n.created_at FROM clinic_notices n JOIN deliveries d ON d.id = n.delivery_id
+            WHERE n.clinic_id = $1 AND n.status = 'waiting' AND {_SERVABLE} {later}
+            ORDER BY n.created_at, n.id LIMIT $2""",  # noqa: S608 - constants, no input
         clinic_id,
         limit + 1,
+        *(after or ()),
     )
-    return [NoticeRow(r["id"], r["envelope"]) for r in rows]
+    return [NoticeRow(r["id"], r["envelope"], r["created_at"]) for r in rows]
 
 
 async def acknowledge(
@@ -129,17 +135,6 @@ async def of_referral(conn: Executor, referral_id: uuid.UUID) -> list[NoticeView
         referral_id,
     )
     return [NoticeView(**dict(r)) for r in rows]
-
-
-async def expire_for_referrals(conn: Connection, referral_ids: list[uuid.UUID]) -> int:
-    """Waiting notices about referrals being anonymised: their ciphertext goes too."""
-    result = await conn.execute(
-        """UPDATE clinic_notices SET status = 'expired', envelope = NULL
-           WHERE status = 'waiting'
-             AND delivery_id IN (SELECT id FROM deliveries WHERE referral_id = ANY($1::uuid[]))""",
-        referral_ids,
-    )
-    return int(result.split()[-1])
 
 
 async def expire_older_than(conn: Connection, cutoff: datetime) -> int:

@@ -31,8 +31,11 @@ class ClinicInboxApi(Controller):
         clinic: NamedDependency[ClinicRow],
         broker: NamedDependency[BrokerContext],
         limit: FromQuery[int] = 100,
+        after: FromQuery[str | None] = None,
     ) -> InboxPage:
-        return await clinic_inbox.list_inbox(broker, clinic, limit)
+        """What waits, oldest first. Pass `after=start`, then each page's `next`, to read on before
+        acknowledging: each page then says where the next one begins."""
+        return await clinic_inbox.list_inbox(broker, clinic, limit, after)
 
     @post("/inbox/ack", status_code=200)
     async def ack(
