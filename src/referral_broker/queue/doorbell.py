@@ -67,10 +67,8 @@ class ArqDoorbell:
         now = timestamp_ms()
         data = serialize_job(job, (str(subject_id),), {}, None, now, serializer=redis.job_serializer)
         keys = [job_key_prefix + identity, result_key_prefix + identity, default_queue_name]
-        await asyncio.wait_for(
-            self._enqueue(keys=keys, args=[redis.expires_extra_ms, data, now, identity], client=redis),
-            timeout=RING_TIMEOUT_SECONDS,
-        )
+        async with asyncio.timeout(RING_TIMEOUT_SECONDS):  # in this task: wait_for would make one more a ring
+            await self._enqueue(keys=keys, args=[redis.expires_extra_ms, data, now, identity], client=redis)
 
     async def ping(self) -> bool:
         try:

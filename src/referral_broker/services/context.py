@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
 from referral_broker.crypto.broker_keys import BrokerKeys, load_keys
 from referral_broker.services.ports import Clock, Doorbell, system_clock
+from referral_broker.services.sealing_targets import SealingTargets
 from referral_broker.services.settings import Settings
 from referral_broker.store.pool import create_pool
 
@@ -19,6 +20,7 @@ class BrokerContext:
     keys: BrokerKeys
     doorbell: Doorbell
     clock: Clock = system_clock
+    sealing_targets: SealingTargets = field(default_factory=SealingTargets)
 
     @classmethod
     async def open(

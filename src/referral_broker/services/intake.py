@@ -11,6 +11,8 @@ import hashlib
 import logging
 import re
 import secrets
+import uuid
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -109,6 +111,10 @@ async def _earlier_receipt(ctx: BrokerContext, key: str) -> Receipt | None:
     )
 
 
+#: A first try from what this process knew of the clinics, then two from what the database says now.
+_SEALING_TRIES = 3
+
+
 async def _accept(ctx: BrokerContext, request: ReferralRequest, idempotency_key: str | None) -> Receipt:
     now = ctx.clock()
     errors: list[FieldError] = []
@@ -117,19 +123,60 @@ async def _accept(ctx: BrokerContext, request: ReferralRequest, idempotency_key:
         checked = check_request(request, today=now.astimezone(NORWAY).date(), minimum_age=ctx.settings.minimum_age)
     except InvalidRequest as exc:
         errors.extend(exc.errors)
-    targets = {t.slug: t for t in await clinic_store.sealing_targets(ctx.pool, list(request.clinics))}
-    for i, slug in enumerate(request.clinics):
-        target = targets.get(slug)
-        if target is None:
-            errors.append(FieldError(f"clinics[{i}]", "unknown", f"there is no clinic called {slug!r}"))
-        elif target.status != ClinicStatus.ACTIVE or not target.encryption_keys:
-            errors.append(FieldError(f"clinics[{i}]", "unavailable", f"{slug!r} cannot receive requests now"))
+    slugs = list(request.clinics)
+    targets = await ctx.sealing_targets.read(ctx.pool, slugs)
+    errors.extend(_clinic_errors(slugs, targets))
     if errors or checked is None:
         raise InvalidRequest(errors)
 
     referral_id = new_id(now)
     # 256 bits either way; only its hash is stored
     token = _keyed_manage_token(ctx, idempotency_key) if idempotency_key else secrets.token_urlsafe(32)
+    for _ in range(_SEALING_TRIES):
+        try:
+            reference = await _store(ctx, checked, targets, referral_id, token, idempotency_key, now)
+            break
+        except referral_store.ClinicsChanged:
+            # A chosen clinic was suspended, or its keys rotated or revoked, since this process read them.
+            targets = await ctx.sealing_targets.read(ctx.pool, slugs, again=True)
+            if errors := _clinic_errors(slugs, targets):
+                raise InvalidRequest(errors) from None
+    else:  # pragma: no cover - the keys changed again between each read and the insert after it
+        raise RuntimeError("the chosen clinics' keys kept changing while the referral was sealed")
+
+    try:
+        await ctx.doorbell.ring(JOB_DISPATCH, referral_id)
+    except Exception:  # the outbox row is committed; the reconciler will ring again
+        log.warning("could not enqueue dispatch of referral %s; the reconciler will", referral_id, exc_info=True)
+    return Receipt(
+        reference=reference,
+        manage_url=f"{ctx.settings.public_url}/manage/{token}",
+        submitted_at=now,
+        deliveries=[DeliverySummary(clinic=slug, status="queued") for slug in checked.clinics],
+    )
+
+
+def _clinic_errors(slugs: list[str], targets: dict[str, clinic_store.SealingTarget]) -> list[FieldError]:
+    errors = []
+    for i, slug in enumerate(slugs):
+        target = targets.get(slug)
+        if target is None:
+            errors.append(FieldError(f"clinics[{i}]", "unknown", f"there is no clinic called {slug!r}"))
+        elif target.status != ClinicStatus.ACTIVE or not target.encryption_keys:
+            errors.append(FieldError(f"clinics[{i}]", "unavailable", f"{slug!r} cannot receive requests now"))
+    return errors
+
+
+async def _store(
+    ctx: BrokerContext,
+    checked: CheckedReferral,
+    targets: dict[str, clinic_store.SealingTarget],
+    referral_id: uuid.UUID,
+    token: str,
+    idempotency_key: str | None,
+    now: datetime,
+) -> str:
+    """Seal to the targets and store, under a fresh reference; returns the reference."""
     vault = ctx.keys.vault
     contact = ContactCopy(
         name=checked.patient.name,
@@ -156,22 +203,10 @@ async def _accept(ctx: BrokerContext, request: ReferralRequest, idempotency_key:
         )
         try:
             await referral_store.insert_referral(ctx.pool, new, dispatch_job=JOB_DISPATCH)
-            break
+            return reference
         except referral_store.ReferenceTaken:
             continue
-    else:  # pragma: no cover - five collisions of 50 random bits do not happen
-        raise RuntimeError("could not draw an unused reference")
-
-    try:
-        await ctx.doorbell.ring(JOB_DISPATCH, referral_id)
-    except Exception:  # the outbox row is committed; the reconciler will ring again
-        log.warning("could not enqueue dispatch of referral %s; the reconciler will", referral_id, exc_info=True)
-    return Receipt(
-        reference=reference,
-        manage_url=f"{ctx.settings.public_url}/manage/{token}",
-        submitted_at=now,
-        deliveries=[DeliverySummary(clinic=slug, status="queued") for slug in checked.clinics],
-    )
+    raise RuntimeError("could not draw an unused reference")  # pragma: no cover - 50 random bits, five times
 
 
 def _seal_for(

@@ -44,24 +44,50 @@ class AlreadySubmitted(Exception):
     """A referral with this idempotency key exists (a retried or repeated submission)."""
 
 
+class ClinicsChanged(Exception):
+    """A chosen clinic is no longer active, or its active encryption keys are not the ones sealed to: look
+    the clinics up again and seal anew. Nothing was stored."""
+
+
 async def insert_referral(conn: Executor, r: NewReferral, *, dispatch_job: str) -> None:
-    """One statement, so one atomic commit: the referral, one delivery per clinic, and the outbox row."""
+    """One statement, so one atomic commit: the referral, one delivery per clinic, and the outbox row.
+
+    The same statement checks that each clinic is still active and that its active encryption keys are
+    exactly those the delivery was sealed to (what intake knew of the clinics may be seconds old), and
+    stores nothing otherwise (`ClinicsChanged`). The check is one aggregate joined to the sealed key
+    sets, not a subquery a delivery: PostgreSQL then keeps one generic plan for the statement instead
+    of planning it anew on each call (measured: 0.93 ms a call with correlated subqueries, 0.56 ms so,
+    0.45 ms without the check; docs/performance.md)."""
     d = r.deliveries
     try:
-        await conn.execute(
-            """WITH referral AS (
+        stored = await conn.fetchval(
+            """WITH sealed AS (
+                   SELECT * FROM unnest($11::uuid[], $12::uuid[], $13::bytea[], $14::bytea[], $15::text[])
+                            AS d(id, clinic_id, envelope, sha, keys)
+               ), current AS (
+                   SELECT count(*) = cardinality($11::uuid[]) AS ok
+                   FROM (SELECT k.clinic_id, string_agg(k.key_id, ',' ORDER BY k.key_id) AS keys
+                         FROM clinic_keys k JOIN clinics c ON c.id = k.clinic_id AND c.status = 'active'
+                         WHERE k.clinic_id = ANY($12::uuid[]) AND k.purpose = 'encryption' AND k.state = 'active'
+                         GROUP BY k.clinic_id) AS now_active
+                   JOIN unnest($12::uuid[], $18::text[]) AS s(clinic_id, keys)
+                        ON s.clinic_id = now_active.clinic_id AND s.keys = now_active.keys
+               ), referral AS (
                    INSERT INTO referrals (id, reference, created_at, consent_version, consent_text_sha256,
                                           consent_at, contact_ct, email_bidx, phone_bidx, manage_token_hash,
                                           idempotency_hash)
-                   VALUES ($1, $2, $3, $4, $5, $3, $6, $7, $8, $9, $17)
+                   SELECT $1, $2, $3, $4, $5, $3, $6, $7, $8, $9, $17 FROM current WHERE ok
+                   RETURNING id
                ), delivery AS (
                    INSERT INTO deliveries (id, referral_id, clinic_id, status, envelope, envelope_sha256,
                                            recipient_keys, created_at, updated_at)
-                   SELECT d.id, $1, d.clinic_id, $10, d.envelope, d.sha, string_to_array(d.keys, ','), $3, $3
-                   FROM unnest($11::uuid[], $12::uuid[], $13::bytea[], $14::bytea[], $15::text[])
-                        AS d(id, clinic_id, envelope, sha, keys)
+                   SELECT s.id, $1, s.clinic_id, $10, s.envelope, s.sha, string_to_array(s.keys, ','), $3, $3
+                   FROM sealed s WHERE EXISTS (SELECT 1 FROM referral)
+               ), outbox_row AS (
+                   INSERT INTO outbox (job, subject_id, due_at, created_at)
+                   SELECT $16, $1, $3, $3 WHERE EXISTS (SELECT 1 FROM referral)
                )
-               INSERT INTO outbox (job, subject_id, due_at, created_at) VALUES ($16, $1, $3, $3)""",
+               SELECT count(*) FROM referral""",
             r.id,
             r.reference,
             r.created_at,
@@ -79,6 +105,7 @@ async def insert_referral(conn: Executor, r: NewReferral, *, dispatch_job: str) 
             [",".join(x.recipient_keys) for x in d],
             dispatch_job,
             r.idempotency_hash,
+            [",".join(sorted(x.recipient_keys)) for x in d],
         )
     except asyncpg.UniqueViolationError as exc:
         if "reference" in (exc.constraint_name or ""):
@@ -90,6 +117,8 @@ async def insert_referral(conn: Executor, r: NewReferral, *, dispatch_job: str) 
         ):
             raise AlreadySubmitted from exc
         raise
+    if not stored:
+        raise ClinicsChanged
 
 
 @dataclass(frozen=True)
