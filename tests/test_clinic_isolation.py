@@ -39,15 +39,17 @@ async def test_clinic_cannot_list_or_acknowledge_another_clinics_referral(broker
             rid = await broker.pool.fetchval("SELECT id FROM referrals WHERE reference = $1", receipt.reference)
             undispatched.append(rid)
         elif step == "dispatch" and undispatched:
-            rid = undispatched.pop(rng.randrange(len(undispatched)))
-            await dispatch.dispatch_referral(broker, rid)
-            for d_id, slug in await broker.pool.fetch(
-                "SELECT d.id::text, c.slug FROM deliveries d JOIN clinics c ON c.id = d.clinic_id "
-                "WHERE d.referral_id = $1",
-                rid,
+            await dispatch.dispatch_referral(broker, undispatched[rng.randrange(len(undispatched))])
+            # A dispatch may take other waiting referrals along: the model follows what became available.
+            for d_id, slug, rid in await broker.pool.fetch(
+                "SELECT d.id::text, c.slug, d.referral_id FROM deliveries d JOIN clinics c ON c.id = d.clinic_id "
+                "WHERE d.referral_id = ANY($1::uuid[]) AND d.status = 'available'",
+                undispatched,
             ):
                 waiting[slug].add(d_id)
                 owner[d_id] = slug
+                if rid in undispatched:
+                    undispatched.remove(rid)
         elif step == "list":
             slug = rng.choice(["a", "b"])
             page = await clinic_inbox.list_inbox(broker, rows[slug], 500)

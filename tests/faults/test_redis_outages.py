@@ -68,9 +68,11 @@ async def test_redis_killed_with_referrals_queued_loses_none_and_the_worker_reco
 
     lock, tx = await _hold_dispatch_inside_its_transaction(stack.database_url)
     queued = _references(await submit_all(stack.url, referral_bodies(["klinikk-a"], 25, "queued")))
-    # arq starts 20 at a time: 5 (the worker's pool) block inside their transaction, 15 wait for a
-    # connection, 5 wait in Redis' queue.
-    await wait_for_backend_waiting(stack.database_url, RECEIPT_INSERT, 5)
+    # arq starts 20 at a time and the worker's pool has 5 connections: the first job takes the other
+    # referrals along and blocks inside its transaction; the next four wait for the rows it holds; 15
+    # wait for a connection, 5 in Redis' queue.
+    await wait_for_backend_waiting(stack.database_url, RECEIPT_INSERT, 1)
+    await wait_for_backend_waiting(stack.database_url, "%", 5)
     assert redis.Redis.from_url(stack.redis_url).zcard("arq:queue") == 25
 
     own_redis.kill()  # no persistence: every queued job and in-progress mark is gone

@@ -465,10 +465,12 @@ async def test_the_list_shows_only_requests_linked_to_the_address_and_never_thei
     broker: BrokerContext,
     clinics: dict[str, EnrolledClinic],
     mail_sink: MailSink,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first = await _submit(client, ["fysio-oslo", "psyk-oslo"])
     second = await _submit(client, ["hud-bergen"], phone="+47 98765432")
     others = await _submit(client, ["fysio-oslo"], email="ola@example.no", phone="+47 91234567")
+    monkeypatch.setattr(dispatch, "BATCH", 1)  # the second stays waiting: dispatch the first alone
     await _dispatch_and_acknowledge(broker, first, "fysio-oslo")
     listed = await _sign_in(client, mail_sink)
     page = listed.text

@@ -3,12 +3,21 @@
 Idempotency: the effect is one transaction whose UPDATE only moves deliveries still queued or
 failed, and which marks the outbox row done. A second run (a retry, the reconciler, a second worker,
 a worker restarted after SIGKILL) finds the row done or the deliveries moved, and changes nothing.
+
+A run takes along other referrals waiting to be dispatched that no run has tried yet (up to `BATCH`,
+their outbox rows locked with SKIP LOCKED, so two runs never take the same): under load the fixed
+cost of a dispatch — its statements, the audit chain's lock, the commit — is shared by many
+referrals (docs/performance.md). Their own jobs then find their rows done and do nothing. Each
+referral is still dispatched, receipted and audited on its own; if the shared transaction fails, the
+run tries its own referral alone before it reports a failure, so a referral whose dispatch keeps
+failing never holds back another, and only its own attempts count towards giving up on it.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from datetime import datetime
 from enum import StrEnum
 
 import asyncpg
@@ -23,6 +32,8 @@ from referral_broker.store import audit, deliveries, monitoring, outbox
 log = logging.getLogger(__name__)
 
 _RECEIPT_DOMAIN = b"referral-broker dispatch receipt v1\x00"
+#: Referrals one dispatch run may make available together.
+BATCH = 50
 #: Failures that say nothing about the referral itself: the database is away or overloaded.
 _TRANSIENT = (
     asyncpg.PostgresConnectionError,
@@ -62,53 +73,72 @@ async def dispatch_referral(ctx: BrokerContext, referral_id: uuid.UUID) -> Dispa
         await _give_up(ctx, referral_id, attempts)
         return DispatchOutcome.DEAD
     try:
-        async with ctx.pool.acquire() as conn, conn.transaction():
-            # The commit need not wait for the disk: a dispatch lost in a crash is undone whole (the
-            # deliveries are queued again, the outbox row is not done) and the reconciler redoes it. Any
-            # later effect that rests on it — a clinic's acknowledgement, a notice sent — commits
-            # synchronously, and flushing the WAL that far makes this commit durable first. Waiting for
-            # fsync here, under the audit chain's lock, capped dispatch at one referral per fsync.
-            await conn.execute("SET LOCAL synchronous_commit = off")
-            moved = await deliveries.make_available(conn, referral_id, now)
-            signer = ctx.keys.signer
-            await deliveries.insert_receipts(
-                conn,
-                [
-                    (
-                        d.id,
-                        d.clinic_id,
-                        d.envelope_sha256,
-                        now,
-                        signer.key_id,
-                        signer.sign(
-                            _RECEIPT_DOMAIN,
-                            msgspec.json.encode(
-                                [str(d.id), str(d.clinic_id), d.envelope_sha256.hex(), now.isoformat()]
-                            ),
-                        ),
-                    )
-                    for d in moved
-                ],
-            )
-            await outbox.finish(conn, JOB_DISPATCH, referral_id, now, DispatchOutcome.DISPATCHED.value)
-            # Each clinic is told (once per unpulled batch), by a job whose outbox row commits here.
-            notices = await notifications.plan_after_dispatch(ctx, conn, {d.clinic_id for d in moved})
-            if moved:
-                # Last, so the audit chain's lock (held to commit) serialises as little as possible.
-                await audit.append(
-                    conn,
-                    at=now,
-                    actor="worker",
-                    action="delivery.dispatched",
-                    subject=str(referral_id),
-                    details={"deliveries": [str(d.id) for d in moved]},
-                )
+        try:
+            moved, notices = await _dispatch_together(ctx, referral_id, now, BATCH)
+        except _TRANSIENT:
+            # Perhaps another referral taken along made it fail: try this one alone before failing.
+            moved, notices = await _dispatch_together(ctx, referral_id, now, 1)
     except _TRANSIENT as exc:
         reason = type(exc).__name__
         await _record_failure(ctx, referral_id, reason)
         raise TransientDispatchFailure(attempts, reason) from exc
     await notifications.ring(ctx, notices)
-    return DispatchOutcome.DISPATCHED if moved else DispatchOutcome.NOTHING_TO_DO
+    return (
+        DispatchOutcome.DISPATCHED
+        if any(d.referral_id == referral_id for d in moved)
+        else DispatchOutcome.NOTHING_TO_DO
+    )
+
+
+async def _dispatch_together(
+    ctx: BrokerContext, referral_id: uuid.UUID, now: datetime, batch: int
+) -> tuple[list[deliveries.Dispatched], list[uuid.UUID]]:
+    """One transaction: this referral, and up to `batch - 1` others nobody has tried, made available."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        # The commit need not wait for the disk: a dispatch lost in a crash is undone whole (the
+        # deliveries are queued again, the outbox rows are not done) and the reconciler redoes it. Any
+        # later effect that rests on it — a clinic's acknowledgement, a notice sent — commits
+        # synchronously, and flushing the WAL that far makes this commit durable first. Waiting for
+        # fsync here, under the audit chain's lock, capped dispatch at one commit per fsync.
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        others = (
+            await outbox.claim_untried(conn, JOB_DISPATCH, now, batch - 1, besides=referral_id) if batch > 1 else []
+        )
+        referral_ids = [referral_id, *others]
+        moved = await deliveries.make_available(conn, referral_ids, now)
+        signer = ctx.keys.signer
+        await deliveries.insert_receipts(
+            conn,
+            [
+                (
+                    d.id,
+                    d.clinic_id,
+                    d.envelope_sha256,
+                    now,
+                    signer.key_id,
+                    signer.sign(
+                        _RECEIPT_DOMAIN,
+                        msgspec.json.encode([str(d.id), str(d.clinic_id), d.envelope_sha256.hex(), now.isoformat()]),
+                    ),
+                )
+                for d in moved
+            ],
+        )
+        await outbox.finish_all(conn, JOB_DISPATCH, referral_ids, now, DispatchOutcome.DISPATCHED.value)
+        # Each clinic is told (once per unpulled batch), by a job whose outbox row commits here.
+        notices = await notifications.plan_after_dispatch(ctx, conn, {d.clinic_id for d in moved})
+        by_referral: dict[uuid.UUID, list[str]] = {}
+        for d in moved:
+            by_referral.setdefault(d.referral_id, []).append(str(d.id))
+        # Last, so the audit chain's lock (held to commit) serialises as little as possible.
+        await audit.append_all(
+            conn,
+            [
+                audit.Event(now, "worker", "delivery.dispatched", str(rid), {"deliveries": ids})
+                for rid, ids in by_referral.items()
+            ],
+        )
+    return moved, notices
 
 
 async def _record_failure(ctx: BrokerContext, referral_id: uuid.UUID, reason: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,19 +29,34 @@ async def append(
     details: dict[str, Any] | None = None,
 ) -> None:
     """Append one event inside the caller's transaction (the lock is released at its commit)."""
-    details = details or {}
+    await append_all(conn, [Event(at, actor, action, subject, details or {})])
+
+
+@dataclass(frozen=True)
+class Event:
+    at: datetime
+    actor: str
+    action: str
+    subject: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+async def append_all(conn: Connection, events: list[Event]) -> None:
+    """Append events in this order inside the caller's transaction, each chained to the one before: one
+    lock, one read of the last hash and one (pipelined) insert for them all."""
+    if not events:
+        return
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _CHAIN_LOCK)
     prev = await conn.fetchval("SELECT hash FROM audit_events ORDER BY id DESC LIMIT 1") or _GENESIS
-    await conn.execute(
+    rows = []
+    for e in events:
+        digest = _digest(prev, e.at, e.actor, e.action, e.subject, e.details)
+        rows.append((e.at, e.actor, e.action, e.subject, e.details, prev, digest))
+        prev = digest
+    await conn.executemany(
         """INSERT INTO audit_events (at, actor, action, subject, details, prev_hash, hash)
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-        at,
-        actor,
-        action,
-        subject,
-        details,
-        prev,
-        _digest(prev, at, actor, action, subject, details),
+        rows,
     )
 
 

@@ -14,30 +14,31 @@ from referral_broker.store.pool import Connection, Executor
 @dataclass(frozen=True)
 class Dispatched:
     id: uuid.UUID
+    referral_id: uuid.UUID
     clinic_id: uuid.UUID
     envelope_sha256: bytes
 
 
-async def make_available(conn: Connection, referral_id: uuid.UUID, now: datetime) -> list[Dispatched]:
-    """queued/failed → available for every delivery of the referral; returns those this call moved."""
-    # The same statement moves the referral's retention anchor: it is anonymised five months after
+async def make_available(conn: Connection, referral_ids: list[uuid.UUID], now: datetime) -> list[Dispatched]:
+    """queued/failed → available for every delivery of these referrals; returns those this call moved."""
+    # The same statement moves each referral's retention anchor: it is anonymised five months after
     # its last dispatch.
     rows = await conn.fetch(
         """WITH moved AS (
                UPDATE deliveries SET status = $2, dispatched_at = $3, updated_at = $3, attempts = attempts + 1,
                                      last_error = NULL
-               WHERE referral_id = $1 AND status = ANY($4::text[])
-               RETURNING id, clinic_id, envelope_sha256
+               WHERE referral_id = ANY($1::uuid[]) AND status = ANY($4::text[])
+               RETURNING id, referral_id, clinic_id, envelope_sha256
            ), anchor AS (
-               UPDATE referrals SET retention_anchor = $3 WHERE id = $1 AND EXISTS (SELECT 1 FROM moved)
+               UPDATE referrals SET retention_anchor = $3 WHERE id IN (SELECT referral_id FROM moved)
            )
-           SELECT id, clinic_id, envelope_sha256 FROM moved""",
-        referral_id,
+           SELECT id, referral_id, clinic_id, envelope_sha256 FROM moved""",
+        referral_ids,
         DeliveryStatus.AVAILABLE.value,
         now,
         _from_dispatchable(),
     )
-    return [Dispatched(r["id"], r["clinic_id"], r["envelope_sha256"]) for r in rows]
+    return [Dispatched(r["id"], r["referral_id"], r["clinic_id"], r["envelope_sha256"]) for r in rows]
 
 
 def _from_dispatchable() -> list[str]:
