@@ -286,6 +286,13 @@ def figures(results: dict) -> tuple[list[tuple[str, str, str, str]], list[tuple[
             _loads(pull),
         )
         ceil = row("Pull ceiling (verify + decrypt alone)", [r["ceiling_per_s"] for r in pull], "/s", "″")
+        if all("file_us" in r for r in pull):
+            row(
+                "… beside it: making one such file here (temp file, write, rename; no fsync)",
+                [r["file_us"] for r in pull],
+                "µs",
+                "″",
+            )
         fraction = got / ceil * 100
         rows.append(("Pull / ceiling", f"{fraction:.0f} %", "", ""))
         target("Clinic pull vs its ceiling", "≥ 50 %", f"{fraction:.1f} % ({got:.0f} of {ceil:.0f}/s)", fraction >= 50)
@@ -302,6 +309,13 @@ def figures(results: dict) -> tuple[list[tuple[str, str, str, str]], list[tuple[
                 _loads(runs),
             )
             per_row[s["rows"]] = row("… per anonymised row", [r["us_per_row"] for r in runs], "µs", "″", "{:.1f}")
+            if all("touched_per_s" in r for r in runs):
+                row(
+                    "… rows rewritten or deleted (referral, its deliveries, their receipts)",
+                    [r["touched_per_s"] for r in runs],
+                    "rows/s",
+                    "″",
+                )
             target(f"Sweep rate, {s['rows']:,} referrals", "≥ 50,000 rows/s", f"{rate:,.0f} rows/s", rate >= 50_000)
         if len(per_row) >= 2:
             small, large = min(per_row), max(per_row)

@@ -304,6 +304,7 @@ def pull(stack: Stack, bodies: list[bytes], n: int, out: Path) -> dict:
     keys = ceiling.clinic_keys(stack.clinic_dir(slug), PASSPHRASE)
     ceil = ceiling.pull_ceiling(items, keys)
     shutil.rmtree(out, ignore_errors=True)
+    files = file_system_floor(out.parent / f"{out.name}-floor")
     load = loadavg()
     t0 = time.perf_counter()
     done = subprocess.run(
@@ -333,5 +334,24 @@ def pull(stack: Stack, bodies: list[bytes], n: int, out: Path) -> dict:
         "seconds": elapsed,
         "referrals_per_s": int(found.group(3)) / elapsed,
         "ceiling_per_s": ceil["referrals_per_s"],
+        "file_us": files,
         "loadavg": load,
     }
+
+
+def file_system_floor(folder: Path, n: int = 2000) -> float:
+    """Microseconds to make one referral-sized file here, the way the clinic tool does (temp file, write,
+    rename), with no fsync: what the file system alone costs a referral, beside the pull's ceiling.
+    The files are left in place (deleting them would make the next files dearer on some file systems)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(2600)
+    t0 = time.perf_counter()
+    for i in range(n):
+        temp = folder / f".incoming-{i}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.replace(temp, folder / f"RB-{i:05d}.json")
+    return (time.perf_counter() - t0) / n * 1e6

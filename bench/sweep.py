@@ -176,6 +176,24 @@ def sweep_once(stack: Stack, database_url: str, now: datetime) -> tuple[int, flo
     return int(found.group(1)), elapsed
 
 
+async def _rows_touched(database_url: str) -> int:
+    """Rows the sweeps have rewritten or deleted so far: anonymised referrals and deliveries, and deleted
+    receipts (counted outside the timed runs; each count reads the whole table)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            """SELECT (SELECT count(*) FROM referrals WHERE anonymised_at IS NOT NULL) AS referrals,
+                      (SELECT count(*) FROM deliveries WHERE anonymised_at IS NOT NULL) AS deliveries,
+                      (SELECT count(*) FROM deliveries WHERE dispatched_at IS NOT NULL) AS dispatched,
+                      (SELECT count(*) FROM dispatch_receipts) AS receipts"""
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    # Every dispatched delivery had a receipt: those gone are the ones the sweeps deleted.
+    return int(row["referrals"]) + int(row["deliveries"]) + int(row["dispatched"]) - int(row["receipts"])
+
+
 def measure(stack: Stack, rows: int, runs: int, loadavg: object) -> dict:
     """Generate a table of `rows`, then `runs` monthly sweeps; the rate of each, fixed cost taken off."""
     name = f"rb_bench_sweep_{rows}"
@@ -187,7 +205,9 @@ def measure(stack: Stack, rows: int, runs: int, loadavg: object) -> dict:
         results = []
         for k in range(1, runs + 1):
             load = loadavg()  # type: ignore[operator]
+            before = asyncio.run(_rows_touched(url))
             n, elapsed = sweep_once(stack, url, _month(retention_months + k))
+            touched = asyncio.run(_rows_touched(url)) - before
             work = max(elapsed - fixed, 1e-6)
             results.append(
                 {
@@ -195,6 +215,8 @@ def measure(stack: Stack, rows: int, runs: int, loadavg: object) -> dict:
                     "seconds": elapsed,
                     "rows_per_s": n / work,
                     "us_per_row": work / n * 1e6 if n else 0,
+                    "rows_touched": touched,
+                    "touched_per_s": touched / work,
                     "loadavg": load,
                 }
             )
