@@ -316,6 +316,12 @@ def figures(results: dict) -> tuple[list[tuple[str, str, str, str]], list[tuple[
                     "rows/s",
                     "″",
                 )
+            if "scrape_ms" in s:
+                rows.append(("… /metrics scrape's database reads on this table", f"{s['scrape_ms']:.1f} ms", "", ""))
+            if "recount_ms" in s:
+                rows.append(
+                    ("… the same read by counting the tables (before 0010)", f"{s['recount_ms']:.0f} ms", "", "")
+                )
             target(f"Sweep rate, {s['rows']:,} referrals", "≥ 50,000 rows/s", f"{rate:,.0f} rows/s", rate >= 50_000)
         if len(per_row) >= 2:
             small, large = min(per_row), max(per_row)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import statistics
 import subprocess
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -27,6 +28,7 @@ from bench.stack import BIN, Stack
 from referral_broker.crypto.broker_keys import load_keys
 from referral_broker.domain.ids import new_id
 from referral_broker.domain.referral import ContactCopy
+from referral_broker.store import monitoring
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 YEAR = timedelta(days=365)
@@ -194,12 +196,57 @@ async def _rows_touched(database_url: str) -> int:
     return int(row["referrals"]) + int(row["deliveries"]) + int(row["dispatched"]) - int(row["receipts"])
 
 
+async def _scrape_ms(database_url: str, times: int = 5) -> float:
+    """The median time of the database reads behind one /metrics scrape, on this table."""
+    conn = await asyncpg.connect(database_url)
+    took = []
+    try:
+        for _ in range(times):
+            t0 = time.perf_counter()
+            await monitoring.totals(conn)
+            await monitoring.deliveries_by_status(conn)
+            await monitoring.failure_counts(conn)
+            await monitoring.latency_histogram(conn)
+            await monitoring.queue_state(conn, datetime.now(OSLO))
+            took.append((time.perf_counter() - t0) * 1000)
+    finally:
+        await conn.close()
+    return statistics.median(took)
+
+
+# What /metrics read before migration 0010 kept counters: counts and a histogram over whole tables.
+RECOUNT_SQL = [
+    """SELECT (SELECT count(*) FROM referrals), (SELECT count(*) FROM deliveries WHERE dispatched_at IS NOT NULL),
+              (SELECT count(*) FROM deliveries WHERE acknowledged_at IS NOT NULL)""",
+    "SELECT status, count(*) FROM deliveries GROUP BY status",
+    """WITH latency AS MATERIALIZED (
+           SELECT extract(epoch FROM dispatched_at - created_at)::float8 AS seconds
+           FROM deliveries WHERE dispatched_at IS NOT NULL)
+       SELECT (SELECT count(*) FROM latency), (SELECT coalesce(sum(seconds), 0) FROM latency),
+              (SELECT array_agg((SELECT count(*) FROM latency WHERE seconds <= b) ORDER BY b)
+               FROM unnest(metric_latency_bounds()) AS b)""",
+]
+
+
+async def _recount_ms(database_url: str) -> float:
+    """The same reads as counted before the counters: once, it grows with the table."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        t0 = time.perf_counter()
+        for sql in RECOUNT_SQL:
+            await conn.fetch(sql)
+        return (time.perf_counter() - t0) * 1000
+    finally:
+        await conn.close()
+
+
 def measure(stack: Stack, rows: int, runs: int, loadavg: object) -> dict:
     """Generate a table of `rows`, then `runs` monthly sweeps; the rate of each, fixed cost taken off."""
     name = f"rb_bench_sweep_{rows}"
     url = asyncio.run(stack.create_database(name, migrate=True))
     try:
         generated = asyncio.run(generate(url, stack.keys_dir, rows))
+        scrape_ms, recount_ms = asyncio.run(_scrape_ms(url)), asyncio.run(_recount_ms(url))
         retention_months = 5
         _, fixed = sweep_once(stack, url, _month(retention_months) - timedelta(days=1))
         results = []
@@ -220,6 +267,13 @@ def measure(stack: Stack, rows: int, runs: int, loadavg: object) -> dict:
                     "loadavg": load,
                 }
             )
-        return {"rows": rows, "generate_s": generated, "fixed_s": fixed, "runs": results}
+        return {
+            "rows": rows,
+            "generate_s": generated,
+            "fixed_s": fixed,
+            "scrape_ms": scrape_ms,
+            "recount_ms": recount_ms,
+            "runs": results,
+        }
     finally:
         asyncio.run(stack.drop_database(name))

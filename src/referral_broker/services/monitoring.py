@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from referral_broker.services.context import BrokerContext
-from referral_broker.store import audit, deliveries, monitoring, notifications
+from referral_broker.store import audit, monitoring, notifications
 from referral_broker.store.audit import AuditEvent, BrokenLink
 from referral_broker.store.monitoring import (
     ClinicDelivery,
@@ -23,8 +23,6 @@ from referral_broker.store.monitoring import (
 )
 from referral_broker.store.notifications import NotificationTrouble
 
-#: Submit-to-inbox latency buckets (seconds) of the /metrics histogram.
-LATENCY_BOUNDS = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 24 * 3600.0]
 #: The reconciler rings every 15 s; a due row older than this means it is not keeping up.
 RECONCILER_LAG_ALERT = timedelta(seconds=60)
 
@@ -163,9 +161,9 @@ async def metrics_snapshot(ctx: BrokerContext) -> MetricsSnapshot:
     beats = await monitoring.heartbeats(ctx.pool, 1)
     return MetricsSnapshot(
         totals=await monitoring.totals(ctx.pool),
-        deliveries_by_status=await deliveries.counts_by_status(ctx.pool),
+        deliveries_by_status=await monitoring.deliveries_by_status(ctx.pool),
         failures=await monitoring.failure_counts(ctx.pool),
-        latency=await monitoring.latency_histogram(ctx.pool, LATENCY_BOUNDS),
+        latency=await monitoring.latency_histogram(ctx.pool),
         outbox_pending=queue.outbox_pending,
         arq_depth=await queue_depth(ctx),
         reconciler_lag_seconds=(now - queue.oldest_due_at).total_seconds() if queue.oldest_due_at else 0.0,
@@ -181,6 +179,7 @@ async def record_heartbeat(ctx: BrokerContext, worker: str) -> None:
     now = ctx.clock()
     await monitoring.record_heartbeat(ctx.pool, worker, now)
     await monitoring.forget_heartbeats_before(ctx.pool, now - timedelta(days=1))
+    await monitoring.fold_metric_counts(ctx.pool)  # the counter rows of connections since closed
 
 
 # --- the audit trail ------------------------------------------------------------------------------

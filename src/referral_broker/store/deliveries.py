@@ -136,8 +136,3 @@ async def insert_receipts(
            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id) DO NOTHING""",
         receipts,
     )
-
-
-async def counts_by_status(conn: Executor) -> dict[str, int]:
-    rows = await conn.fetch("SELECT status, count(*) AS n FROM deliveries GROUP BY status")
-    return {r["status"]: r["n"] for r in rows}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from referral_broker.domain.delivery import DeliveryStatus
 from referral_broker.store.pool import Executor
 
 
@@ -203,22 +204,37 @@ class Totals:
     notifications_failed: int
 
 
+async def _counted(conn: Executor) -> dict[str, float]:
+    """The counters the triggers of migration 0010 keep: one small row per backend and name, summed."""
+    rows = await conn.fetch("SELECT name, sum(value) AS value FROM metric_counts GROUP BY name")
+    return {r["name"]: float(r["value"]) for r in rows}
+
+
 async def totals(conn: Executor) -> Totals:
-    row = await conn.fetchrow(
-        """SELECT (SELECT count(*) FROM referrals) AS submissions,
-                  (SELECT count(*) FROM deliveries WHERE dispatched_at IS NOT NULL) AS dispatches,
-                  (SELECT count(*) FROM deliveries WHERE acknowledged_at IS NOT NULL) AS acknowledgements,
-                  (SELECT coalesce(sum((details ->> 'anonymised')::bigint), 0) FROM audit_events
-                    WHERE action = 'retention.run' AND jsonb_typeof(details -> 'anonymised') = 'number')
-                      AS retention_anonymised,
-                  (SELECT coalesce(sum((details ->> 'expired_deliveries')::bigint), 0) FROM audit_events
-                    WHERE action = 'retention.run' AND jsonb_typeof(details -> 'expired_deliveries') = 'number')
-                      AS retention_expired_deliveries,
-                  (SELECT count(*) FROM clinic_notifications WHERE status = 'sent') AS notifications_sent,
-                  (SELECT count(*) FROM clinic_notifications WHERE status = 'failed') AS notifications_failed"""
+    counted = await _counted(conn)
+    runs = await conn.fetchrow(
+        """SELECT coalesce(sum((details ->> 'anonymised')::bigint)
+                            FILTER (WHERE jsonb_typeof(details -> 'anonymised') = 'number'), 0) AS anonymised,
+                  coalesce(sum((details ->> 'expired_deliveries')::bigint)
+                            FILTER (WHERE jsonb_typeof(details -> 'expired_deliveries') = 'number'), 0) AS expired
+           FROM audit_events WHERE action = 'retention.run'"""
+    )  # one event a retention run (audit_events_by_action), not one a referral
+    assert runs is not None  # noqa: S101 - an aggregate always returns one row
+    return Totals(
+        submissions=round(counted.get("submissions", 0)),
+        dispatches=round(counted.get("dispatches", 0)),
+        acknowledgements=round(counted.get("acknowledgements", 0)),
+        retention_anonymised=int(runs["anonymised"]),
+        retention_expired_deliveries=int(runs["expired"]),
+        notifications_sent=round(counted.get("notifications:sent", 0)),
+        notifications_failed=round(counted.get("notifications:failed", 0)),
     )
-    assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
-    return Totals(**{k: int(v) for k, v in dict(row).items()})
+
+
+async def deliveries_by_status(conn: Executor) -> dict[str, int]:
+    """Deliveries in each status now (a gauge kept by the triggers), every status named, 0 included."""
+    counted = await _counted(conn)
+    return {s.value: round(counted.get(f"deliveries:{s.value}", 0)) for s in DeliveryStatus}
 
 
 @dataclass(frozen=True)
@@ -231,25 +247,43 @@ class LatencyHistogram:
     total_seconds: float
 
 
-async def latency_histogram(conn: Executor, bounds: list[float]) -> LatencyHistogram:
-    row = await conn.fetchrow(
-        """WITH latency AS MATERIALIZED (
-               SELECT extract(epoch FROM dispatched_at - created_at)::float8 AS seconds
-               FROM deliveries WHERE dispatched_at IS NOT NULL
-           )
-           SELECT (SELECT count(*) FROM latency) AS count,
-                  (SELECT coalesce(sum(seconds), 0) FROM latency) AS total_seconds,
-                  (SELECT array_agg((SELECT count(*) FROM latency WHERE seconds <= b) ORDER BY b)
-                     FROM unnest($1::float8[]) AS b) AS cumulative""",
-        bounds,
-    )
-    assert row is not None  # noqa: S101 - a SELECT without FROM returns one row
+async def latency_histogram(conn: Executor) -> LatencyHistogram:
+    """Each delivery counted once, when it was made available, from its exact times (the sweep's later
+    cut to the day does not move it); the bounds are the database's own (`metric_latency_bounds()`)."""
+    bounds = sorted(float(b) for b in await conn.fetchval("SELECT metric_latency_bounds()"))
+    counted = await _counted(conn)
+    in_bucket = {float(k.removeprefix("latency:")): v for k, v in counted.items() if k.startswith("latency:")}
+    cumulative, running = [], 0.0
+    for bound in bounds:
+        running += in_bucket.get(bound, 0.0)
+        cumulative.append(round(running))
     return LatencyHistogram(
-        bounds=sorted(bounds),
-        cumulative=[int(n) for n in row["cumulative"] or []],
-        count=int(row["count"]),
-        total_seconds=float(row["total_seconds"]),
+        bounds=bounds,
+        cumulative=cumulative,
+        count=round(sum(in_bucket.values())),
+        total_seconds=counted.get("latency_seconds", 0.0),
     )
+
+
+async def fold_metric_counts(conn: Executor) -> int:
+    """Fold the counter rows of backends that have gone into backend 0; returns how many rows went.
+
+    Only a live backend writes its own rows, so a gone one's rows are still; should a new backend with
+    the same process id count meanwhile, either its UPSERT waits for this DELETE and inserts anew, or
+    the DELETE waits for it and takes its value along: nothing is lost or counted twice."""
+    folded = await conn.fetchval(
+        """WITH gone AS (
+               DELETE FROM metric_counts
+               WHERE backend <> 0 AND backend NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+               RETURNING name, value
+           ), folded AS (
+               INSERT INTO metric_counts AS m (backend, name, value)
+               SELECT 0, name, sum(value) FROM gone GROUP BY name ORDER BY name
+               ON CONFLICT (backend, name) DO UPDATE SET value = m.value + excluded.value
+           )
+           SELECT count(*) FROM gone"""
+    )
+    return int(folded)
 
 
 async def audit_events_of(conn: Executor, action: str, limit: int) -> list[dict[str, Any]]:
