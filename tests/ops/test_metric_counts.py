@@ -181,3 +181,34 @@ async def test_the_migration_counts_what_the_database_already_held(
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def test_a_latency_on_a_bound_counts_in_that_bound_s_bucket(broker: BrokerContext) -> None:
+    await enrol_clinic(broker, "klinikk-a")
+    made = [await _submit(broker, ["klinikk-a"]) for _ in range(5)]
+    seconds = [0.5, 0.7, 3600.0, 86400.0, 90000.0]
+    async with broker.pool.acquire() as conn, conn.transaction():  # one statement, as a dispatch run makes
+        await conn.execute(
+            """UPDATE deliveries d
+               SET status = 'available', dispatched_at = d.created_at + make_interval(secs => s.secs)
+               FROM unnest($1::uuid[], $2::float8[]) AS s(referral_id, secs) WHERE d.referral_id = s.referral_id""",
+            [rid for rid, _ in made],
+            seconds,
+        )
+    h = await monitoring.latency_histogram(broker.pool)
+    assert dict(zip(h.bounds, h.cumulative, strict=True)) == {
+        0.5: 1,
+        1: 2,
+        2: 2,
+        5: 2,
+        10: 2,
+        30: 2,
+        60: 2,
+        300: 2,
+        900: 2,
+        3600: 3,
+        21600: 3,
+        86400: 4,
+    }
+    assert h.count == 5 and h.total_seconds == pytest.approx(sum(seconds))
+    _same(await _counted(broker.pool), await _recount(broker.pool))
