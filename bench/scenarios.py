@@ -270,15 +270,23 @@ async def seed_waiting(stack: Stack, slug: str, bodies: list[bytes], n: int, con
                 ids.append(new.id)
 
         await asyncio.gather(*(worker(s) for s in range(concurrency)))
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """UPDATE deliveries SET status = 'available', dispatched_at = now(), updated_at = now()
-                   WHERE referral_id = ANY($1::uuid[]) AND status = 'queued'""",
-                ids,
-            )
-            await conn.execute(
-                "UPDATE outbox SET done_at = now(), outcome = 'bench-seed' WHERE subject_id = ANY($1::uuid[])", ids
-            )
+        # The running worker may meanwhile dispatch some of them itself (the reconciler rings due rows,
+        # a dispatch run takes waiting ones along), locking their rows in its own order: first take the
+        # rest from the outbox, then make what is still queued available; either may be chosen as a
+        # deadlock's victim, and is then tried again.
+        for sql in (
+            """UPDATE outbox SET done_at = now(), outcome = 'bench-seed'
+               WHERE subject_id = ANY($1::uuid[]) AND done_at IS NULL""",
+            """UPDATE deliveries SET status = 'available', dispatched_at = now(), updated_at = now()
+               WHERE referral_id = ANY($1::uuid[]) AND status = 'queued'""",
+        ):
+            for attempt in range(5):
+                try:
+                    await pool.execute(sql, ids)
+                    break
+                except asyncpg.DeadlockDetectedError:
+                    if attempt == 4:
+                        raise
     finally:
         await pool.close()
 

@@ -14,6 +14,7 @@ from types import TracebackType
 
 TEMP_PREFIX = ".incoming-"
 TEMP_SUFFIX = ".tmp"
+WRITER_BATCH = 16  # files handed to the writer thread at once
 
 
 def write_new_file(path: Path, data: bytes) -> None:
@@ -47,7 +48,8 @@ class NewFiles:
         self._folder = folder
         self._fd = os.open(folder, os.O_RDONLY)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-clinic-writer")
-        self._writes: list[Future[Path]] = []
+        self._writes: list[Future[list[Path]]] = []  # a batch of files each, in the order added
+        self._pending: list[bytes] = []
         self._published: set[Path] = set()
 
     def __enter__(self) -> NewFiles:
@@ -57,15 +59,28 @@ class NewFiles:
         self._writer.shutdown(wait=True)
         os.close(self._fd)
         for write in self._writes:
-            if write.exception() is None and write.result() not in self._published:
-                write.result().unlink(missing_ok=True)  # never leave a readable half of a referral behind
+            # A failed batch removed what it had written; the others' files not published are removed
+            # here: never leave a readable half of a referral behind.
+            for temp in write.result() if write.exception() is None else []:
+                if temp not in self._published:
+                    temp.unlink(missing_ok=True)
 
     def add(self, data: bytes) -> None:
-        self._writes.append(self._writer.submit(_write_temp, self._folder, data, sync=False))
+        """Queue a file; the writer takes them WRITER_BATCH at a time (one hand-over between threads a
+        batch, not one a file)."""
+        self._pending.append(data)
+        if len(self._pending) >= WRITER_BATCH:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._pending:
+            self._writes.append(self._writer.submit(_write_temps, self._folder, self._pending))
+            self._pending = []
 
     def sync(self) -> list[Path]:
         """Wait for every file added, make them durable, and return their temp paths in the order added."""
-        temps = [write.result() for write in self._writes]
+        self._hand_over()
+        temps = [temp for write in self._writes for temp in write.result()]
         whole_file_system = _syncfs()
         if whole_file_system is not None:
             if whole_file_system(self._fd) != 0:
@@ -79,6 +94,19 @@ class NewFiles:
     def publish(self, temp: Path, path: Path) -> None:
         os.replace(temp, path)
         self._published.add(temp)
+
+
+def _write_temps(folder: Path, batch: list[bytes]) -> list[Path]:
+    """Write each under a temporary name; on an error, remove what this batch wrote and raise it."""
+    done: list[Path] = []
+    try:
+        for data in batch:
+            done.append(_write_temp(folder, data, sync=False))
+    except BaseException:
+        for temp in done:
+            temp.unlink(missing_ok=True)
+        raise
+    return done
 
 
 def _write_temp(folder: Path, data: bytes, *, sync: bool) -> Path:
