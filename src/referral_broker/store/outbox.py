@@ -69,14 +69,7 @@ async def finish_all(conn: Executor, job: str, subject_ids: list[uuid.UUID], now
 
 
 async def finish(conn: Executor, job: str, subject_id: uuid.UUID, now: datetime, outcome: str) -> bool:
-    result = await conn.execute(
-        "UPDATE outbox SET done_at = $3, outcome = $4 WHERE job = $1 AND subject_id = $2 AND done_at IS NULL",
-        job,
-        subject_id,
-        now,
-        outcome,
-    )
-    return result.endswith(" 1")
+    return await finish_all(conn, job, [subject_id], now, outcome) == 1
 
 
 async def pending_count(conn: Executor) -> int:
