@@ -67,19 +67,21 @@ async def test_redis_killed_with_referrals_queued_loses_none_and_the_worker_reco
     await wait_for_value(stack.database_url, "SELECT count(*) FROM worker_heartbeats", 1)
 
     lock, tx = await _hold_dispatch_inside_its_transaction(stack.database_url)
-    queued = _references(await submit_all(stack.url, referral_bodies(["klinikk-a"], 25, "queued")))
-    # arq starts 20 at a time and the worker's pool has 5 connections: the first job takes the other
-    # referrals along and blocks inside its transaction; the next four wait for the rows it holds; 15
-    # wait for a connection, 5 in Redis' queue.
-    await wait_for_backend_waiting(stack.database_url, RECEIPT_INSERT, 1)
-    await wait_for_backend_waiting(stack.database_url, "%", 5)
-    assert redis.Redis.from_url(stack.redis_url).zcard("arq:queue") == 25
+    try:  # a failure here must not leave the table locked for the next test's clean database
+        queued = _references(await submit_all(stack.url, referral_bodies(["klinikk-a"], 25, "queued")))
+        # arq starts 20 at a time and the worker's pool has 5 connections: the first job takes the other
+        # referrals along and blocks inside its transaction; the next four wait for the rows it holds; 15
+        # wait for a connection, 5 in Redis' queue.
+        await wait_for_backend_waiting(stack.database_url, RECEIPT_INSERT, 1)
+        await wait_for_backend_waiting(stack.database_url, "%", 5)
+        assert redis.Redis.from_url(stack.redis_url).zcard("arq:queue") == 25
 
-    own_redis.kill()  # no persistence: every queued job and in-progress mark is gone
-    during = _references(await submit_all(stack.url, referral_bodies(["klinikk-a"], 3, "during")))
-    own_redis.start()  # the same port, empty
-    await tx.rollback()  # type: ignore[attr-defined]
-    await lock.close()
+        own_redis.kill()  # no persistence: every queued job and in-progress mark is gone
+        during = _references(await submit_all(stack.url, referral_bodies(["klinikk-a"], 3, "during")))
+        own_redis.start()  # the same port, empty
+        await tx.rollback()  # type: ignore[attr-defined]
+    finally:
+        await lock.close()
 
     await wait_for_value(stack.database_url, DELIVERED_ONCE, len(queued) + len(during), timeout=90)
     assert_each_effect_once(await each_effect_once(stack.database_url), 28, 28)
