@@ -20,7 +20,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from arq.constants import default_queue_name
 
-from bench import ceiling
+from bench import ceiling, cpu
 from bench.stack import BIN, PASSPHRASE, Stack
 from referral_broker.crypto.broker_keys import load_keys
 from referral_broker.domain.enrolment import InboxItem
@@ -314,6 +314,7 @@ def pull(stack: Stack, bodies: list[bytes], n: int, out: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     files = file_system_floor(out.parent / f"{out.name}-floor")
     load = loadavg()
+    meter = cpu.Meter({p.name: p.pid for p in stack.processes}, "clinic tool").start()
     t0 = time.perf_counter()
     done = subprocess.run(
         [
@@ -333,6 +334,7 @@ def pull(stack: Stack, bodies: list[bytes], n: int, out: Path) -> dict:
         check=True,
     )
     elapsed = time.perf_counter() - t0
+    usage = meter.stop()
     found = re.search(r"pulled (\d+), written (\d+), acknowledged (\d+)", done.stdout)
     if found is None or int(found.group(3)) < len(items):
         raise RuntimeError(f"the pull did not take everything: {done.stdout}{done.stderr}")
@@ -343,6 +345,8 @@ def pull(stack: Stack, bodies: list[bytes], n: int, out: Path) -> dict:
         "referrals_per_s": int(found.group(3)) / elapsed,
         "ceiling_per_s": ceil["referrals_per_s"],
         "file_us": files,
+        "cpu_us": usage.per(int(found.group(3))),  # CPU per referral on the whole machine, by who took it
+        "cores_busy": sum(usage.seconds.values()) / usage.wall,
         "loadavg": load,
     }
 

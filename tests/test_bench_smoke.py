@@ -127,6 +127,20 @@ def test_the_file_system_floor_makes_files_as_the_clinic_tool_does(tmp_path: Pat
     assert len(made) == 20 and made[0] == "RB-00000.json"  # renamed into place, no temp file left
 
 
+def test_the_cpu_meter_counts_a_child_that_ran_and_exited_meanwhile() -> None:
+    import subprocess
+    import sys
+
+    from bench import cpu
+
+    meter = cpu.Meter({}, "child").start()
+    subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"], check=True)
+    usage = meter.stop()
+    assert usage.seconds["child"] > 0.05  # a busy loop of a tenth of a second or more, here
+    assert usage.wall >= usage.seconds["child"] * 0.5
+    assert usage.per(10)["child"] == usage.seconds["child"] / 10 * 1e6
+
+
 def test_the_report_has_every_figure_and_keeps_the_text_around_it(tmp_path: Path) -> None:
     fixed = {"offered_rate": 200, "accepted_per_s": 199.0, "p50_ms": 4.0, "p99_ms": 20.0, "loadavg": "0.5 0.4 0.3"}
     sat = {
@@ -158,7 +172,15 @@ def test_the_report_has_every_figure_and_keeps_the_text_around_it(tmp_path: Path
         },
         "inbox": [{"rate": 200, "p50_ms": 40.0, "p99_ms": 80.0, "loadavg": "1 1 1"}],
         "pull": [
-            {"waiting": 100, "referrals_per_s": 400.0, "ceiling_per_s": 4000.0, "file_us": 40.0, "loadavg": "1 1 1"}
+            {
+                "waiting": 100,
+                "referrals_per_s": 400.0,
+                "ceiling_per_s": 4000.0,
+                "file_us": 40.0,
+                "cpu_us": {"clinic tool": 700.0, "kernel workers": 300.0, "postgres": 90.0, "other": 0.2},
+                "cores_busy": 1.95,
+                "loadavg": "1 1 1",
+            }
         ],
         "sweep": [
             {
@@ -190,6 +212,10 @@ def test_the_report_has_every_figure_and_keeps_the_text_around_it(tmp_path: Path
     assert "| Clinic pull vs its ceiling | ≥ 50 % | 10.0 % (400 of 4000/s) | **not met** |" in table
     assert "| Submit to inbox p99 at 200/s | < 1 s | 80 ms | met |" in table
     assert "making one such file here (temp file, write, rename; no fsync) | 40 µs |" in table
+    assert "| … CPU per referral during the pull: clinic tool | 700 µs |" in table
+    assert table.index("pull: clinic tool") < table.index("pull: kernel workers") < table.index("pull: postgres")
+    assert "pull: other" not in table  # under a microsecond a referral: left out
+    assert "| … cores busy during the pull | 1.95 cores |" in table
     assert "rows rewritten or deleted (referral, its deliveries, their receipts) | 147000 rows/s |" in table
     assert "/metrics scrape's database reads on this table | 1.5 ms |" in table
     assert "the same read by counting the tables (before 0010) | 4000 ms |" in table
