@@ -11,6 +11,7 @@ version of this tool may read, is skipped and left waiting.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +27,7 @@ from referral_broker.clinic import durable, notice_file, referral_file
 from referral_broker.clinic.broker_client import BrokerClient, BrokerRefusedClinic, BrokerUnavailable
 from referral_broker.clinic.ledger import FileRecord, Ledger
 from referral_broker.clinic.notice_file import ReceivedNotice
+from referral_broker.clinic.openers import Openers, Opening
 from referral_broker.clinic.referral_file import ReceivedReferral
 from referral_broker.crypto.envelope import EnvelopeBody, OpeningKeys, verify
 from referral_broker.domain.enrolment import (
@@ -59,6 +61,9 @@ class Refused(Exception):
     def __init__(self, message: str, report_as: RefusalReason | None = None) -> None:
         super().__init__(message)
         self.report_as: RefusalReason | None = report_as
+
+    def __reduce__(self) -> tuple[type[Refused], tuple[str, RefusalReason | None]]:
+        return Refused, (str(self), self.report_as)  # from the opening process, with its reason
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,17 @@ def open_item(item: InboxItem, keys: ClinicKeys) -> ReferralPayload | NoticePayl
     raise Refused(f"envelope holds a {body.kind!r}, which this version of referral-clinic cannot read; upgrade it")
 
 
+Opened = ReferralPayload | NoticePayload | Refused  # what opening one envelope gives
+
+
+def open_or_refusal(keys: ClinicKeys, item: InboxItem) -> Opened:
+    """`open_item`, with a refusal given back instead of raised (what `openers.Openers` wants)."""
+    try:
+        return open_item(item, keys)
+    except Refused as exc:
+        return exc
+
+
 def _check_referral(body: EnvelopeBody, plaintext: bytes, keys: ClinicKeys) -> ReferralPayload:
     try:
         payload = _payload_decoder.decode(plaintext)
@@ -263,12 +279,17 @@ class Inbox:
         report = PullReport()
         durable.remove_stale_temp_files(self._outdir)
         seen: set[str] = set()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-clinic-network") as network:
-            fetching: Future[InboxPage] | None = network.submit(self._client.fetch_inbox, limit, INBOX_START)
+        with (
+            Openers(functools.partial(open_or_refusal, self._keys)) as openers,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-clinic-network") as network,
+        ):
+            fetching: Future[tuple[InboxPage, Opening[Opened]]] | None = network.submit(
+                self._fetch, openers, limit, INBOX_START
+            )
             telling: tuple[list[str], Future[AckResult]] | None = None  # the last page's acknowledgement
             while fetching is not None:
                 try:
-                    page = fetching.result()
+                    page, opening = fetching.result()
                 except (BrokerUnavailable, BrokerRefusedClinic) as exc:
                     report.broker_error = exc
                     break
@@ -281,8 +302,8 @@ class Inbox:
                     break
                 fetching = None
                 if reads_on and not self._should_stop():
-                    fetching = network.submit(self._client.fetch_inbox, limit, page.next)
-                filed, refusals, go_on = self._file(page, seen, report)
+                    fetching = network.submit(self._fetch, openers, limit, page.next)
+                filed, refusals, go_on = self._file(page, opening, seen, report)
                 told = True if telling is None else self._acknowledged(*telling, report)
                 telling = None
                 if not told:  # the broker is away: what this page filed is acknowledged by the next pull
@@ -302,12 +323,19 @@ class Inbox:
                     if not (progressed or refused):
                         report.stalled = True
                         break
-                    fetching = network.submit(self._client.fetch_inbox, limit, INBOX_START)
+                    fetching = network.submit(self._fetch, openers, limit, INBOX_START)
             if telling is not None:
                 self._acknowledged(*telling, report)
         return report
 
-    def _file(self, page: InboxPage, seen: set[str], report: PullReport) -> tuple[list[str], list[Refusal], bool]:
+    def _fetch(self, openers: Openers[Opened], limit: int, after: str | None) -> tuple[InboxPage, Opening[Opened]]:
+        """In the network thread: a page, and its envelopes already being opened while the page before is filed."""
+        page = self._client.fetch_inbox(limit, after)
+        return page, openers.start(page.items)
+
+    def _file(
+        self, page: InboxPage, opened: Opening[Opened], seen: set[str], report: PullReport
+    ) -> tuple[list[str], list[Refusal], bool]:
         """Open, check and file one page: (ids now safely filed, to acknowledge; refusals to report; whether
         to read on: not after a failure of this machine's disk)."""
         already: list[str] = []  # on disk and in the ledger since an earlier pull: acknowledge again
@@ -316,7 +344,7 @@ class Inbox:
         to_refuse: list[Refusal] = []
         local_failure = False
         with durable.NewFiles(self._outdir) as files:
-            for item in page.items:
+            for index, item in enumerate(page.items):
                 if self._should_stop():
                     report.stopped = True  # what is filed is acknowledged; the rest waits at the broker
                     break
@@ -325,7 +353,7 @@ class Inbox:
                 seen.add(item.delivery_id)
                 report.pulled += 1
                 try:
-                    filing = self._plan(item, report, page_references)
+                    filing = self._plan(opened.get(index), report, page_references)
                 except Refused as exc:
                     report.refused[item.delivery_id] = str(exc)
                     if exc.report_as is not None:
@@ -348,9 +376,10 @@ class Inbox:
         safe = self._make_durable(already, filed, report)
         return safe, to_refuse, not (local_failure or len(filed) < len(filings) or (filed and not safe))
 
-    def _plan(self, item: InboxItem, report: PullReport, page_references: set[str]) -> _Filing | None:
-        """Open and check one item, and decide what filing it takes; None when it is already filed."""
-        opened = open_item(item, self._keys)
+    def _plan(self, opened: Opened, report: PullReport, page_references: set[str]) -> _Filing | None:
+        """Decide what filing one opened and checked item takes; None when it is already filed."""
+        if isinstance(opened, Refused):
+            raise opened
         if isinstance(opened, NoticePayload):
             return self._plan_notice(opened, report)
         payload = opened
