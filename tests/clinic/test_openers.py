@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,6 +74,44 @@ def test_when_the_child_dies_the_rest_is_opened_here_and_nothing_is_missing() ->
     assert got[0][1] != PARENT  # the first chunk came from the child
     assert all(pid == PARENT for _, pid in got[CHUNK:])  # from the chunk it died in on, here
     assert later == ("d0", PARENT)
+
+
+TOOL = """
+import os, sys, time
+from referral_broker.clinic.openers import Openers
+from referral_broker.domain.enrolment import InboxItem
+
+def where(item):
+    return os.getpid()
+
+opening = Openers(where, child_from=1).__enter__()
+print(opening.start([InboxItem(delivery_id="d", envelope=b"")]).get(0), flush=True)
+time.sleep(120)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")  # ended; whoever adopted it may not have reaped it yet
+
+
+def test_a_tool_killed_outright_does_not_leave_its_child_holding_the_keys() -> None:
+    tool = subprocess.Popen([sys.executable, "-c", TOOL], stdout=subprocess.PIPE, text=True)
+    try:
+        assert tool.stdout is not None
+        child = int(tool.stdout.readline())
+        assert child != tool.pid and not _gone(child)
+        tool.kill()  # SIGKILL: nothing of the tool runs any more
+        tool.wait()
+        deadline = time.monotonic() + 10
+        while not _gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(child)
+    finally:
+        tool.kill()
 
 
 class CountingPool(ProcessPoolExecutor):

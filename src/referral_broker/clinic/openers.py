@@ -8,16 +8,18 @@ opening each gave (a checked payload, or the refusal), in order; every decision 
 ledger and the broker stays with the tool, so the order of a pull's steps, and what a crash at any
 point leaves behind, do not change. The child holds the clinic's private keys as the tool does (it is
 a fork of it: the keys are never sent anywhere), ignores Ctrl-C and SIGTERM (the tool decides when to
-stop), and ends with the tool. Without fork (not Linux), for small pages, or once the child has died,
+stop), and ends with the tool, even a killed one. Without fork (not Linux), for small pages, or once the child has died,
 envelopes are opened in the tool itself, one at a time, as they always were.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,17 +31,28 @@ from referral_broker.domain.enrolment import InboxItem
 CHILD_FROM = 64
 #: Envelopes a hand-over to the child: the tool starts filing once the first chunk is back.
 CHUNK = 25
+#: How often the child looks whether the tool is still there.
+LOOK_FOR_TOOL_SECONDS = 0.2
 
 T = TypeVar("T")
 
 _open_one: Callable[[InboxItem], Any] | None = None  # the child's, inherited through the fork
 
 
-def _start_child(open_one: Callable[[InboxItem], Any]) -> None:
+def _start_child(open_one: Callable[[InboxItem], Any], tool: int) -> None:
     global _open_one  # one child, one pull: set once as the child starts
     _open_one = open_one
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_end_with, args=(tool,), name="referral-clinic-end-with-tool", daemon=True).start()
+
+
+def _end_with(tool: int) -> None:
+    """A killed tool (SIGKILL, a crash) cannot stop its child, which would wait for work for ever with the
+    clinic's keys in its memory: the child sees it is no longer the tool's, and ends at once."""
+    while os.getppid() == tool:
+        time.sleep(LOOK_FOR_TOOL_SECONDS)
+    os._exit(0)
 
 
 def _open_chunk(items: list[InboxItem]) -> list[Any]:
@@ -114,7 +127,7 @@ class Openers(Generic[T]):
                 max_workers=1,
                 mp_context=multiprocessing.get_context("fork"),
                 initializer=_start_child,
-                initargs=(self.open_one,),  # a fork inherits it: nothing is pickled or sent
+                initargs=(self.open_one, os.getpid()),  # a fork inherits them: nothing is pickled or sent
             )
         return self._child
 
