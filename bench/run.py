@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -405,7 +406,12 @@ def write_report(path: Path, results: dict) -> None:
     path.write_text(head + block + tail)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through `finally`: the servers the bench started are stopped
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = _parser().parse_args(argv)
     plan = Plan.from_args(args)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="rb-bench-"))
