@@ -72,16 +72,15 @@ class Opening(Generic[T]):
 
     def get(self, index: int) -> T:
         chunk, within = divmod(index, CHUNK)
-        if chunk < len(self._futures):
-            if chunk not in self._chunks:
-                try:
-                    self._chunks[chunk] = self._futures[chunk].result()
-                    self._openers.opened_in_child += len(self._chunks[chunk])
-                except BrokenProcessPool:
-                    self._openers.lose_child()  # it was killed: open the rest here
-                    self._futures = []
-            if chunk in self._chunks:
-                return self._chunks[chunk][within]
+        if chunk not in self._chunks and chunk < len(self._futures):
+            try:
+                self._chunks[chunk] = self._futures[chunk].result()
+                self._openers.opened_in_child += len(self._chunks[chunk])
+            except BrokenProcessPool:
+                self._openers.lose_child()  # it was killed: open the rest here
+                self._futures = []
+        if chunk in self._chunks:
+            return self._chunks[chunk][within]
         return self._openers.open_one(self._items[index])
 
 
