@@ -297,10 +297,10 @@ def figures(results: dict) -> tuple[list[tuple[str, str, str, str]], list[tuple[
         if all("cpu_us" in r for r in pull):
             # Where the cores went: the clinic tool, the broker that serves it, and the kernel's workers
             # writing dirty pages back (the tool's files, and PostgreSQL's pages, on the one file system).
-            groups = sorted({g for r in pull for g, us in r["cpu_us"].items() if us >= 1})
-            for group in sorted(groups, key=lambda g: -median([r["cpu_us"].get(g, 0.0) for r in pull])):
-                values = [r["cpu_us"].get(group, 0.0) for r in pull]
-                row(f"… CPU per referral during the pull: {group}", values, "µs", "″")
+            by_group = {g: [r["cpu_us"].get(g, 0.0) for r in pull] for r0 in pull for g in r0["cpu_us"]}
+            for group, values in sorted(by_group.items(), key=lambda gv: (-median(gv[1]), gv[0])):
+                if max(values) >= 1:  # under a microsecond a referral in every run: left out
+                    row(f"… CPU per referral during the pull: {group}", values, "µs", "″")
             row("… cores busy during the pull", [r["cores_busy"] for r in pull], "cores", "″", "{:.2f}")
         fraction = got / ceil * 100
         rows.append(("Pull / ceiling", f"{fraction:.0f} %", "", ""))

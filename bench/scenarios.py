@@ -336,16 +336,17 @@ def pull(stack: Stack, bodies: list[bytes], n: int, out: Path) -> dict:
     elapsed = time.perf_counter() - t0
     usage = meter.stop()
     found = re.search(r"pulled (\d+), written (\d+), acknowledged (\d+)", done.stdout)
-    if found is None or int(found.group(3)) < len(items):
+    acknowledged = int(found.group(3)) if found else 0
+    if acknowledged < len(items):
         raise RuntimeError(f"the pull did not take everything: {done.stdout}{done.stderr}")
     return {
         "waiting": len(items),
-        "acknowledged": int(found.group(3)),
+        "acknowledged": acknowledged,
         "seconds": elapsed,
-        "referrals_per_s": int(found.group(3)) / elapsed,
+        "referrals_per_s": acknowledged / elapsed,
         "ceiling_per_s": ceil["referrals_per_s"],
         "file_us": files,
-        "cpu_us": usage.per(int(found.group(3))),  # CPU per referral on the whole machine, by who took it
+        "cpu_us": usage.per(acknowledged),  # CPU per referral on the whole machine, by who took it
         "cores_busy": sum(usage.seconds.values()) / usage.wall,
         "loadavg": load,
     }
