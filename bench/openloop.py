@@ -33,6 +33,7 @@ class Results:
     statuses: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     accepted_at: list[tuple[str, float]] = field(default_factory=list)  # (reference, wall clock of the 201)
+    trace: list[tuple[float, float, int]] = field(default_factory=list)  # (scheduled, latency, status)
     first_sent: float = 0.0
     last_done: float = 0.0
 
@@ -130,6 +131,7 @@ async def run(
             opened -= 1
             return
         done = time.perf_counter()
+        results.trace.append((scheduled - results.first_sent, done - scheduled, status))
         results.last_done = max(results.last_done, done)
         results.statuses[status] = results.statuses.get(status, 0) + 1
         if status == 201:
@@ -179,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, required=True, help="seconds of offered load")
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--references", action="store_true", help="record each 201's reference and wall time")
+    parser.add_argument(
+        "--trace", type=Path, help="write each answer here: when it was due (s from the start), latency (ms), status"
+    )
     args = parser.parse_args(argv)
     bodies = [line for line in args.bodies.read_bytes().splitlines() if line.strip()]
     try:
@@ -196,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
             record_references=args.references,
         )
     )
+    if args.trace is not None:
+        with args.trace.open("w") as handle:
+            handle.write(f"# started at {time.time() - (time.perf_counter() - results.first_sent):.3f} (Unix time)\n")
+            for at, latency, status in sorted(results.trace):
+                handle.write(f"{at:.4f} {latency * 1000:.2f} {status}\n")
     json.dump(results.summary(), sys.stdout)
     sys.stdout.write("\n")
     return 0

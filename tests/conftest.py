@@ -133,9 +133,13 @@ class RecordingDoorbell:
 
     def __init__(self) -> None:
         self.rung: list[tuple[str, uuid.UUID]] = []
+        self.withdrawn: list[tuple[str, uuid.UUID]] = []
 
     async def ring(self, job: str, subject_id: uuid.UUID) -> None:
         self.rung.append((job, subject_id))
+
+    async def withdraw(self, job: str, subject_ids: list[uuid.UUID]) -> None:
+        self.withdrawn.extend((job, s) for s in subject_ids)
 
 
 @pytest.fixture

@@ -48,6 +48,30 @@ async def test_racing_dispatchers_make_each_delivery_available_once(broker: Brok
     assert (await audit.verify_chain(broker.pool))[1] is None
 
 
+async def test_a_run_withdraws_the_jobs_of_the_referrals_it_took_along(broker: BrokerContext) -> None:
+    await enrol_clinic(broker, "a")
+    rids = [await _submit(broker, ["a"]) for _ in range(4)]
+    doorbell = RecordingDoorbell()
+    broker.doorbell = doorbell
+    assert await dispatch.dispatch_referral(broker, rids[0]) == DispatchOutcome.DISPATCHED
+    assert sorted(doorbell.withdrawn) == sorted((JOB_DISPATCH, r) for r in rids[1:])  # not its own
+    assert await dispatch.dispatch_referral(broker, rids[1]) == DispatchOutcome.NOTHING_TO_DO
+    assert len(doorbell.withdrawn) == 3  # a run that found nothing to do takes nothing along
+
+
+async def test_a_doorbell_that_cannot_withdraw_changes_nothing_done(broker: BrokerContext) -> None:
+    class Unreachable(RecordingDoorbell):
+        async def withdraw(self, job: str, subject_ids: list[uuid.UUID]) -> None:
+            raise ConnectionError("redis is away")
+
+    await enrol_clinic(broker, "a")
+    rids = [await _submit(broker, ["a"]) for _ in range(3)]
+    broker.doorbell = Unreachable()
+    assert await dispatch.dispatch_referral(broker, rids[0]) == DispatchOutcome.DISPATCHED
+    assert await broker.pool.fetchval("SELECT count(*) FROM deliveries WHERE status = 'available'") == 3
+    assert [await dispatch.dispatch_referral(broker, r) for r in rids[1:]] == [DispatchOutcome.NOTHING_TO_DO] * 2
+
+
 async def test_reconciler_rings_again_for_every_undispatched_referral(
     broker: BrokerContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,7 +9,7 @@ from arq.connections import create_pool
 from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus, deserialize_job
 
-from referral_broker.queue.doorbell import ArqDoorbell, redis_settings
+from referral_broker.queue.doorbell import WITHDRAWN_KEPT_MS, ArqDoorbell, redis_settings
 from referral_broker.services.ports import JOB_DISPATCH, job_id
 
 
@@ -63,6 +63,27 @@ async def test_a_redis_that_forgot_the_script_is_sent_it_again(redis_url: str) -
         await client.script_flush()
         await doorbell.ring(JOB_DISPATCH, uuid.uuid4())
         assert await client.zcard(default_queue_name) == 2
+    finally:
+        await doorbell.close()
+        await client.aclose()
+
+
+async def test_withdrawing_takes_the_named_waiting_jobs_out_of_the_queue_and_lets_their_data_lapse(
+    redis_url: str,
+) -> None:
+    doorbell = ArqDoorbell(redis_url)
+    client = aioredis.from_url(redis_url)
+    done, waiting, unknown = [uuid.uuid4(), uuid.uuid4()], uuid.uuid4(), uuid.uuid4()
+    try:
+        for subject in [*done, waiting]:
+            await doorbell.ring(JOB_DISPATCH, subject)
+        await doorbell.withdraw(JOB_DISPATCH, [*done, unknown])
+        await doorbell.withdraw(JOB_DISPATCH, [])  # nothing to send
+        assert await client.zrange(default_queue_name, 0, -1) == [job_id(JOB_DISPATCH, waiting).encode()]
+        for subject in done:  # a worker that read the queue entry just before still finds the job's data
+            assert 0 < await client.pttl(job_key_prefix + job_id(JOB_DISPATCH, subject)) <= WITHDRAWN_KEPT_MS
+        assert await client.pttl(job_key_prefix + job_id(JOB_DISPATCH, waiting)) > WITHDRAWN_KEPT_MS
+        assert await client.exists(job_key_prefix + job_id(JOB_DISPATCH, unknown)) == 0  # nothing made
     finally:
         await doorbell.close()
         await client.aclose()

@@ -44,6 +44,9 @@ class RacingDoorbell:
         if job == JOB_DISPATCH:
             self.started.append(asyncio.create_task(_after(self.rng.random() / 200, self._dispatch(subject_id))))
 
+    async def withdraw(self, job: str, subject_ids: list[uuid.UUID]) -> None:
+        """Jobs already started stay started, as in arq: withdrawing saves work, it cancels nothing."""
+
     async def _dispatch(self, rid: uuid.UUID) -> None:
         await dispatch.dispatch_referral(self.ctx, rid)
 

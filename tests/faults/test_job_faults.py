@@ -22,13 +22,14 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
-from arq.connections import create_pool
+from arq.connections import ArqRedis, create_pool
+from arq.constants import default_queue_name, job_key_prefix
 from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
 from referral_broker.domain.referral import ReferralRequest
 from referral_broker.queue import jobs
-from referral_broker.queue.doorbell import ArqDoorbell, redis_settings
+from referral_broker.queue.doorbell import WITHDRAWN_KEPT_MS, ArqDoorbell, redis_settings
 from referral_broker.queue.worker import worker_options
 from referral_broker.services import intake, monitoring
 from referral_broker.services.context import BrokerContext
@@ -43,9 +44,15 @@ class RefusingDoorbell:
         raise RuntimeError("injected: the process failed between commit and enqueue")
 
 
-async def run_worker_until_idle(settings: Settings, *, reconcile_at_start: bool = True) -> Worker:
+async def run_worker_until_idle(settings: Settings, *, reconcile_at_start: bool = True, **extra: Any) -> Worker:
     """A real arq worker with the product's options, in burst mode: it stops once the queue is empty."""
-    options: dict[str, Any] = {**worker_options(settings), "burst": True, "handle_signals": False, "poll_delay": 0.01}
+    options: dict[str, Any] = {
+        **worker_options(settings),
+        "burst": True,
+        "handle_signals": False,
+        "poll_delay": 0.01,
+        **extra,
+    }
     if not reconcile_at_start:
 
         async def open_only(ctx: dict[str, Any]) -> None:
@@ -98,6 +105,28 @@ async def test_exception_between_commit_and_enqueue_is_delivered_by_the_reconcil
     assert await redis.zcard("arq:queue") == 0  # nothing reached Redis
     await run_worker_until_idle(settings)  # a starting worker reconciles
     assert await _effects(ctx, rid) == ("available", 1, 1, 1)
+    await redis.aclose()
+
+
+async def _queued_dispatch_jobs(redis: ArqRedis) -> int:
+    return sum(1 for m in await redis.zrange(default_queue_name, 0, -1) if m.decode().startswith(f"{JOB_DISPATCH}:"))
+
+
+async def test_jobs_of_referrals_taken_along_are_withdrawn_and_never_run(
+    ctx: BrokerContext, settings: Settings, redis_url: str
+) -> None:
+    ctx.doorbell = ArqDoorbell(redis_url)
+    rids = await _submit(ctx, 10)  # ten jobs waiting in arq's queue
+    redis = await create_pool(redis_settings(redis_url))
+    assert await _queued_dispatch_jobs(redis) == 10
+    # One job at a time: the first run takes the nine others along and withdraws their jobs.
+    worker = await run_worker_until_idle(settings, reconcile_at_start=False, max_jobs=1)
+    assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (1, 0, 0)
+    assert [await _effects(ctx, rid) for rid in rids] == [("available", 1, 1, 1)] + [("available", 1, 1, 0)] * 9
+    assert await _queued_dispatch_jobs(redis) == 0
+    keys = [job_key_prefix + job_id(JOB_DISPATCH, rid) for rid in rids[1:]]
+    ttls = [await redis.pttl(k) for k in keys]
+    assert all(0 < ttl <= WITHDRAWN_KEPT_MS for ttl in ttls)  # kept a minute, then gone
     await redis.aclose()
 
 
@@ -168,8 +197,9 @@ async def test_poison_delivery_is_dead_after_the_allowed_tries_visible_and_other
         )
 
     assert await _effects(ctx, poison) == ("dead", 0, 0, tries + 1)  # the last attempt found it out of tries
-    for rid in healthy:
-        assert await _effects(ctx, rid) == ("available", 1, 1, 1)
+    for rid in healthy:  # dispatched by its own job (one attempt) or taken along by another's (none)
+        assert (await _effects(ctx, rid))[:3] == ("available", 1, 1)
+        assert (await _effects(ctx, rid))[3] in (0, 1)
     dead_events = await ctx.pool.fetch("SELECT details FROM audit_events WHERE action = 'delivery.dead'")
     assert [e["details"]["attempts"] for e in dead_events] == [tries]
 

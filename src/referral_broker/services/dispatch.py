@@ -7,10 +7,11 @@ a worker restarted after SIGKILL) finds the row done or the deliveries moved, an
 A run takes along other referrals waiting to be dispatched that no run has tried yet (up to `BATCH`,
 their outbox rows locked with SKIP LOCKED, so two runs never take the same): under load the fixed
 cost of a dispatch — its statements, the audit chain's lock, the commit — is shared by many
-referrals (docs/performance.md). Their own jobs then find their rows done and do nothing. Each
-referral is still dispatched, receipted and audited on its own; if the shared transaction fails, the
-run tries its own referral alone before it reports a failure, so a referral whose dispatch keeps
-failing never holds back another, and only its own attempts count towards giving up on it.
+referrals (docs/performance.md). Their own jobs are then withdrawn from arq's queue; one already
+picked up finds its row done and does nothing. Each referral is still dispatched, receipted and
+audited on its own; if the shared transaction fails, the run tries its own referral alone before it
+reports a failure, so a referral whose dispatch keeps failing never holds back another, and only its
+own attempts count towards giving up on it.
 """
 
 from __future__ import annotations
@@ -74,15 +75,16 @@ async def dispatch_referral(ctx: BrokerContext, referral_id: uuid.UUID) -> Dispa
         return DispatchOutcome.DEAD
     try:
         try:
-            moved, notices = await _dispatch_together(ctx, referral_id, now, BATCH)
+            moved, taken_along, notices = await _dispatch_together(ctx, referral_id, now, BATCH)
         except _TRANSIENT:
             # Perhaps another referral taken along made it fail: try this one alone before failing.
-            moved, notices = await _dispatch_together(ctx, referral_id, now, 1)
+            moved, taken_along, notices = await _dispatch_together(ctx, referral_id, now, 1)
     except _TRANSIENT as exc:
         reason = type(exc).__name__
         await _record_failure(ctx, referral_id, reason)
         raise TransientDispatchFailure(attempts, reason) from exc
     await notifications.ring(ctx, notices)
+    await _withdraw(ctx, taken_along)
     return (
         DispatchOutcome.DISPATCHED
         if any(d.referral_id == referral_id for d in moved)
@@ -90,9 +92,18 @@ async def dispatch_referral(ctx: BrokerContext, referral_id: uuid.UUID) -> Dispa
     )
 
 
+async def _withdraw(ctx: BrokerContext, taken_along: list[uuid.UUID]) -> None:
+    """The jobs of referrals this run dispatched beside its own need not run (each would find its row
+    done): under load most jobs are such, and a worker spent more on each than on a dispatch's share."""
+    try:
+        await ctx.doorbell.withdraw(JOB_DISPATCH, taken_along)
+    except Exception:  # they run and do nothing, as before
+        log.info("could not withdraw %d jobs already done; they will run and find nothing to do", len(taken_along))
+
+
 async def _dispatch_together(
     ctx: BrokerContext, referral_id: uuid.UUID, now: datetime, batch: int
-) -> tuple[list[deliveries.Dispatched], list[uuid.UUID]]:
+) -> tuple[list[deliveries.Dispatched], list[uuid.UUID], list[uuid.UUID]]:
     """One transaction: this referral, and up to `batch - 1` others nobody has tried, made available."""
     async with ctx.pool.acquire() as conn, conn.transaction():
         # The commit need not wait for the disk: a dispatch lost in a crash is undone whole (the
@@ -138,7 +149,7 @@ async def _dispatch_together(
                 for rid, ids in by_referral.items()
             ],
         )
-    return moved, notices
+    return moved, others, notices
 
 
 async def _record_failure(ctx: BrokerContext, referral_id: uuid.UUID, reason: str) -> None:

@@ -28,12 +28,20 @@ class Doorbell(Protocol):
 
     async def ring(self, job: str, subject_id: uuid.UUID) -> None: ...
 
+    async def withdraw(self, job: str, subject_ids: list[uuid.UUID]) -> None:
+        """Their work was done by another run: jobs still waiting for it need not run.
+
+        Only ever saves work. A job already picked up runs and finds nothing to do, as it would have."""
+
 
 class NoDoorbell:
     """For one-shot commands (enrolment, retention) that change no delivery: ringing is a bug."""
 
     async def ring(self, job: str, subject_id: uuid.UUID) -> None:  # pragma: no cover - never rung
         raise RuntimeError(f"a command that enqueues nothing tried to enqueue {job}")
+
+    async def withdraw(self, job: str, subject_ids: list[uuid.UUID]) -> None:  # pragma: no cover - never rung
+        raise RuntimeError(f"a command that enqueues nothing tried to withdraw {job}")
 
 
 class CodeSender(Protocol):
