@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING
 
 from referral_broker.clinic.inbox import PullReport
+
+if TYPE_CHECKING:  # rich is imported only when there is a terminal to show progress on (about 40 ms)
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 SHOW_AFTER = 50  # envelopes
 
@@ -25,7 +27,11 @@ class PullProgress:
 
     @classmethod
     def on_terminal(cls, *, enabled: bool = True) -> PullProgress:
-        return cls(Console(stderr=True) if enabled and sys.stderr.isatty() else None)
+        if not (enabled and sys.stderr.isatty()):
+            return cls(None)
+        from rich.console import Console
+
+        return cls(Console(stderr=True))
 
     def __enter__(self) -> PullProgress:
         return self
@@ -38,6 +44,8 @@ class PullProgress:
         if self._console is None or report.pulled < SHOW_AFTER:
             return
         if self._progress is None:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
             self._progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),

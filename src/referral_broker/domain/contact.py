@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import date
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
-
 DEFAULT_REGION = "NO"
+
+# phonenumbers and email-validator are imported where they are used: they take about 40 ms to import,
+# and the clinic tool, which imports the referral types this module's checks belong to, never checks a
+# typed address. After the first call an import is a dictionary look-up.
 
 
 class ContactInvalid(ValueError):
@@ -16,6 +17,8 @@ class ContactInvalid(ValueError):
 
 def normalise_email(raw: str) -> str:
     """A syntactically valid address, with its domain normalised; no DNS look-up is made."""
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         return validate_email(raw.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -24,6 +27,8 @@ def normalise_email(raw: str) -> str:
 
 def normalise_phone(raw: str, region: str = DEFAULT_REGION) -> str:
     """E.164 form of a number typed the Norwegian way ('412 34 567', '+47 41234567', '0047…')."""
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
