@@ -6,8 +6,10 @@ connections at once, survive their connections and start from what a database al
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -212,3 +214,13 @@ async def test_a_latency_on_a_bound_counts_in_that_bound_s_bucket(broker: Broker
     }
     assert h.count == 5 and h.total_seconds == pytest.approx(sum(seconds))
     _same(await _counted(broker.pool), await _recount(broker.pool))
+
+
+def test_no_statement_sets_a_dispatch_or_acknowledgement_time_back_to_null() -> None:
+    """Migration 0011 counts a statement's new dispatches and acknowledgements only when its new rows hold
+    more of those times than its old rows did; that is exact only while no statement clears one."""
+    store = Path(__file__).parents[2] / "src" / "referral_broker" / "store"
+    clearing = re.compile(r"\b(dispatched_at|acknowledged_at)\s*=\s*NULL\b", re.IGNORECASE)
+    paths = sorted([*store.glob("*.py"), *store.glob("migrations/*.sql")])
+    assert len(paths) > 10  # the store's modules and migrations were found
+    assert [f"{p.name}: {m.group(0)}" for p in paths for m in clearing.finditer(p.read_text())] == []
