@@ -167,6 +167,47 @@ def test_a_folder_that_cannot_be_written_acknowledges_nothing_new(
     assert list(clinic.out.iterdir()) == []
 
 
+def test_a_second_delivery_of_a_reference_on_a_later_page_is_refused(
+    clinic: Clinic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = clinic.serve(referral_payload(SLUG, reference="RB-CCCCC-DDDDD"))
+    clinic.serve()
+    second = clinic.serve(referral_payload(SLUG, reference="RB-CCCCC-DDDDD"))  # on page 2
+    assert clinic.pull("--limit", "2") == 1
+    assert "reference RB-CCCCC-DDDDD was already written for another delivery" in capsys.readouterr().err
+    assert first.delivery_id in clinic.broker.acknowledged and second.delivery_id not in clinic.broker.acknowledged
+    assert len(list(clinic.out.glob("*.json"))) == 2
+
+
+def test_a_disk_that_fails_on_one_page_files_no_later_page_and_the_next_pull_takes_them(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payloads = [clinic.serve() for _ in range(6)]
+    clinic.out.mkdir()
+    real = durable._write_temp
+    calls = 0
+
+    def full_after_two(folder: Path, data: bytes, *, sync: bool) -> Path:
+        nonlocal calls
+        calls += 1
+        if calls > 2:  # page 1 (two files) fits; page 2 does not
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(folder, data, sync=sync)
+
+    with monkeypatch.context() as m:
+        m.setattr(durable, "_write_temp", full_after_two)
+        assert clinic.pull("--limit", "2") == 1
+    err = capsys.readouterr().err
+    assert "cannot write: No space left on device" in err
+    assert clinic.broker.acknowledged == [p.delivery_id for p in payloads[:2]]  # page 1 only
+    assert len(list(clinic.out.glob("*.json"))) == 2
+    assert [f for f in clinic.out.iterdir() if f.name.startswith(durable.TEMP_PREFIX)] == []  # nothing half-made
+
+    assert clinic.pull("--limit", "2") == 0  # room again: the rest is filed and acknowledged
+    assert sorted(clinic.broker.acknowledged) == sorted(p.delivery_id for p in payloads)
+    assert len(list(clinic.out.glob("*.json"))) == 6
+
+
 def _steps(clinic: Clinic) -> list[str]:
     return [
         f"{r.method} {r.url.path.rsplit('/', 1)[-1]}"
