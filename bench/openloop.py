@@ -96,6 +96,7 @@ async def run(
     duration: float,
     connections: int,
     record_references: bool = False,
+    record_trace: bool = False,
     drain_timeout: float = 30.0,
 ) -> Results:
     requests = _requests(host, port, bodies)
@@ -131,7 +132,8 @@ async def run(
             opened -= 1
             return
         done = time.perf_counter()
-        results.trace.append((scheduled - results.first_sent, done - scheduled, status))
+        if record_trace:
+            results.trace.append((scheduled - results.first_sent, done - scheduled, status))
         results.last_done = max(results.last_done, done)
         results.statuses[status] = results.statuses.get(status, 0) + 1
         if status == 201:
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             duration=args.duration,
             connections=args.connections,
             record_references=args.references,
+            record_trace=args.trace is not None,
         )
     )
     if args.trace is not None:

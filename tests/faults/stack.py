@@ -16,9 +16,11 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import redis
 
 from referral_broker.cli.localservers import free_port
 from referral_broker.crypto.broker_keys import init_keys
+from referral_broker.services.ports import JOB_DISPATCH
 from tests.conftest import referral_json
 from tests.e2e.test_pipeline_processes import PASSPHRASE, Broker
 from tests.processes import Program, program, wait_for_http
@@ -28,6 +30,12 @@ DELIVERED_ONCE = """
     WHERE (SELECT count(*) FROM deliveries d WHERE d.referral_id = r.id AND d.status = 'available') =
           (SELECT count(*) FROM deliveries d WHERE d.referral_id = r.id)
 """
+
+
+def queued_dispatch_jobs(redis_url: str) -> int:
+    """Dispatch jobs in arq's queue (waiting or running), whatever else it holds."""
+    members = redis.Redis.from_url(redis_url).zrange("arq:queue", 0, -1)
+    return sum(1 for m in members if m.decode().startswith(f"{JOB_DISPATCH}:"))
 
 
 def program_env(folder: Path, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:

@@ -22,8 +22,8 @@ from typing import Any
 import asyncpg
 import msgspec
 import pytest
-from arq.connections import ArqRedis, create_pool
-from arq.constants import default_queue_name, job_key_prefix
+from arq.connections import create_pool
+from arq.constants import job_key_prefix
 from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
@@ -37,6 +37,7 @@ from referral_broker.services.ports import JOB_DISPATCH, job_id
 from referral_broker.services.settings import Settings
 from referral_broker.web.app import create_app
 from tests.conftest import RecordingDoorbell, enrol_clinic, referral_json
+from tests.faults.stack import queued_dispatch_jobs
 
 
 class RefusingDoorbell:
@@ -108,22 +109,18 @@ async def test_exception_between_commit_and_enqueue_is_delivered_by_the_reconcil
     await redis.aclose()
 
 
-async def _queued_dispatch_jobs(redis: ArqRedis) -> int:
-    return sum(1 for m in await redis.zrange(default_queue_name, 0, -1) if m.decode().startswith(f"{JOB_DISPATCH}:"))
-
-
 async def test_jobs_of_referrals_taken_along_are_withdrawn_and_never_run(
     ctx: BrokerContext, settings: Settings, redis_url: str
 ) -> None:
     ctx.doorbell = ArqDoorbell(redis_url)
     rids = await _submit(ctx, 10)  # ten jobs waiting in arq's queue
     redis = await create_pool(redis_settings(redis_url))
-    assert await _queued_dispatch_jobs(redis) == 10
+    assert queued_dispatch_jobs(redis_url) == 10
     # One job at a time: the first run takes the nine others along and withdraws their jobs.
     worker = await run_worker_until_idle(settings, reconcile_at_start=False, max_jobs=1)
     assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (1, 0, 0)
     assert [await _effects(ctx, rid) for rid in rids] == [("available", 1, 1, 1)] + [("available", 1, 1, 0)] * 9
-    assert await _queued_dispatch_jobs(redis) == 0
+    assert queued_dispatch_jobs(redis_url) == 0
     keys = [job_key_prefix + job_id(JOB_DISPATCH, rid) for rid in rids[1:]]
     ttls = [await redis.pttl(k) for k in keys]
     assert all(0 < ttl <= WITHDRAWN_KEPT_MS for ttl in ttls)  # kept a minute, then gone
@@ -198,8 +195,9 @@ async def test_poison_delivery_is_dead_after_the_allowed_tries_visible_and_other
 
     assert await _effects(ctx, poison) == ("dead", 0, 0, tries + 1)  # the last attempt found it out of tries
     for rid in healthy:  # dispatched by its own job (one attempt) or taken along by another's (none)
-        assert (await _effects(ctx, rid))[:3] == ("available", 1, 1)
-        assert (await _effects(ctx, rid))[3] in (0, 1)
+        effects = await _effects(ctx, rid)
+        assert effects[:3] == ("available", 1, 1)
+        assert effects[3] in (0, 1)
     dead_events = await ctx.pool.fetch("SELECT details FROM audit_events WHERE action = 'delivery.dead'")
     assert [e["details"]["attempts"] for e in dead_events] == [tries]
 

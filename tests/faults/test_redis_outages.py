@@ -20,16 +20,15 @@ import time
 import asyncpg
 import httpx
 import pytest
-import redis
 
 from referral_broker.cli.localservers import RedisServer
-from referral_broker.services.ports import JOB_DISPATCH
 from tests.faults.stack import (
     DELIVERED_ONCE,
     ClinicHold,
     Stack,
     assert_each_effect_once,
     each_effect_once,
+    queued_dispatch_jobs,
     referral_bodies,
     submit_all,
     wait_for_backend_waiting,
@@ -48,11 +47,6 @@ def _references(results: list[object]) -> list[str]:
         assert isinstance(r, httpx.Response) and r.status_code == 201, r
         refs.append(r.json()["reference"])
     return refs
-
-
-def _queued_dispatch_jobs(redis_url: str) -> int:
-    members = redis.Redis.from_url(redis_url).zrange("arq:queue", 0, -1)
-    return sum(1 for m in members if m.decode().startswith(f"{JOB_DISPATCH}:"))
 
 
 async def _hold_dispatch_inside_its_transaction(database_url: str) -> tuple[asyncpg.Connection, object]:
@@ -82,7 +76,7 @@ async def test_redis_killed_with_referrals_queued_loses_none_and_the_worker_reco
         await wait_for_backend_waiting(stack.database_url, "%", 5)
         # Each referral's job waits or runs in arq's queue; the worker's cron jobs (heartbeat, reconcile)
         # may wait there too while every slot is held, so only the dispatch jobs are counted.
-        assert _queued_dispatch_jobs(stack.redis_url) == 25
+        assert queued_dispatch_jobs(stack.redis_url) == 25
 
         own_redis.kill()  # no persistence: every queued job and in-progress mark is gone
         during = _references(await submit_all(stack.url, referral_bodies(["klinikk-a"], 3, "during")))
