@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
-from bench import ceiling, openloop, scenarios, sweep
+from bench import ab_pull, ceiling, openloop, scenarios, sweep
 from bench.bodies import bodies
 from bench.run import BEGIN, END, render, write_report
 
@@ -227,3 +227,23 @@ def test_the_report_has_every_figure_and_keeps_the_text_around_it(tmp_path: Path
     text = report.read_text()
     assert text.startswith("# Performance\n\nbefore\n\n" + BEGIN) and text.endswith(END + "\n\nafter\n")
     assert "old" not in text
+
+
+async def test_the_pull_ab_makes_the_same_envelopes_available_again(broker: BrokerContext, keys_dir: Path) -> None:
+    await enrol_clinic(broker, "bench-a")
+    await enrol_clinic(broker, "bench-b")
+    await ceiling.intake_ceiling(
+        broker.settings.database_url, keys_dir, ["bench-a", "bench-b"], bodies(["bench-a", "bench-b"], n=5),
+        seconds=0.2, concurrency=2,
+    )  # fmt: skip
+    await broker.pool.execute("UPDATE deliveries SET status = 'available', dispatched_at = now()")
+    ids, envelopes = await ab_pull._waiting(broker.settings.database_url)
+    assert ids and all(envelopes)
+    await broker.pool.execute(  # as the pull leaves them
+        "UPDATE deliveries SET status = 'acknowledged', envelope = NULL, acknowledged_at = now() WHERE id = ANY($1)",
+        ids,
+    )
+    assert await ab_pull._waiting(broker.settings.database_url) == ([], [])
+    await ab_pull._make_available_again(broker.settings.database_url, ids, envelopes)
+    again = await ab_pull._waiting(broker.settings.database_url)
+    assert sorted(zip(*again, strict=True)) == sorted(zip(ids, envelopes, strict=True))

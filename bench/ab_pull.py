@@ -1,0 +1,132 @@
+"""A/B of the clinic pull: two source trees of `referral-clinic`, alternated on one stack, each pull taking the
+very same envelopes.
+
+    git worktree add /tmp/base HEAD                   # the "before"
+    python -m bench.ab_pull --a /tmp/base/src --b src --rounds 5
+
+The pull's rate on this machine moves by half from one run to the next with nothing changed (the cores are
+shared with other work), so a change is judged only against runs of the other tree taken between its own.
+One clinic's inbox is filled once (`scenarios.seed_waiting`); before each pull the same deliveries are made
+available again with their envelopes, the table vacuumed, and the clinic's folder (its ledger) put back as
+it was, so every pull does the same work against the same table. The tree is chosen with PYTHONPATH, which
+comes before the editable install: the api and worker stay as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from bench import cpu, scenarios
+from bench.bodies import bodies
+from bench.stack import BIN, CLINICS, Stack
+
+SLUG = "bench-a"
+
+
+async def _waiting(url: str) -> tuple[list[uuid.UUID], list[bytes]]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            """SELECT d.id, d.envelope FROM deliveries d JOIN clinics c ON c.id = d.clinic_id
+               WHERE c.slug = $1 AND d.status = 'available'""",
+            SLUG,
+        )
+    finally:
+        await conn.close()
+    return [r["id"] for r in rows], [r["envelope"] for r in rows]
+
+
+async def _make_available_again(url: str, ids: list[uuid.UUID], envelopes: list[bytes]) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            """UPDATE deliveries d SET status = 'available', envelope = v.envelope, acknowledged_at = NULL
+               FROM unnest($1::uuid[], $2::bytea[]) AS v(id, envelope) WHERE d.id = v.id""",
+            ids,
+            envelopes,
+        )
+        await conn.execute("VACUUM (ANALYZE) deliveries")
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+def _pull(stack: Stack, src: str, out: Path) -> dict[str, float]:
+    meter = cpu.Meter({p.name: p.pid for p in stack.processes}, "clinic tool").start()
+    started = time.perf_counter()
+    done = subprocess.run(
+        [BIN / "referral-clinic", "pull", "--dir", stack.clinic_dir(SLUG), "--out", out, "--limit", "500"],
+        env=stack.env(PYTHONPATH=src),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
+    elapsed = time.perf_counter() - started
+    usage = meter.stop()
+    found = re.search(r"acknowledged (\d+)", done.stdout)
+    acknowledged = int(found.group(1)) if found else 0
+    return {
+        "acknowledged": acknowledged,
+        "per_s": acknowledged / elapsed,
+        "tool_us": usage.per(acknowledged).get("clinic tool", 0.0),
+        "cores": sum(usage.seconds.values()) / usage.wall,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ab_pull", description=__doc__.split("\n")[0])
+    p.add_argument("--a", required=True, help="the first tree's src folder")
+    p.add_argument("--b", required=True, help="the second tree's src folder")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("-n", type=int, default=10_000, help="referrals waiting")
+    args = p.parse_args(argv)
+    trees = {"A": str(Path(args.a).resolve()), "B": str(Path(args.b).resolve())}
+    with tempfile.TemporaryDirectory(prefix="rb-ab-pull-") as folder:
+        work = Path(folder)
+        stack = Stack(work)
+        try:
+            stack.up()
+            stack.start_api(workers=2)
+            stack.start_worker()
+            asyncio.run(scenarios.seed_waiting(stack, SLUG, bodies(list(CLINICS)), args.n))
+            scenarios.settle(stack)
+            ids, envelopes = asyncio.run(_waiting(stack.database_url))
+            clinic, kept = stack.clinic_dir(SLUG), work / "clinic-as-seeded"
+            shutil.copytree(clinic, kept)
+            rates: dict[str, list[float]] = {name: [] for name in trees}
+            for round_ in range(args.rounds):
+                for name, src in trees.items():
+                    asyncio.run(_make_available_again(stack.database_url, ids, envelopes))
+                    shutil.rmtree(clinic)
+                    shutil.copytree(kept, clinic)
+                    out = work / f"out-{name}-{round_}"
+                    result = _pull(stack, src, out)
+                    shutil.rmtree(out)
+                    if result["acknowledged"] != len(ids):
+                        raise RuntimeError(f"{name} acknowledged {result['acknowledged']} of {len(ids)}")
+                    rates[name].append(result["per_s"])
+                    print(
+                        f"{name} round {round_}: {result['per_s']:.0f}/s, clinic tool {result['tool_us']:.0f} µs a "
+                        f"referral, {result['cores']:.2f} cores busy, load {scenarios.loadavg()}",
+                        flush=True,
+                    )
+            for name, values in rates.items():
+                print(f"{name} ({trees[name]}): " + ", ".join(f"{v:.0f}" for v in values) + " referrals/s")
+        finally:
+            stack.down()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
