@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -29,31 +28,19 @@ import asyncpg
 from bench import cpu, scenarios
 from bench.bodies import bodies
 from bench.stack import BIN, CLINICS, Stack
+from referral_broker.domain.enrolment import InboxItem
 
 SLUG = "bench-a"
 
 
-async def _waiting(url: str) -> tuple[list[uuid.UUID], list[bytes]]:
-    conn = await asyncpg.connect(url)
-    try:
-        rows = await conn.fetch(
-            """SELECT d.id, d.envelope FROM deliveries d JOIN clinics c ON c.id = d.clinic_id
-               WHERE c.slug = $1 AND d.status = 'available'""",
-            SLUG,
-        )
-    finally:
-        await conn.close()
-    return [r["id"] for r in rows], [r["envelope"] for r in rows]
-
-
-async def _make_available_again(url: str, ids: list[uuid.UUID], envelopes: list[bytes]) -> None:
+async def _make_available_again(url: str, items: list[InboxItem]) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
             """UPDATE deliveries d SET status = 'available', envelope = v.envelope, acknowledged_at = NULL
                FROM unnest($1::uuid[], $2::bytea[]) AS v(id, envelope) WHERE d.id = v.id""",
-            ids,
-            envelopes,
+            [item.delivery_id for item in items],
+            [item.envelope for item in items],
         )
         await conn.execute("VACUUM (ANALYZE) deliveries")
         await conn.execute("CHECKPOINT")
@@ -101,20 +88,20 @@ def main(argv: list[str] | None = None) -> int:
             stack.start_worker()
             asyncio.run(scenarios.seed_waiting(stack, SLUG, bodies(list(CLINICS)), args.n))
             scenarios.settle(stack)
-            ids, envelopes = asyncio.run(_waiting(stack.database_url))
+            items = asyncio.run(scenarios.waiting_items(stack.database_url, SLUG))
             clinic, kept = stack.clinic_dir(SLUG), work / "clinic-as-seeded"
             shutil.copytree(clinic, kept)
             rates: dict[str, list[float]] = {name: [] for name in trees}
             for round_ in range(args.rounds):
                 for name, src in trees.items():
-                    asyncio.run(_make_available_again(stack.database_url, ids, envelopes))
+                    asyncio.run(_make_available_again(stack.database_url, items))
                     shutil.rmtree(clinic)
                     shutil.copytree(kept, clinic)
                     out = work / f"out-{name}-{round_}"
                     result = _pull(stack, src, out)
                     shutil.rmtree(out)
-                    if result["acknowledged"] != len(ids):
-                        raise RuntimeError(f"{name} acknowledged {result['acknowledged']} of {len(ids)}")
+                    if result["acknowledged"] != len(items):
+                        raise RuntimeError(f"{name} acknowledged {result['acknowledged']} of {len(items)}")
                     rates[name].append(result["per_s"])
                     print(
                         f"{name} round {round_}: {result['per_s']:.0f}/s, clinic tool {result['tool_us']:.0f} µs a "

@@ -237,13 +237,12 @@ async def test_the_pull_ab_makes_the_same_envelopes_available_again(broker: Brok
         seconds=0.2, concurrency=2,
     )  # fmt: skip
     await broker.pool.execute("UPDATE deliveries SET status = 'available', dispatched_at = now()")
-    ids, envelopes = await ab_pull._waiting(broker.settings.database_url)
-    assert ids and all(envelopes)
+    waiting = await scenarios.waiting_items(broker.settings.database_url, "bench-a")
+    assert waiting and all(item.envelope for item in waiting)
     await broker.pool.execute(  # as the pull leaves them
-        "UPDATE deliveries SET status = 'acknowledged', envelope = NULL, acknowledged_at = now() WHERE id = ANY($1)",
-        ids,
+        "UPDATE deliveries SET status = 'acknowledged', envelope = NULL, acknowledged_at = now()"
     )
-    assert await ab_pull._waiting(broker.settings.database_url) == ([], [])
-    await ab_pull._make_available_again(broker.settings.database_url, ids, envelopes)
-    again = await ab_pull._waiting(broker.settings.database_url)
-    assert sorted(zip(*again, strict=True)) == sorted(zip(ids, envelopes, strict=True))
+    assert await scenarios.waiting_items(broker.settings.database_url, "bench-a") == []
+    await ab_pull._make_available_again(broker.settings.database_url, waiting)
+    again = await scenarios.waiting_items(broker.settings.database_url, "bench-a")
+    assert sorted(again, key=lambda i: i.delivery_id) == sorted(waiting, key=lambda i: i.delivery_id)
