@@ -7,6 +7,7 @@ import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,20 +19,31 @@ from tests.clinic.conftest import SLUG, Clinic
 
 
 class DiskSteps:
-    """Records each wait for the disk (by what it names), each rename into place and each acknowledgement."""
+    """Records each wait for the disk (by what it names), each file's taking its name (a rename of a named
+    temp file, or the link of an unnamed one) and each acknowledgement."""
 
-    def __init__(self, clinic: Clinic, monkeypatch: pytest.MonkeyPatch, *, syncfs: bool) -> None:
+    def __init__(self, clinic: Clinic, monkeypatch: pytest.MonkeyPatch, *, syncfs: bool, unnamed: bool) -> None:
         self.clinic = clinic
         self.steps: list[str] = []
-        real_fsync, real_replace, real_ack = os.fsync, os.replace, clinic.broker._ack
+        real_fsync, real_replace, real_link, real_ack = os.fsync, os.replace, os.link, clinic.broker._ack
 
         def fsync(fd: int) -> None:
             self.steps.append(f"fsync {self.name(Path(os.readlink(f'/proc/self/fd/{fd}')))}")
             real_fsync(fd)
 
         def replace(src: str | Path, dst: str | Path) -> None:
-            self.steps.append(f"rename {self.name(Path(dst))}")
+            self.steps.append(f"name {self.name(Path(dst))}")
             real_replace(src, dst)
+
+        def link(src: str | Path, dst: str | Path, **how: Any) -> None:
+            self.steps.append(f"name {self.name(Path(dst))}")
+            real_link(src, dst, **how)
+
+        monkeypatch.setattr(os, "link", link)
+        if unnamed:
+            assert durable._unnamed_room(clinic.dir) > 0, "this machine's file system has unnamed files (O_TMPFILE)"
+        else:
+            monkeypatch.setattr(durable, "_unnamed_room", lambda folder: 0)
 
         def ack(request: AckRequest) -> httpx.Response:
             self.steps.append(f"ack {len(request.delivery_ids)}")
@@ -55,7 +67,7 @@ class DiskSteps:
     def name(self, path: Path) -> str:
         if path == self.clinic.out.resolve():
             return "out/"
-        if path.name.startswith(durable.TEMP_PREFIX):
+        if path.name.startswith(durable.TEMP_PREFIX) or path.name.endswith(" (deleted)"):  # named, or unnamed
             return "temp"
         if path.parent == self.clinic.out.resolve():
             return "referral"
@@ -72,18 +84,19 @@ def pulled_before(clinic: Clinic) -> None:
     assert clinic.pull() == 0
 
 
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed files", "named temp files"])
 def test_a_page_waits_for_the_disk_four_times_and_is_acknowledged_last(
-    clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, unnamed: bool
 ) -> None:
     pulled_before(clinic)
     for _ in range(5):
         clinic.serve()
-    disk = DiskSteps(clinic, monkeypatch, syncfs=True)
+    disk = DiskSteps(clinic, monkeypatch, syncfs=True, unnamed=unnamed)
     assert clinic.pull() == 0
     assert disk.of_the_page() == [
         "fsync ledger.jsonl",  # the five "writing" lines, before any file takes its name
         "syncfs",  # the five files' data, at once
-        *["rename referral"] * 5,
+        *["name referral"] * 5,
         "fsync out/",  # the five names
         "fsync ledger.jsonl",  # then the five "written" lines: a "written" line on disk means a file on disk
         "ack 5",
@@ -93,18 +106,19 @@ def test_a_page_waits_for_the_disk_four_times_and_is_acknowledged_last(
     assert len(list(clinic.out.glob("*.json"))) == 6
 
 
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed files", "named temp files"])
 def test_without_syncfs_each_file_is_fsynced_before_any_takes_its_name(
-    clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, unnamed: bool
 ) -> None:
     pulled_before(clinic)
     for _ in range(3):
         clinic.serve()
-    disk = DiskSteps(clinic, monkeypatch, syncfs=False)
+    disk = DiskSteps(clinic, monkeypatch, syncfs=False, unnamed=unnamed)
     assert clinic.pull() == 0
     assert disk.of_the_page() == [
         "fsync ledger.jsonl",
         *["fsync temp"] * 3,
-        *["rename referral"] * 3,
+        *["name referral"] * 3,
         "fsync out/",
         "fsync ledger.jsonl",
         "ack 3",
@@ -157,10 +171,10 @@ def test_a_folder_that_cannot_be_written_acknowledges_nothing_new(
     clinic.serve()
     clinic.out.mkdir()
 
-    def full(folder: Path, data: bytes, *, sync: bool) -> Path:
+    def full(folder: Path, data: bytes, *, unnamed: bool) -> Path:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(durable, "_write_temp", full)
+    monkeypatch.setattr(durable, "_make_temp", full)
     assert clinic.pull() == 1
     assert "cannot write: No space left on device" in capsys.readouterr().err
     assert clinic.broker.acknowledged == []
@@ -184,18 +198,18 @@ def test_a_disk_that_fails_on_one_page_files_no_later_page_and_the_next_pull_tak
 ) -> None:
     payloads = [clinic.serve() for _ in range(6)]
     clinic.out.mkdir()
-    real = durable._write_temp
+    real = durable._make_temp
     calls = 0
 
-    def full_after_two(folder: Path, data: bytes, *, sync: bool) -> Path:
+    def full_after_two(folder: Path, data: bytes, *, unnamed: bool) -> durable.Temp:
         nonlocal calls
         calls += 1
         if calls > 2:  # page 1 (two files) fits; page 2 does not
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(folder, data, sync=sync)
+        return real(folder, data, unnamed=unnamed)
 
     with monkeypatch.context() as m:
-        m.setattr(durable, "_write_temp", full_after_two)
+        m.setattr(durable, "_make_temp", full_after_two)
         assert clinic.pull("--limit", "2") == 1
     err = capsys.readouterr().err
     assert "cannot write: No space left on device" in err
@@ -267,3 +281,56 @@ def test_a_broker_that_says_more_but_serves_nothing_new_ends_the_pull(
     assert clinic.pull() == 1
     assert "served nothing new" in capsys.readouterr().err
     assert len(clinic.broker.acknowledged) == 1
+
+
+def test_a_file_that_takes_a_referrals_name_meanwhile_is_never_replaced(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = clinic.serve()
+    clinic.out.mkdir()
+    assert durable._unnamed_room(clinic.out) > 0, "this machine's file system has unnamed files (O_TMPFILE)"
+    theirs = clinic.out / f"{payload.reference}.json"
+    real_syncfs = durable._syncfs()
+    assert real_syncfs is not None
+
+    def someone_writes_meanwhile(fd: int) -> int:
+        theirs.write_text("not ours")  # after the tool looked, before the file takes its name
+        return real_syncfs(fd)
+
+    monkeypatch.setattr(durable, "_syncfs", lambda: someone_writes_meanwhile)
+    assert clinic.pull() == 1
+    assert "cannot write: File exists" in capsys.readouterr().err
+    assert theirs.read_text() == "not ours"
+    assert clinic.broker.acknowledged == []
+
+
+def test_past_the_room_for_unnamed_files_a_page_goes_on_with_named_temp_files(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert durable._unnamed_room(clinic.dir) > 0, "this machine's file system has unnamed files (O_TMPFILE)"
+    monkeypatch.setattr(durable, "UNNAMED_AT_ONCE", 2)
+    named: list[str] = []
+    real_link, real_replace = os.link, os.replace
+
+    def link(src: str, dst: Path, **how: Any) -> None:
+        named.append("link")
+        real_link(src, dst, **how)
+
+    def replace(src: Path, dst: Path) -> None:
+        named.append("rename")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(os, "replace", replace)
+    payloads = [clinic.serve() for _ in range(5)]
+    assert clinic.pull() == 0
+    assert named[:5] == ["link", "link", "rename", "rename", "rename"]
+    assert sorted(f.name for f in clinic.out.glob("*.json")) == sorted(f"{p.reference}.json" for p in payloads)
+    assert [f for f in clinic.out.iterdir() if f.name.startswith(durable.TEMP_PREFIX)] == []
+    assert sorted(clinic.broker.acknowledged) == sorted(p.delivery_id for p in payloads)
+
+
+def test_without_unnamed_files_there_is_no_room_for_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert durable._unnamed_room(tmp_path) > 0
+    monkeypatch.delattr(os, "O_TMPFILE")  # not Linux
+    assert durable._unnamed_room(tmp_path) == 0
