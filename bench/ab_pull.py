@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import asyncpg
 
-from bench import cpu, scenarios
+from bench import scenarios
 from bench.bodies import bodies
-from bench.stack import BIN, CLINICS, Stack
+from bench.stack import CLINICS, Stack
 from referral_broker.domain.enrolment import InboxItem
 
 SLUG = "bench-a"
@@ -50,23 +47,9 @@ async def _make_available_again(url: str, items: list[InboxItem]) -> None:
         await conn.close()
 
 
-def _pull(stack: Stack, src: str, out: Path) -> dict[str, float]:
-    meter = cpu.Meter({p.name: p.pid for p in stack.processes}, "clinic tool").start()
-    started = time.perf_counter()
-    done = subprocess.run(
-        [BIN / "referral-clinic", "pull", "--dir", stack.clinic_dir(SLUG), "--out", out, "--limit", "500"],
-        env=stack.env(PYTHONPATH=src),
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=True,
-    )
-    elapsed = time.perf_counter() - started
-    usage = meter.stop()
-    found = re.search(r"acknowledged (\d+)", done.stdout)
-    acknowledged = int(found.group(1)) if found else 0
+def _pull(stack: Stack, src: str, out: Path, n: int) -> dict[str, float]:
+    acknowledged, elapsed, usage = scenarios.timed_pull(stack, SLUG, out, stack.env(PYTHONPATH=src), expected=n)
     return {
-        "acknowledged": acknowledged,
         "per_s": acknowledged / elapsed,
         "tool_us": usage.per(acknowledged).get("clinic tool", 0.0),
         "cores": sum(usage.seconds.values()) / usage.wall,
@@ -100,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.rmtree(clinic)
                     shutil.copytree(kept, clinic)
                     out = work / f"out-{name}-{round_}"
-                    result = _pull(stack, src, out)  # its files stay until the end (see below)
-                    if result["acknowledged"] != len(items):
-                        raise RuntimeError(f"{name} acknowledged {result['acknowledged']} of {len(items)}")
+                    result = _pull(stack, src, out, len(items))  # its files stay until the end (see above)
                     rates[name].append(result["per_s"])
                     print(
                         f"{name} round {round_}: {result['per_s']:.0f}/s, clinic tool {result['tool_us']:.0f} µs a "

@@ -314,31 +314,7 @@ def pull(stack: Stack, bodies: list[bytes], n: int, out: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     files = file_system_floor(out.parent / f"{out.name}-floor")
     load = loadavg()
-    meter = cpu.Meter({p.name: p.pid for p in stack.processes}, "clinic tool").start()
-    t0 = time.perf_counter()
-    done = subprocess.run(
-        [
-            str(BIN / "referral-clinic"),
-            "pull",
-            "--dir",
-            str(stack.clinic_dir(slug)),
-            "--out",
-            str(out),
-            "--limit",
-            "500",
-        ],
-        env=stack.env(),
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=True,
-    )
-    elapsed = time.perf_counter() - t0
-    usage = meter.stop()
-    found = re.search(r"pulled (\d+), written (\d+), acknowledged (\d+)", done.stdout)
-    acknowledged = int(found.group(3)) if found else 0
-    if acknowledged < len(items):
-        raise RuntimeError(f"the pull did not take everything: {done.stdout}{done.stderr}")
+    acknowledged, elapsed, usage = timed_pull(stack, slug, out, stack.env(), expected=len(items))
     return {
         "waiting": len(items),
         "acknowledged": acknowledged,
@@ -350,6 +326,31 @@ def pull(stack: Stack, bodies: list[bytes], n: int, out: Path) -> dict:
         "cores_busy": sum(usage.seconds.values()) / usage.wall,
         "loadavg": load,
     }
+
+
+def timed_pull(
+    stack: Stack, slug: str, out: Path, env: dict[str, str], *, expected: int
+) -> tuple[int, float, cpu.Usage]:
+    """The real `referral-clinic pull --limit 500` of `slug`'s inbox into `out`, which must acknowledge at
+    least `expected` referrals: how many it acknowledged, the seconds it took, and the CPU taken on the
+    whole machine meanwhile, by who took it."""
+    meter = cpu.Meter({p.name: p.pid for p in stack.processes}, "clinic tool").start()
+    started = time.perf_counter()
+    done = subprocess.run(
+        [BIN / "referral-clinic", "pull", "--dir", stack.clinic_dir(slug), "--out", out, "--limit", "500"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
+    elapsed = time.perf_counter() - started
+    usage = meter.stop()
+    found = re.search(r"pulled (\d+), written (\d+), acknowledged (\d+)", done.stdout)
+    acknowledged = int(found.group(3)) if found else 0
+    if acknowledged < expected:
+        raise RuntimeError(f"the pull did not take everything: {done.stdout}{done.stderr}")
+    return acknowledged, elapsed, usage
 
 
 def file_system_floor(folder: Path, n: int = 2000) -> float:

@@ -45,11 +45,12 @@ class NewFiles:
 
     Where the file system can (Linux: O_TMPFILE, ext4, XFS, btrfs, tmpfs), a file is written without any
     name, and `publish` links it into the folder under its own: one change to the folder a file instead
-    of three (a temp name made, the file's name made, the temp name removed), which made a file 30–45 %
-    cheaper here (docs/performance.md); the link also refuses to replace a file that took the name
-    meanwhile, and a crash leaves nothing behind to clean up. Elsewhere, and past UNNAMED_AT_ONCE files
-    (or a quarter of the process's descriptors) in one batch, a file is written under a temporary name
-    and renamed into place.
+    of three (a temp name made, the file's name made, the temp name removed), which made the clinic pull
+    10–38 % faster on ext4 (docs/performance.md). The link also refuses to replace a file that took the
+    name meanwhile, and a crash leaves nothing behind to clean up (an unnamed file lasts as long as a
+    descriptor of it: the tool's, or a copy in the opening child forked meanwhile, which ends with the
+    pull). Elsewhere, and past UNNAMED_AT_ONCE files (or a quarter of the process's descriptors) in one
+    batch, a file is written under a temporary name and renamed into place.
 
     On Linux from 5.8 one syncfs(2) of the folder's file system makes the whole batch durable, and
     reports any write-back error on that file system since the batch began (the folder is opened
