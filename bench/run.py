@@ -289,7 +289,7 @@ def figures(results: dict) -> tuple[list[tuple[str, str, str, str]], list[tuple[
         ceil = row("Pull ceiling (verify + decrypt alone)", [r["ceiling_per_s"] for r in pull], "/s", "″")
         if all("file_us" in r for r in pull):
             row(
-                "… beside it: making one such file here (temp file, write, rename; no fsync)",
+                "… beside it: making one such file here, as the tool does (no fsync)",
                 [r["file_us"] for r in pull],
                 "µs",
                 "″",

@@ -22,6 +22,7 @@ from arq.constants import default_queue_name
 
 from bench import ceiling, cpu
 from bench.stack import BIN, PASSPHRASE, Stack
+from referral_broker.clinic import durable
 from referral_broker.crypto.broker_keys import load_keys
 from referral_broker.domain.enrolment import InboxItem
 from referral_broker.services.ports import JOB_DISPATCH
@@ -354,18 +355,21 @@ def timed_pull(
 
 
 def file_system_floor(folder: Path, n: int = 2000) -> float:
-    """Microseconds to make one referral-sized file here, the way the clinic tool does (temp file, write,
-    rename), with no fsync: what the file system alone costs a referral, beside the pull's ceiling.
+    """Microseconds to make one referral-sized file here, the way the clinic tool does (without a name and
+    linked where the file system can, else a temp file renamed: `durable`), with no fsync: what the file
+    system alone costs a referral, beside the pull's ceiling.
     The files are left in place (deleting them would make the next files dearer on some file systems)."""
     folder.mkdir(parents=True, exist_ok=True)
     data = os.urandom(2600)
-    t0 = time.perf_counter()
-    for i in range(n):
-        temp = folder / f".incoming-{i}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(temp, folder / f"RB-{i:05d}.json")
-    return (time.perf_counter() - t0) / n * 1e6
+    unnamed = durable._unnamed_room(folder) > 0
+    folder_fd = os.open(folder, os.O_RDONLY)
+    try:
+        t0 = time.perf_counter()
+        for i in range(n):
+            temp = durable._make_temp(folder, data, unnamed=unnamed)
+            durable.give_name(temp, folder / f"RB-{i:05d}.json", folder_fd)
+            if isinstance(temp, int):
+                os.close(temp)
+        return (time.perf_counter() - t0) / n * 1e6
+    finally:
+        os.close(folder_fd)

@@ -123,6 +123,9 @@ async def test_the_generated_history_is_swept_like_real_referrals(broker: Broker
 
 def test_the_file_system_floor_makes_files_as_the_clinic_tool_does(tmp_path: Path) -> None:
     assert scenarios.file_system_floor(tmp_path / "floor", n=20) > 0
+    made = sorted((tmp_path / "floor").iterdir())
+    assert [f.name for f in made] == [f"RB-{i:05d}.json" for i in range(20)]  # named, and no temp file left
+    assert {f.stat().st_mode & 0o777 for f in made} == {0o600}
     made = sorted(p.name for p in (tmp_path / "floor").iterdir())
     assert len(made) == 20 and made[0] == "RB-00000.json"  # renamed into place, no temp file left
 
@@ -211,7 +214,7 @@ def test_the_report_has_every_figure_and_keeps_the_text_around_it(tmp_path: Path
     assert "| Intake at saturation (worker paused) / ceiling | 80 % |" in table
     assert "| Clinic pull vs its ceiling | ≥ 50 % | 10.0 % (400 of 4000/s) | **not met** |" in table
     assert "| Submit to inbox p99 at 200/s | < 1 s | 80 ms | met |" in table
-    assert "making one such file here (temp file, write, rename; no fsync) | 40 µs |" in table
+    assert "making one such file here, as the tool does (no fsync) | 40 µs |" in table
     assert "| … CPU per referral during the pull: clinic tool | 700 µs |" in table
     assert table.index("pull: clinic tool") < table.index("pull: kernel workers") < table.index("pull: postgres")
     assert "pull: other" not in table  # under a microsecond a referral: left out

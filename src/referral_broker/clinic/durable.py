@@ -111,14 +111,19 @@ class NewFiles:
         return temps
 
     def publish(self, temp: Temp, path: Path) -> None:
-        """Give a durable file its name: an unnamed one is linked (never over a file that has the name),
-        a named temp file renamed."""
-        if isinstance(temp, int):
-            # linkat(2) with AT_SYMLINK_FOLLOW: the dst_dir_fd makes Python call linkat rather than link.
-            os.link(f"/proc/self/fd/{temp}", path, dst_dir_fd=self._fd, follow_symlinks=True)
-        else:
-            os.replace(temp, path)
+        """Give a durable file its name (`give_name`)."""
+        give_name(temp, path, self._fd)
         self._published.add(temp)
+
+
+def give_name(temp: Temp, path: Path, folder_fd: int) -> None:
+    """Name a file written by `_make_temp` in the folder open as `folder_fd`: an unnamed one is linked
+    (never over a file that has the name), a named temp file renamed."""
+    if isinstance(temp, int):
+        # linkat(2) with AT_SYMLINK_FOLLOW: the dst_dir_fd makes Python call linkat rather than link.
+        os.link(f"/proc/self/fd/{temp}", path, dst_dir_fd=folder_fd, follow_symlinks=True)
+    else:
+        os.replace(temp, path)
 
 
 def _unnamed_room(folder: Path) -> int:
