@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: dev test lint typecheck contracts audit unit system-tools clean bench
+.PHONY: dev test lint typecheck contracts audit unit system-tools html-checker clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
@@ -36,11 +36,24 @@ audit: $(STAMP)
 	then $(BIN)/pip-audit --strict --skip-editable --progress-spinner off; \
 	else echo "*** DEPENDENCY AUDIT NOT RUN: PyPI's vulnerability data is not reachable from here ***"; fi
 
-# Programs the tests drive that come neither from PyPI nor from localservers.ensure_installed (PostgreSQL, Redis).
+# Programs the tests drive that come neither from PyPI nor from localservers.ensure_installed (PostgreSQL, Redis):
+# kubectl, Chromium, and Java with npm for the HTML checker below.
 system-tools:
-	scripts/ensure-system-tools kubectl=kubernetes-client chromium=chromium
+	scripts/ensure-system-tools kubectl=kubernetes-client chromium=chromium java=default-jre-headless npm=npm
 
-unit: $(STAMP) system-tools
+# The Nu Html Checker (vnu.jar) that tests/patient_web/test_valid_html.py runs over every page, from the npm
+# registry at the version its lockfile pins. --ignore-scripts: its install script would download a Java of its
+# own; Debian's runs it (docs/decisions/0010-html-checker.md).
+HTML_CHECKER := tests/html-checker
+VNU_JAR      := $(HTML_CHECKER)/node_modules/vnu-jar/build/dist/vnu.jar
+
+html-checker: $(VNU_JAR)
+
+$(VNU_JAR): $(HTML_CHECKER)/package-lock.json | system-tools
+	npm ci --prefix $(HTML_CHECKER) --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+unit: $(STAMP) system-tools html-checker
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
 
 # Measure against this machine's limits and write docs/performance.md (about 30 minutes; BENCH_QUICK=1 for a
@@ -50,4 +63,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) .dev .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
+	rm -rf $(VENV) $(HTML_CHECKER)/node_modules .dev .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -4,6 +4,7 @@ hash chain is whole (the same check as `referral-broker audit verify`)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,8 @@ from referral_broker.web.ops import display
 from referral_broker.web.ops.access import broker_of, provide_operator
 
 PAGE_SIZE = 200
+#: What HTML's `datetime-local` input accepts as its value (a valid local date and time string).
+_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?")
 
 
 def _when(value: str | None) -> datetime | None:
@@ -27,6 +30,18 @@ def _when(value: str | None) -> datetime | None:
         return None
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=display.OSLO)
+
+
+def _as_field(value: str) -> str:
+    """The time as a `datetime-local` input holds it (Oslo time), or empty when it is no time: a browser would
+    show an invalid value empty too, and the page's error says what a time must look like."""
+    try:
+        parsed = _when(value)
+        if parsed is None or _LOCAL_TIME.fullmatch(value):
+            return value if parsed else ""
+        return parsed.astimezone(display.OSLO).replace(tzinfo=None).isoformat(timespec="seconds")
+    except (ValueError, OverflowError):
+        return ""
 
 
 async def _page(
@@ -49,7 +64,7 @@ async def _page(
         "ops/audit.html",
         context={
             "who": who,
-            "form": form,
+            "form": {**form, "since": _as_field(form["since"]), "until": _as_field(form["until"])},
             "error": error,
             "events": [(e, json.dumps(e.details, sort_keys=True, ensure_ascii=False)) for e in events],
             "page_size": PAGE_SIZE,
