@@ -24,8 +24,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 CSRF_COOKIE = "__Host-csrf"
 CSRF_FIELD = "_csrf_token"  # the form field Litestar's CSRF middleware reads
-#: Paths without forms: the JSON API (the clinic API is signed instead), probes, metrics, the schema, static files.
-CSRF_EXEMPT = ["^/api/", "^/healthz$", "^/readyz$", "^/metrics$", "^/schema", "^/static/"]
+#: Paths without forms: the JSON API (the clinic API is signed instead), probes, metrics, the schema, static files,
+#: robots.txt (no CSRF cookie for a crawler).
+CSRF_EXEMPT = ["^/api/", "^/healthz$", "^/readyz$", "^/metrics$", "^/schema", "^/static/", "^/robots\\.txt$"]
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:

@@ -15,6 +15,15 @@ MESSAGES: dict[str, str] = {
         "(form protection, language choice, and signing in to see your requests)."
     ),
     "site.footer_home": "Back to the start",
+    # What search engines show under the public pages (a meta description: about 150 characters at most)
+    "meta.home_description": (
+        "Find private clinics and send one request to those you choose. It is encrypted, "
+        "so only the clinics you choose can read it."
+    ),
+    "meta.form_description": (
+        "Describe what you need help with and give consent. Your request is encrypted and sent only to the clinics "
+        "you chose."
+    ),
     "date.format": "{day} {month_name} {year} at {hour:02d}:{minute:02d}",
     "date.months": "January,February,March,April,May,June,July,August,September,October,November,December",
     # The clinic finder

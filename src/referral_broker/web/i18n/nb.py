@@ -15,6 +15,15 @@ MESSAGES: dict[str, str] = {
         "(skjemabeskyttelse, språkvalg og innlogging når du ser henvendelsene dine)."
     ),
     "site.footer_home": "Til forsiden",
+    # What search engines show under the public pages (a meta description: about 150 characters at most)
+    "meta.home_description": (
+        "Finn private klinikker og send én henvendelse til de du velger. Den krypteres, "
+        "så bare klinikkene du velger kan lese den."
+    ),
+    "meta.form_description": (
+        "Beskriv hva du trenger hjelp med og gi samtykke. Henvendelsen krypteres og sendes bare til klinikkene "
+        "du valgte."
+    ),
     # Months for dates written out
     "date.format": "{day:02d}.{month:02d}.{year} kl. {hour:02d}:{minute:02d}",
     "date.months": "januar,februar,mars,april,mai,juni,juli,august,september,oktober,november,desember",

@@ -1,11 +1,12 @@
-"""What `create_app()` wires for patients: the pages, the JSON API, the submission counter's lifetime."""
+"""What `create_app()` wires for patients: the pages, the JSON API, `/robots.txt`, the submission counter's lifetime."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from litestar import Litestar
+from litestar import Controller, Litestar
+from litestar.handlers import HTTPRouteHandler
 
 from referral_broker.services.code_channels import configured_sender
 from referral_broker.services.settings import Settings
@@ -15,8 +16,15 @@ from referral_broker.web.patient.manage_pages import ManagePages
 from referral_broker.web.patient.pages import PatientPages
 from referral_broker.web.patient.redis_counter import RedisWindowCounter
 from referral_broker.web.patient.rights_pages import RightsPages
+from referral_broker.web.patient.robots import robots_txt
 
-PATIENT_ROUTES = [PatientPages, ManagePages, RightsPages, PatientApi]
+PATIENT_ROUTES: list[type[Controller] | HTTPRouteHandler] = [
+    PatientPages,
+    ManagePages,
+    RightsPages,
+    PatientApi,
+    robots_txt,
+]
 __all__ = ["PAGE_EXCEPTION_HANDLERS", "PATIENT_ROUTES", "patient_lifespan"]
 
 
