@@ -49,6 +49,9 @@ class Settings:
     sms_url: str | None = None
     sms_token: str | None = None
     dev_outbox: Path | None = None
+    # Slow clients (issue 21): how long a request's headers, and then its whole body, may take to arrive
+    header_read_seconds: float = 10.0
+    body_read_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +85,8 @@ class Settings:
             sms_url=_optional_url(env, "REFERRAL_BROKER_SMS_URL", ("https", "http")),
             sms_token=env.get("REFERRAL_BROKER_SMS_TOKEN") or None,
             dev_outbox=Path(env["REFERRAL_BROKER_DEV_OUTBOX"]) if env.get("REFERRAL_BROKER_DEV_OUTBOX") else None,
+            header_read_seconds=_duration(env, "REFERRAL_BROKER_HEADER_TIMEOUT", 10),
+            body_read_seconds=_duration(env, "REFERRAL_BROKER_BODY_TIMEOUT", 30),
         )
 
 
