@@ -8,7 +8,6 @@ The bounds are set low here (2 s) so each test takes seconds; the defaults are 1
 from __future__ import annotations
 
 import logging
-import os
 import re
 import select
 import socket
@@ -20,10 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from referral_broker.cli.localservers import free_port
 from referral_broker.web.slow_clients import HangUpLog
 from tests.conftest import Servers
-from tests.processes import Program, program, wait_for_http
+from tests.processes import Program, serving
 
 BOUND = 2  # seconds, for headers and for the body
 GIVE_UP = 6 * BOUND  # a connection still open by then was never going to be cut off
@@ -31,36 +29,19 @@ GIVE_UP = 6 * BOUND  # a connection still open by then was never going to be cut
 
 @dataclass
 class Served:
-    port: int
+    url: str
     server: Program
 
     @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
 
 @pytest.fixture
 def served(servers: Servers, clean_db: str, redis_url: str, keys_dir: Path, tmp_path: Path) -> Iterator[Served]:
-    port = free_port()
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "DATABASE_URL": clean_db,
-        "REDIS_URL": redis_url,
-        "REFERRAL_BROKER_KEYS_DIR": str(keys_dir),
-        "REFERRAL_BROKER_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "REFERRAL_BROKER_HEADER_TIMEOUT": f"{BOUND}s",
-        "REFERRAL_BROKER_BODY_TIMEOUT": f"{BOUND}s",
-        "REFERRAL_BROKER_SUBMIT_RATE": "0",
-        **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_") or k == "PYTHONPATH"},
-    }
-    server = Program([program("referral-broker"), "serve", "--port", str(port)], env, tmp_path / "server.log")
-    try:
-        server.start()
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", server)
-        yield Served(port, server)
-    finally:
-        server.stop()
+    bounds = {"REFERRAL_BROKER_HEADER_TIMEOUT": f"{BOUND}s", "REFERRAL_BROKER_BODY_TIMEOUT": f"{BOUND}s"}
+    with serving(clean_db, redis_url, keys_dir, tmp_path, REFERRAL_BROKER_SUBMIT_RATE="0", **bounds) as (url, server):
+        yield Served(url, server)
 
 
 @dataclass

@@ -68,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from referral_broker.cli.http_server import server_options
 
     settings = _settings()  # refuse to start on bad configuration, with the variable named
+    settings.check_fit_to_serve()
     uvicorn.run(
         "referral_broker.cli.broker:app_factory",
         factory=True,

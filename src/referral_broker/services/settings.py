@@ -89,6 +89,19 @@ class Settings:
             body_read_seconds=_duration(env, "REFERRAL_BROKER_BODY_TIMEOUT", 30),
         )
 
+    @property
+    def is_production(self) -> bool:
+        """Patients are sent to an https address: what every real deployment has and a developer's machine lacks."""
+        return urlsplit(self.public_url).scheme == "https"
+
+    def check_fit_to_serve(self) -> None:
+        """What `serve` refuses to start without, beyond what every command needs."""
+        if self.is_production and self.metrics_token is None:
+            raise ConfigError(
+                "REFERRAL_BROKER_METRICS_TOKEN is not set: with an https public URL /metrics must not be open to "
+                "anyone; set it from a secret (REFERRAL_BROKER_METRICS_TOKEN_FILE) and give Prometheus the token"
+            )
+
 
 def with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
     """`NAME_FILE=/run/secrets/x` supplies NAME from a file (compose and Kubernetes secrets).

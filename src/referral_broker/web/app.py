@@ -13,6 +13,7 @@ from referral_broker.queue.doorbell import ArqDoorbell
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import Clock, Doorbell, system_clock
 from referral_broker.services.settings import Settings
+from referral_broker.web.api_reference import render_plugins
 from referral_broker.web.clinic_api import CLINIC_API
 from referral_broker.web.errors import EXCEPTION_HANDLERS
 from referral_broker.web.health import healthz, readyz
@@ -54,7 +55,7 @@ def create_app(
         before_send=[add_security_headers],
         middleware=[slow_clients.middleware],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="referral-broker", version="1"),
+        openapi_config=OpenAPIConfig(title="referral-broker", version="1", render_plugins=render_plugins()),
         template_config=template_config(),
         csrf_config=csrf_config(settings),
         debug=False,
