@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,3 +95,32 @@ async def wait_for_value(database_url: str, sql: str, expected: object, timeout:
         raise AssertionError(f"{sql} gave {value}, expected {expected}")
     finally:
         await conn.close()
+
+
+@contextmanager
+def serving(
+    database_url: str, redis_url: str, keys_dir: Path, folder: Path, **env: str
+) -> Iterator[tuple[str, Program]]:
+    """`referral-broker serve` on a free loopback port with `env` added, stopped at the end: (its URL, the program)."""
+    from referral_broker.cli.localservers import free_port
+
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    full_env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(folder),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "REFERRAL_BROKER_KEYS_DIR": str(keys_dir),
+        "REFERRAL_BROKER_PUBLIC_URL": url,
+        **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_") or k == "PYTHONPATH"},
+        **env,
+    }
+    server = Program([program("referral-broker"), "serve", "--port", str(port)], full_env, folder / "server.log")
+    try:
+        server.start()
+        wait_for_http(f"{url}/healthz", server)
+        yield url, server
+    finally:
+        server.stop()

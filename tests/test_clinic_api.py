@@ -204,7 +204,8 @@ async def test_security_headers_on_every_response(client: AsyncTestClient[Any], 
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["referrer-policy"] == "no-referrer"
         assert response.headers["cache-control"] == "no-store"
-        assert "max-age=" in response.headers["strict-transport-security"]
+        # This client speaks plain http: no HSTS (tests/deploy/test_deployment_defaults.py has both schemes).
+        assert "strict-transport-security" not in response.headers
 
 
 async def test_unexpected_failure_gives_a_generic_answer(client: AsyncTestClient[Any], broker: BrokerContext) -> None:

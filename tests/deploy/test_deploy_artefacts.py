@@ -164,6 +164,41 @@ def test_reverse_proxy_allows_only_tls_1_2_and_up_and_sends_hsts() -> None:
     assert "access_log off" in text
 
 
+METRICS_TOKEN_FILE = "REFERRAL_BROKER_METRICS_TOKEN_FILE"
+
+
+def test_every_deployment_gives_the_api_its_metrics_token_from_a_secret() -> None:
+    """serve refuses to start with an https public URL and no token (tests/deploy/test_deployment_defaults.py)."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    api = compose["services"]["api"]
+    secret = api["environment"][METRICS_TOKEN_FILE].removeprefix("/run/secrets/")
+    assert secret in api["secrets"] and "file" in compose["secrets"][secret]
+    assert api["environment"]["REFERRAL_BROKER_PUBLIC_URL"].split(":-")[-1].startswith("https://")
+
+    for folder in OVERLAYS:
+        by_name = {d["metadata"]["name"]: d for d in kustomize(folder) if d["kind"] == "Deployment"}
+        pod = by_name["referral-broker-api"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        path = next(e["value"] for e in container["env"] if e["name"] == METRICS_TOKEN_FILE)
+        mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "referral-broker-metrics"
+
+    unit = (DEPLOY / "systemd" / "referral-broker-api.service").read_text()
+    assert re.search(r"^LoadCredential=metrics_token:/etc/referral-broker/\S+$", unit, flags=re.MULTILINE)
+    assert f"Environment={METRICS_TOKEN_FILE}=%d/metrics_token" in unit
+
+
+def test_reverse_proxy_cuts_off_slow_clients_and_caps_connections_per_address() -> None:
+    text = (DEPLOY / "proxy" / "nginx-referral-broker.conf").read_text()
+    directives = dict(re.findall(r"^\s*(client_header_timeout|client_body_timeout|limit_conn) ([^;]+);", text, re.M))
+    assert int(directives["client_header_timeout"].rstrip("s")) <= 10
+    assert int(directives["client_body_timeout"].rstrip("s")) <= 10
+    zone, limit = directives["limit_conn"].split()
+    assert re.search(rf"^limit_conn_zone \$binary_remote_addr zone={zone}:\w+;", text, flags=re.MULTILINE)
+    assert 1 <= int(limit) <= 50
+
+
 def test_every_configuration_variable_is_in_the_one_table() -> None:
     doc = (DEPLOY.parent / "docs" / "operations.md").read_text()
     table = doc[doc.index("## Configuration") :]

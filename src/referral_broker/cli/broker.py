@@ -65,16 +65,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    _settings()  # refuse to start on bad configuration, with the variable named
+    from referral_broker.cli.http_server import server_options
+
+    settings = _settings()  # refuse to start on bad configuration, with the variable named
+    settings.check_fit_to_serve()
     uvicorn.run(
         "referral_broker.cli.broker:app_factory",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        access_log=False,  # a manage link's path holds a secret token; access logs would keep it
         log_level="info",
-        timeout_graceful_shutdown=20,
+        **server_options(settings),
     )
     return 0
 

@@ -49,6 +49,9 @@ class Settings:
     sms_url: str | None = None
     sms_token: str | None = None
     dev_outbox: Path | None = None
+    # Slow clients (issue 21): how long a request's headers, and then its whole body, may take to arrive
+    header_read_seconds: float = 10.0
+    body_read_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,7 +85,22 @@ class Settings:
             sms_url=_optional_url(env, "REFERRAL_BROKER_SMS_URL", ("https", "http")),
             sms_token=env.get("REFERRAL_BROKER_SMS_TOKEN") or None,
             dev_outbox=Path(env["REFERRAL_BROKER_DEV_OUTBOX"]) if env.get("REFERRAL_BROKER_DEV_OUTBOX") else None,
+            header_read_seconds=_duration(env, "REFERRAL_BROKER_HEADER_TIMEOUT", 10),
+            body_read_seconds=_duration(env, "REFERRAL_BROKER_BODY_TIMEOUT", 30),
         )
+
+    @property
+    def is_production(self) -> bool:
+        """Patients are sent to an https address: what every real deployment has and a developer's machine lacks."""
+        return urlsplit(self.public_url).scheme == "https"
+
+    def check_fit_to_serve(self) -> None:
+        """What `serve` refuses to start without, beyond what every command needs."""
+        if self.is_production and self.metrics_token is None:
+            raise ConfigError(
+                "REFERRAL_BROKER_METRICS_TOKEN is not set: with an https public URL /metrics must not be open to "
+                "anyone; set it from a secret (REFERRAL_BROKER_METRICS_TOKEN_FILE) and give Prometheus the token"
+            )
 
 
 def with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:

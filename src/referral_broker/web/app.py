@@ -13,6 +13,7 @@ from referral_broker.queue.doorbell import ArqDoorbell
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import Clock, Doorbell, system_clock
 from referral_broker.services.settings import Settings
+from referral_broker.web.api_reference import render_plugins
 from referral_broker.web.clinic_api import CLINIC_API
 from referral_broker.web.errors import EXCEPTION_HANDLERS
 from referral_broker.web.health import healthz, readyz
@@ -20,6 +21,7 @@ from referral_broker.web.ops import OPS_ROUTES
 from referral_broker.web.pages import csrf_config, static_files, template_config
 from referral_broker.web.patient.routes import PAGE_EXCEPTION_HANDLERS, PATIENT_ROUTES, patient_lifespan
 from referral_broker.web.security_headers import add_security_headers
+from referral_broker.web.slow_clients import SlowClientGuard
 
 
 def create_app(
@@ -44,14 +46,16 @@ def create_app(
             if close is not None:
                 await close()
 
-    handlers: Any = {**EXCEPTION_HANDLERS, **PAGE_EXCEPTION_HANDLERS}
+    slow_clients = SlowClientGuard(settings.body_read_seconds)
+    handlers: Any = {**EXCEPTION_HANDLERS, **PAGE_EXCEPTION_HANDLERS, **slow_clients.exception_handlers}
     return Litestar(
         route_handlers=[healthz, readyz, *PATIENT_ROUTES, CLINIC_API, *OPS_ROUTES, static_files()],
         lifespan=[lifespan, patient_lifespan(settings)],
         exception_handlers=handlers,
         before_send=[add_security_headers],
+        middleware=[slow_clients.middleware],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="referral-broker", version="1"),
+        openapi_config=OpenAPIConfig(title="referral-broker", version="1", render_plugins=render_plugins()),
         template_config=template_config(),
         csrf_config=csrf_config(settings),
         debug=False,

@@ -212,6 +212,11 @@ MESSAGES: dict[str, str] = {
     "error_page.too_large": (
         "The text you sent is too long. Go back, shorten it and try again. Nothing has been stored."
     ),
+    "error_page.too_slow_title": "The form took too long to arrive",
+    "error_page.too_slow": (
+        "Your connection sent the form so slowly that we stopped waiting for it. Nothing has been stored. "
+        "Go back and try again, on a better connection if you can."
+    ),
     "error_page.refused_title": "The request was not accepted",
     "error_page.refused": (
         "We could not accept this request, and nothing has been stored. If you filled in the form yourself, "

@@ -218,6 +218,11 @@ MESSAGES: dict[str, str] = {
     "error_page.too_large": (
         "Teksten du sendte er for lang. Gå tilbake, skriv kortere og prøv igjen. Ingenting er lagret."
     ),
+    "error_page.too_slow_title": "Skjemaet brukte for lang tid",
+    "error_page.too_slow": (
+        "Forbindelsen din sendte skjemaet så sakte at vi sluttet å vente på det. Ingenting er lagret. "
+        "Gå tilbake og prøv igjen, helst med en bedre forbindelse."
+    ),
     "error_page.refused_title": "Henvendelsen ble ikke tatt imot",
     "error_page.refused": (
         "Vi kunne ikke ta imot denne henvendelsen, og ingenting er lagret. Hvis du fylte ut skjemaet selv, "
