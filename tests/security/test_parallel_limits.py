@@ -22,12 +22,14 @@ from typing import Any
 import httpx
 import pytest
 
+from referral_broker.crypto.encoding import key_id
+from referral_broker.crypto.request_signature import sign_request
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.rights import MAX_CODE_ATTEMPTS
 from referral_broker.services.settings import Settings
 from referral_broker.web.app import create_app
 from referral_broker.web.patient.rights_access import CODE_REQUESTS_PER_CLIENT
-from tests.conftest import EnrolledClinic, RecordingDoorbell, referral_json
+from tests.conftest import EnrolledClinic, RecordingDoorbell, enrol_clinic, referral_json
 from tests.ops.conftest import PASSWORD, Account, code_at, make_account
 from tests.patient_web.conftest import FIXED_NOW, enrol_patient_clinics
 from tests.patient_web.live_server import LiveServer
@@ -302,3 +304,46 @@ async def test_forty_parallel_submissions_from_one_client_accept_at_most_the_rat
 
     assert answers == Counter({201: rate, 429: BURST - rate})
     assert await broker.pool.fetchval("SELECT count(*) FROM referrals") == rate
+
+
+async def test_forty_parallel_repeats_of_one_idempotency_key_make_one_referral(
+    start_live: StartLive, http: httpx.AsyncClient, broker: BrokerContext, clinics: dict[str, EnrolledClinic]
+) -> None:
+    live = start_live(clock=_fixed, submit_rate=0)
+    body = referral_json(["fysio-oslo"])
+    key = {"idempotency-key": "parallel-repeat-0001"}
+
+    def submit() -> Awaitable[httpx.Response]:
+        return http.post(f"{live.url}/api/v1/referrals", json=body, headers=key)
+
+    answers = await _burst(http, live, [submit for _ in range(BURST)])
+
+    assert answers == Counter({201: 1, 200: BURST - 1})
+    assert await broker.pool.fetchval("SELECT count(*) FROM referrals") == 1
+
+
+# --- the clinic API's replay guard --------------------------------------------------------------
+
+
+async def test_forty_parallel_replays_of_one_signed_request_are_served_once(
+    start_live: StartLive, http: httpx.AsyncClient, broker: BrokerContext
+) -> None:
+    live = start_live()
+    clinic = await enrol_clinic(broker, "klinikk-a")
+    path = "/api/v1/clinic/inbox?limit=10"
+    signed = sign_request(
+        "GET",
+        live.url + path,
+        {},
+        None,
+        key_id=key_id(clinic.secrets.signing_public),
+        seed=clinic.secrets.signing_seed,
+    )
+
+    def replay() -> Awaitable[httpx.Response]:
+        return http.get(live.url + path, headers=signed)
+
+    answers = await _burst(http, live, [replay for _ in range(BURST)])
+
+    assert answers[200] == 1, answers
+    assert answers[200] + answers[401] == BURST, answers
