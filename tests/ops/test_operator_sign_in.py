@@ -120,6 +120,28 @@ async def test_one_address_trying_many_accounts_is_limited_too(broker: BrokerCon
     assert blocked.outcome == LoginOutcome.THROTTLED
 
 
+async def test_signing_in_is_not_counted_as_a_failure_of_the_address(
+    broker: BrokerContext, operator: Account, clock: Clock
+) -> None:
+    """An attempt is counted before its check (control 21); a success takes its count back."""
+    ctx = dataclasses.replace(broker, clock=clock)
+    limit = broker.settings.ops_login_attempts_per_address
+    for i in range(limit - 1):
+        await operators.log_in(ctx, f"user{i}", "guess", "000000", address="203.0.113.11", previous_session=None)
+    for _ in range(3):
+        owner = await operators.log_in(
+            ctx, "olga", PASSWORD, code_at(operator, clock()), address="203.0.113.11", previous_session=None
+        )
+        assert owner.outcome == LoginOutcome.SIGNED_IN
+        clock.advance(seconds=30)
+    last = await operators.log_in(ctx, "someone", "guess", "000000", address="203.0.113.11", previous_session=None)
+    assert last.outcome == LoginOutcome.REFUSED  # the address's last failure: it was checked
+    blocked = await operators.log_in(
+        ctx, "olga", PASSWORD, code_at(operator, clock()), address="203.0.113.11", previous_session=None
+    )
+    assert blocked.outcome == LoginOutcome.THROTTLED
+
+
 async def test_session_id_has_256_bits_and_only_its_hash_is_stored(
     client: AsyncTestClient[Any], broker: BrokerContext, operator: Account, clock: Clock
 ) -> None:

@@ -2,9 +2,11 @@
 server-side sessions with idle and absolute timeouts, and failed-login limits that slow an attacker
 without locking the account's owner out (security.md controls 3, 4 and 5).
 
-Limits: failures are counted per account-and-address and per address, in fixed windows. Past either
-limit the attempt is refused before any check (429). The account itself is never locked, so the
-owner signing in from another address is not affected by someone guessing from elsewhere.
+Limits: attempts that do not succeed are counted per account-and-address and per address, in fixed
+windows. Each attempt is counted before its check, in one statement that refuses it when either
+counter is full (429), so parallel requests get no more checks than the limit; a success takes its
+count back. The account itself is never locked, so the owner signing in from another address is not
+affected by someone guessing from elsewhere.
 """
 
 from __future__ import annotations
@@ -176,17 +178,18 @@ async def log_in(
     username = username.strip().lower()[:64]
     now = ctx.clock()
     pair_key, address_key = _throttle_keys(ctx, username, address)
-    counted = await operators.failures(ctx.pool, [pair_key, address_key], now)
-    if (
-        counted.get(pair_key, 0) >= ctx.settings.ops_login_attempts
-        or counted.get(address_key, 0) >= ctx.settings.ops_login_attempts_per_address
-    ):
+    # The attempt is counted before anything is checked, so parallel requests cannot all pass a limit
+    # they read before any of them was counted. Only when both counters had room does the check run.
+    limits = {pair_key: ctx.settings.ops_login_attempts, address_key: ctx.settings.ops_login_attempts_per_address}
+    counted = await operators.reserve_attempt(ctx.pool, limits, now, now + LOGIN_WINDOW)
+    if counted != set(limits):
+        await operators.give_back(ctx.pool, list(counted), now)
         return LoginResult(LoginOutcome.THROTTLED)
     op = await operators.by_username(ctx.pool, username)
     reason = await _check(ctx, op, password, code, now)
     async with ctx.pool.acquire() as conn, conn.transaction():
         if reason is not None:
-            await operators.count_failure(conn, [pair_key, address_key], now, now + LOGIN_WINDOW)
+            # The failure was counted already, when the attempt was let through.
             # An unknown username is not recorded: people type their password into that field.
             await audit.append(
                 conn,
@@ -203,7 +206,9 @@ async def log_in(
             await operators.end_session(conn, _session_hash(previous_session), now)
         session_id = secrets.token_urlsafe(32)  # 256 bits from the OS's CSPRNG
         await operators.insert_session(conn, _session_hash(session_id), op.id, now)
+        # A success forgives this account's failures from here, and is no failure of the address.
         await operators.clear_failures(conn, pair_key)
+        await operators.give_back(conn, [address_key], now)
         await audit.append(conn, at=now, actor=f"operator:{op.username}", action="operator.login", subject=op.username)
     if _HASHER.check_needs_rehash(op.password_hash):
         await operators.update_password_hash(ctx.pool, op.id, await asyncio.to_thread(_HASHER.hash, password))

@@ -114,20 +114,23 @@ async def request_code(ctx: BrokerContext, sender: CodeSender, channel: str, val
     bidx = ctx.keys.vault.blind_index(channel, destination)
     now = ctx.clock()
     settings = ctx.settings
-    if await rights.codes_sent_since(ctx.pool, bidx, now - timedelta(hours=1)) >= settings.rights_codes_per_hour:
-        await _audit(ctx, now, action="rights.code_limited", details={"channel": channel})
-        raise TooManyCodes("too many codes were sent to this address in the last hour; try again later")
     code_id = uuid.uuid4()
     code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
-    await rights.insert_code(
-        ctx.pool,
-        id=code_id,
-        channel=channel,
-        contact_bidx=bidx,
-        code_hash=_code_hash(ctx, code_id, code),
-        now=now,
-        expires_at=now + timedelta(minutes=settings.rights_code_minutes),
-    )
+    async with ctx.pool.acquire() as conn:
+        stored = await rights.insert_code_within_limit(
+            conn,
+            id=code_id,
+            channel=channel,
+            contact_bidx=bidx,
+            code_hash=_code_hash(ctx, code_id, code),
+            now=now,
+            expires_at=now + timedelta(minutes=settings.rights_code_minutes),
+            counted_since=now - timedelta(hours=1),
+            limit=settings.rights_codes_per_hour,
+        )
+    if not stored:
+        await _audit(ctx, now, action="rights.code_limited", details={"channel": channel})
+        raise TooManyCodes("too many codes were sent to this address in the last hour; try again later")
     try:
         await sender.send(channel, destination, code, settings.rights_code_minutes)
     except CodeNotSent as exc:
@@ -154,11 +157,11 @@ async def verify_code(ctx: BrokerContext, code_id: str, code: str) -> tuple[str,
     code = code.strip().replace(" ", "")
     now = ctx.clock()
     async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await rights.lock_code(conn, row_id)
-        if row is None or row.used_at is not None or row.expires_at <= now or row.attempts >= MAX_CODE_ATTEMPTS:
-            outcome = "unknown" if row is None else "lapsed"
+        # The try is counted before the code is compared, in the one statement that checks it may be tried.
+        row = await rights.take_attempt(conn, row_id, now, MAX_CODE_ATTEMPTS)
+        if row is None:
+            outcome = "lapsed" if await rights.code_exists(conn, row_id) else "unknown"
         else:
-            await rights.count_attempt(conn, row.id)
             right = len(code) == CODE_DIGITS and hmac.compare_digest(_code_hash(ctx, row.id, code), row.code_hash)
             outcome = "opened" if right else "wrong"
         if outcome == "opened" and row is not None:
@@ -167,13 +170,13 @@ async def verify_code(ctx: BrokerContext, code_id: str, code: str) -> tuple[str,
             await rights.open_session(conn, row.id, session_hash=_session_hash(token), now=now, expires_at=expires)
             await audit.append(conn, at=now, actor="patient", action="rights.session_opened", subject=str(row.id))
             return token, RightsSession(row.id, row.channel, row.contact_bidx, expires)
-        if row is not None:
+        if outcome != "unknown":
             await audit.append(
                 conn,
                 at=now,
                 actor="patient",
                 action="rights.code_refused",
-                subject=str(row.id),
+                subject=str(row_id),
                 details={"why": outcome},
             )
     raise CodeRefused("this code is wrong or no longer valid; ask for a new one")

@@ -143,29 +143,45 @@ async def forget_sessions_before(conn: Executor, before: datetime) -> int:
     return int(result.split()[-1])
 
 
-# --- failed-login counters ------------------------------------------------------------------------
+# --- login attempt counters -----------------------------------------------------------------------
+#
+# `login_throttle.failures` counts the attempts of a window that did not succeed, including those still
+# being checked: an attempt is counted before its password is checked (`reserve_attempt`), and a success
+# takes its count back. So no burst of parallel requests gets more checks than the limit (control 21).
 
 
-async def failures(conn: Executor, keys: list[bytes], now: datetime) -> dict[bytes, int]:
-    """Failures counted in each key's current window (keys whose window ended count none)."""
+async def reserve_attempt(
+    conn: Executor, limits: dict[bytes, int], now: datetime, window_ends_at: datetime
+) -> set[bytes]:
+    """Count one attempt under each key still below its limit (`limits`: key → limit); the keys counted.
+
+    One statement: a key's row is locked while it is tested and counted, so parallel callers are
+    counted one after another and at most `limit` of them are let through a window. A key whose
+    window ended starts a new one at one. A key at its limit is not counted."""
     rows = await conn.fetch(
-        "SELECT key, failures FROM login_throttle WHERE key = ANY($1::bytea[]) AND window_ends_at > $2", keys, now
-    )
-    return {bytes(r["key"]): int(r["failures"]) for r in rows}
-
-
-async def count_failure(conn: Executor, keys: list[bytes], now: datetime, window_ends_at: datetime) -> None:
-    """One more failure under each key; a key whose window ended starts a new window at one."""
-    await conn.execute(
-        """INSERT INTO login_throttle (key, failures, window_ends_at)
-           SELECT k, 1, $3 FROM unnest($1::bytea[]) AS k
+        """WITH wanted AS (SELECT * FROM unnest($1::bytea[], $2::integer[]) AS w (key, most))
+           INSERT INTO login_throttle AS t (key, failures, window_ends_at)
+           SELECT key, 1, $4 FROM wanted
            ON CONFLICT (key) DO UPDATE SET
-               failures = CASE WHEN login_throttle.window_ends_at > $2 THEN login_throttle.failures + 1 ELSE 1 END,
-               window_ends_at = CASE WHEN login_throttle.window_ends_at > $2
-                                     THEN login_throttle.window_ends_at ELSE $3 END""",
-        keys,
+               failures = CASE WHEN t.window_ends_at > $3 THEN t.failures + 1 ELSE 1 END,
+               window_ends_at = CASE WHEN t.window_ends_at > $3 THEN t.window_ends_at ELSE $4 END
+           WHERE t.window_ends_at <= $3 OR t.failures < (SELECT most FROM wanted WHERE wanted.key = t.key)
+           RETURNING key""",
+        list(limits),
+        list(limits.values()),
         now,
         window_ends_at,
+    )
+    return {bytes(r["key"]) for r in rows}
+
+
+async def give_back(conn: Executor, keys: list[bytes], now: datetime) -> None:
+    """Take back one counted attempt under each key (a success, or a key counted beside one at its limit)."""
+    await conn.execute(
+        """UPDATE login_throttle SET failures = failures - 1
+           WHERE key = ANY($1::bytea[]) AND window_ends_at > $2 AND failures > 0""",
+        keys,
+        now,
     )
 
 

@@ -11,15 +11,13 @@ from referral_broker.store.pool import Connection, Executor
 _BIDX_COLUMN = {"email": "email_bidx", "phone": "phone_bidx"}
 
 
-async def codes_sent_since(conn: Executor, contact_bidx: bytes, since: datetime) -> int:
-    n = await conn.fetchval(
-        "SELECT count(*) FROM rights_codes WHERE contact_bidx = $1 AND created_at > $2", contact_bidx, since
-    )
-    return int(n)
+#: The class of the advisory locks that serialise sending codes to one contact detail (the two-key form,
+#: so it cannot meet the one-key locks of the migrations and the audit chain).
+_SENDING_LOCK_CLASS = 0x52420C0D
 
 
-async def insert_code(
-    conn: Executor,
+async def insert_code_within_limit(
+    conn: Connection,
     *,
     id: uuid.UUID,
     channel: str,
@@ -27,12 +25,30 @@ async def insert_code(
     code_hash: bytes,
     now: datetime,
     expires_at: datetime,
-) -> None:
-    await conn.execute(
-        """INSERT INTO rights_codes (id, channel, contact_bidx, code_hash, created_at, expires_at)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        id, channel, contact_bidx, code_hash, now, expires_at,
-    )  # fmt: skip
+    counted_since: datetime,
+    limit: int,
+) -> bool:
+    """Store the code unless `limit` codes were stored for this contact since `counted_since`; True if stored.
+
+    The count and the insert run under a transaction-level advisory lock on the contact's blind index, so
+    parallel requests for one address are counted one after another (control 21). The count is its own
+    statement, begun once the lock is held, so it sees every code the previous holder committed; in one
+    statement it would read a snapshot taken before the wait. A code deleted because sending failed gives
+    its place back."""
+    async with conn.transaction():
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            _SENDING_LOCK_CLASS,
+            int.from_bytes(contact_bidx[:4], "big", signed=True),
+        )
+        stored = await conn.fetchval(
+            """INSERT INTO rights_codes (id, channel, contact_bidx, code_hash, created_at, expires_at)
+               SELECT $1, $2, $3, $4, $5, $6
+               WHERE (SELECT count(*) FROM rights_codes WHERE contact_bidx = $3 AND created_at > $7) < $8
+               RETURNING id""",
+            id, channel, contact_bidx, code_hash, now, expires_at, counted_since, limit,
+        )  # fmt: skip
+    return stored is not None
 
 
 async def delete_code(conn: Executor, id: uuid.UUID) -> None:
@@ -50,17 +66,25 @@ class CodeRow:
     used_at: datetime | None
 
 
-async def lock_code(conn: Connection, id: uuid.UUID) -> CodeRow | None:
+async def take_attempt(conn: Connection, id: uuid.UUID, now: datetime, most: int) -> CodeRow | None:
+    """Count one try of a live code that has tries left, and return it (locked until the transaction ends).
+
+    None when the code is unknown, used, expired or out of tries. The test and the count are one
+    statement on a locked row, so parallel tries are counted one after another and at most `most` of them
+    ever compare the code (control 21)."""
     row = await conn.fetchrow(
-        """SELECT id, channel, contact_bidx, code_hash, attempts, expires_at, used_at
-           FROM rights_codes WHERE id = $1 FOR UPDATE""",
+        """UPDATE rights_codes SET attempts = attempts + 1
+           WHERE id = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3
+           RETURNING id, channel, contact_bidx, code_hash, attempts, expires_at, used_at""",
         id,
+        now,
+        most,
     )
     return CodeRow(**dict(row)) if row else None
 
 
-async def count_attempt(conn: Connection, id: uuid.UUID) -> None:
-    await conn.execute("UPDATE rights_codes SET attempts = attempts + 1 WHERE id = $1", id)
+async def code_exists(conn: Executor, id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM rights_codes WHERE id = $1)", id))
 
 
 async def open_session(
