@@ -3,8 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# PostgreSQL and Redis come from the system: devstack starts private servers from their programs.
+SERVER_TOOLS := initdb=postgresql pg_ctl=postgresql pg_dump=postgresql-client redis-server=redis-server
 
-.PHONY: dev test lint typecheck contracts audit unit system-tools clean bench
+.PHONY: dev test lint typecheck contracts audit unit system-tools server-tools clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
@@ -14,14 +16,15 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-dev: $(STAMP)
-	$(BIN)/referral-broker dev
+# The whole product with demo clinics, from the development-only package (devstack/, not in the wheel).
+dev: $(STAMP) server-tools
+	$(BIN)/python -m devstack
 
 test: lint typecheck contracts audit unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests devstack bench
+	$(BIN)/ruff format --check src tests devstack
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -36,9 +39,12 @@ audit: $(STAMP)
 	then $(BIN)/pip-audit --strict --skip-editable --progress-spinner off; \
 	else echo "*** DEPENDENCY AUDIT NOT RUN: PyPI's vulnerability data is not reachable from here ***"; fi
 
-# Programs the tests drive that come neither from PyPI nor from localservers.ensure_installed (PostgreSQL, Redis).
+server-tools:
+	scripts/ensure-system-tools $(SERVER_TOOLS)
+
+# Programs the tests drive that do not come from PyPI.
 system-tools:
-	scripts/ensure-system-tools kubectl=kubernetes-client chromium=chromium
+	scripts/ensure-system-tools $(SERVER_TOOLS) kubectl=kubernetes-client chromium=chromium
 
 unit: $(STAMP) system-tools
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
@@ -46,7 +52,7 @@ unit: $(STAMP) system-tools
 # Measure against this machine's limits and write docs/performance.md (about 30 minutes; BENCH_QUICK=1 for a
 # short run, BENCH_SOAK_SECONDS=N, BENCH_REPEATS=N, BENCH_API_WORKERS=N; `python -m bench.run --help`).
 bench: $(STAMP)
-	scripts/ensure-system-tools wrk=wrk
+	scripts/ensure-system-tools $(SERVER_TOOLS) wrk=wrk
 	$(BIN)/python -m bench.run
 
 clean:
