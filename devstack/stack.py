@@ -18,9 +18,11 @@ import asyncio
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -33,6 +35,8 @@ from referral_broker.store.migrate import apply_migrations
 
 #: The clinics' key files of a stack are throwaway: one passphrase opens them all.
 PASSPHRASE = "demo passphrase, not for real clinics"  # noqa: S105 - printed for the demo on purpose
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -102,14 +106,14 @@ class Stack:
         if not self.database_url:
             self.postgres = start_postgres(self.folder / "postgres", durable=self.durable)
             if self.postgres_settings:
-                asyncio.run(_alter_system(self.postgres.url, self.postgres_settings))
+                _wait(_alter_system(self.postgres.url, self.postgres_settings))
                 self.postgres.stop()
                 self.postgres.start()
             self.database_url = self.postgres.database_url(self.database_name)
         if not self.redis_url:
             self.redis = start_redis(self.folder / "redis")
             self.redis_url = self.redis.url
-        self.applied_migrations = asyncio.run(_create_and_migrate(self.database_url))
+        self.applied_migrations = _wait(_create_and_migrate(self.database_url))
         self.env = self._program_env()
         self.written_keys = init_keys(self.keys_dir)
         self.enrol(clinics)
@@ -224,6 +228,17 @@ class Stack:
 
     def logs(self) -> str:
         return "\n".join(p.output() for p in self.programs)
+
+
+def _wait(work: Coroutine[Any, Any, _T]) -> _T:
+    """Run `work` to its end from synchronous code, also when called under a running event loop (an
+    async test): then in a thread of its own, with its own loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 def _on_database(url: str, name: str) -> str:
