@@ -24,7 +24,7 @@ test: lint typecheck contracts audit unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests devstack bench
-	$(BIN)/ruff format --check src tests devstack
+	$(BIN)/ruff format --check src tests devstack bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
