@@ -3,8 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# PostgreSQL and Redis come from the system: devstack starts private servers from their programs.
+SERVER_TOOLS := initdb=postgresql pg_ctl=postgresql pg_dump=postgresql-client redis-server=redis-server
 
-.PHONY: dev test lint typecheck contracts audit unit system-tools html-checker clean bench
+.PHONY: dev test lint typecheck contracts audit unit system-tools server-tools html-checker clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
@@ -14,14 +16,15 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-dev: $(STAMP)
-	$(BIN)/referral-broker dev
+# The whole product with demo clinics, from the development-only package (devstack/, not in the wheel).
+dev: $(STAMP) server-tools
+	$(BIN)/python -m devstack
 
 test: lint typecheck contracts audit unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests devstack bench
+	$(BIN)/ruff format --check src tests devstack bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -36,10 +39,13 @@ audit: $(STAMP)
 	then $(BIN)/pip-audit --strict --skip-editable --progress-spinner off; \
 	else echo "*** DEPENDENCY AUDIT NOT RUN: PyPI's vulnerability data is not reachable from here ***"; fi
 
-# Programs the tests drive that come neither from PyPI nor from localservers.ensure_installed (PostgreSQL, Redis):
-# kubectl, Chromium, and Java with npm for the HTML checker below.
+server-tools:
+	scripts/ensure-system-tools $(SERVER_TOOLS)
+
+# Programs the tests drive that do not come from PyPI: PostgreSQL and Redis, kubectl, Chromium, and Java
+# with npm for the HTML checker below.
 system-tools:
-	scripts/ensure-system-tools kubectl=kubernetes-client chromium=chromium java=default-jre-headless npm=npm
+	scripts/ensure-system-tools $(SERVER_TOOLS) kubectl=kubernetes-client chromium=chromium java=default-jre-headless npm=npm
 
 # The Nu Html Checker (vnu.jar) that tests/patient_web/test_valid_html.py runs over every page, from the npm
 # registry at the version its lockfile pins. --ignore-scripts: its install script would download a Java of its
@@ -59,7 +65,7 @@ unit: $(STAMP) system-tools html-checker
 # Measure against this machine's limits and write docs/performance.md (about 30 minutes; BENCH_QUICK=1 for a
 # short run, BENCH_SOAK_SECONDS=N, BENCH_REPEATS=N, BENCH_API_WORKERS=N; `python -m bench.run --help`).
 bench: $(STAMP)
-	scripts/ensure-system-tools wrk=wrk
+	scripts/ensure-system-tools $(SERVER_TOOLS) wrk=wrk
 	$(BIN)/python -m bench.run
 
 clean:

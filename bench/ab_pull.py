@@ -27,7 +27,7 @@ import asyncpg
 
 from bench import scenarios
 from bench.bodies import bodies
-from bench.stack import CLINICS, Stack
+from bench.stack import CLINICS, ENROLLED, Stack, bench_stack
 from referral_broker.domain.enrolment import InboxItem
 
 SLUG = "bench-a"
@@ -49,7 +49,7 @@ async def _make_available_again(url: str, items: list[InboxItem]) -> None:
 
 
 def _pull(stack: Stack, src: str, out: Path, n: int) -> dict[str, float]:
-    acknowledged, elapsed, usage = scenarios.timed_pull(stack, SLUG, out, stack.env(PYTHONPATH=src), expected=n)
+    acknowledged, elapsed, usage = scenarios.timed_pull(stack, SLUG, out, stack.env_with(PYTHONPATH=src), expected=n)
     return {
         "per_s": acknowledged / elapsed,
         "tool_us": usage.per(acknowledged).get("clinic tool", 0.0),
@@ -67,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     trees = {"A": str(Path(args.a).resolve()), "B": str(Path(args.b).resolve())}
     with tempfile.TemporaryDirectory(prefix="rb-ab-pull-") as folder:
         work = Path(folder)
-        stack = Stack(work)
+        stack = bench_stack(work)
         try:
-            stack.up()
-            stack.start_api(workers=2)
-            stack.start_worker()
+            stack.up(clinics=ENROLLED)
+            stack.serve(workers=2)
+            stack.worker()
             asyncio.run(scenarios.seed_waiting(stack, SLUG, bodies(list(CLINICS)), args.n))
             scenarios.settle(stack)
             items = asyncio.run(scenarios.waiting_items(stack.database_url, SLUG))

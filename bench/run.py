@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import memory, scenarios, sweep
 from bench.bodies import bodies
-from bench.stack import CLINICS, Stack
+from bench.stack import CLINICS, ENROLLED, Stack, bench_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
@@ -91,15 +91,15 @@ def say(text: str) -> None:
 
 def measure(plan: Plan, skip: set[str], workdir: Path) -> dict:
     results: dict = {"plan": plan.__dict__, "started": datetime.now(UTC).isoformat(timespec="seconds")}
-    stack = Stack(workdir, durable=plan.durable)
+    stack = bench_stack(workdir, durable=plan.durable)
     body_list = bodies(list(CLINICS))
     bodies_file = workdir / "bodies.jsonl"
     try:
         say("starting private PostgreSQL and Redis, keys, two clinics")
-        stack.up()
+        stack.up(clinics=ENROLLED)
         bodies_file.write_bytes(b"\n".join(body_list) + b"\n")
-        api = stack.start_api(workers=plan.api_workers)
-        worker = stack.start_worker()
+        api = stack.serve(workers=plan.api_workers)
+        worker = stack.worker()
         say(f"api (pid {api.pid}, {plan.api_workers} process(es)) and worker (pid {worker.pid}) on {stack.url}")
         scenarios.open_loop(stack, bodies_file, 50, 2)  # warm up: connections, prepared statements, caches
         pids = {"api": api.pid, "worker": worker.pid}

@@ -315,7 +315,7 @@ def pull(stack: Stack, bodies: list[bytes], n: int, out: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     files = file_system_floor(out.parent / f"{out.name}-floor")
     load = loadavg()
-    acknowledged, elapsed, usage = timed_pull(stack, slug, out, stack.env(), expected=len(items))
+    acknowledged, elapsed, usage = timed_pull(stack, slug, out, stack.env, expected=len(items))
     return {
         "waiting": len(items),
         "acknowledged": acknowledged,
@@ -335,7 +335,7 @@ def timed_pull(
     """The real `referral-clinic pull --limit 500` of `slug`'s inbox into `out`, which must acknowledge at
     least `expected` referrals: how many it acknowledged, the seconds it took, and the CPU taken on the
     whole machine meanwhile, by who took it."""
-    meter = cpu.Meter({p.name: p.pid for p in stack.processes}, "clinic tool").start()
+    meter = cpu.Meter({p.name: p.pid for p in stack.programs if p.running()}, "clinic tool").start()
     started = time.perf_counter()
     done = subprocess.run(
         [BIN / "referral-clinic", "pull", "--dir", stack.clinic_dir(slug), "--out", out, "--limit", "500"],

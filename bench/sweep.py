@@ -161,7 +161,7 @@ def _month(k: int) -> datetime:
 
 
 def sweep_once(stack: Stack, database_url: str, now: datetime) -> tuple[int, float]:
-    env = stack.env(DATABASE_URL=database_url)
+    env = stack.env_with(DATABASE_URL=database_url)
     t0 = time.perf_counter()
     done = subprocess.run(
         [str(BIN / "referral-broker"), "retention", "run", "--now", now.isoformat()],

@@ -23,7 +23,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from referral_broker.cli import localservers
+import devstack
 from referral_broker.crypto.broker_keys import init_keys
 from referral_broker.crypto.clinic_identity import ClinicSecrets, make_enrollment
 from referral_broker.services import enrolment
@@ -38,8 +38,8 @@ os.environ.setdefault("REFERRAL_CLINIC_KDF_PROFILE", "interactive")
 class Servers:
     postgres_url: str  # server-level URL (database "postgres")
     redis_url: str
-    postgres: localservers.PostgresServer | None
-    redis: localservers.RedisServer | None
+    postgres: devstack.PostgresServer | None
+    redis: devstack.RedisServer | None
 
 
 @pytest.fixture(scope="session")
@@ -49,13 +49,11 @@ def servers() -> Iterator[Servers]:
     folder = Path(tempfile.mkdtemp(prefix="rb-test-"))
     pg = rd = None
     try:
-        if not (pg_url and redis_url):
-            localservers.ensure_installed()  # apt-get install postgresql / redis-server when missing (as root)
         if not pg_url:
-            pg = localservers.start_postgres(folder / "pg", durable=False)
+            pg = devstack.start_postgres(folder / "pg", durable=False)
             pg_url = pg.url
         if not redis_url:
-            rd = localservers.start_redis(folder / "redis")
+            rd = devstack.start_redis(folder / "redis")
             redis_url = rd.url
         else:
             redis_url = redis_url.rsplit("/", 1)[0] + "/" + os.environ.get("REFERRAL_TEST_REDIS_DB", "15")

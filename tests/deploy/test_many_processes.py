@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from referral_broker.cli.localservers import free_port
+from devstack import free_port
 from referral_broker.crypto.encoding import key_id
 from referral_broker.crypto.request_signature import sign_request
 from referral_broker.services.context import BrokerContext

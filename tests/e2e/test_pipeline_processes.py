@@ -22,8 +22,7 @@ import httpx
 import pytest
 import redis
 
-from referral_broker.cli import localservers
-from referral_broker.cli.localservers import free_port
+from devstack import find_postgres_bin, free_port
 from tests.conftest import Servers, referral_json
 from tests.processes import Program, program, run, wait_for_http, wait_for_value
 
@@ -164,7 +163,7 @@ def _redis_values(url: str) -> str:
 
 
 def _pg_dump(database_url: str) -> str:
-    dump = localservers.find_postgres_bin("pg_dump")
+    dump = find_postgres_bin("pg_dump")
     return run([str(dump), "--data-only", "--inserts", database_url], {"PATH": "/usr/bin:/bin"}).stdout
 
 

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from referral_broker.cli import localservers
-from tests.faults.stack import Stack, program_env
+import devstack
+from devstack.stack import Stack
+from tests.faults.stack import fault_stack
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[localservers.RedisServer]:
+def own_redis(tmp_path: Path) -> Iterator[devstack.RedisServer]:
     """A non-persistent redis-server on a free port, for this test alone: killing it loses everything."""
-    server = localservers.start_redis(tmp_path / "redis")
+    server = devstack.start_redis(tmp_path / "redis")
     try:
         yield server
     finally:
@@ -22,14 +23,13 @@ def own_redis(tmp_path: Path) -> Iterator[localservers.RedisServer]:
 
 
 @pytest.fixture
-def stack(clean_db: str, own_redis: localservers.RedisServer, tmp_path: Path) -> Iterator[Stack]:
+def stack(clean_db: str, own_redis: devstack.RedisServer, tmp_path: Path) -> Iterator[Stack]:
     # The submission limit stays on (fail-open is part of what an outage tests), high enough for one address.
     # Jobs held on purpose inside their transaction must not be timed out by arq meanwhile.
-    env = program_env(
+    made = fault_stack(
         tmp_path, clean_db, own_redis.url, REFERRAL_BROKER_SUBMIT_RATE="1000", REFERRAL_BROKER_JOB_TIMEOUT="60"
     )
-    made = Stack(tmp_path, env, clean_db, own_redis.url)
     try:
         yield made
     finally:
-        made.stop()
+        made.down()

@@ -1,29 +1,25 @@
 """The real programs (`serve`, `worker`, `referral-clinic`) over servers a fault test may kill.
 
 A fault test starts its own Redis (and, where it stops PostgreSQL, its own PostgreSQL) on free ports in
-its own folder, so killing or stopping them disturbs nothing else. Every program is stopped by its own
-process id when the test ends.
+its own folder, so killing or stopping them disturbs nothing else. The programs are started by the one
+launcher, `devstack.stack.Stack`, and each stopped by its own process id when the test ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import httpx
 import redis
 
-from referral_broker.cli.localservers import free_port
-from referral_broker.crypto.broker_keys import init_keys
+from devstack.stack import Stack
 from referral_broker.services.ports import JOB_DISPATCH
 from tests.conftest import referral_json
 from tests.e2e.test_pipeline_processes import PASSPHRASE, Broker
-from tests.processes import Program, program, wait_for_http
 
 DELIVERED_ONCE = """
     SELECT count(*) FROM referrals r
@@ -38,60 +34,21 @@ def queued_dispatch_jobs(redis_url: str) -> int:
     return sum(1 for m in members if m.decode().startswith(f"{JOB_DISPATCH}:"))
 
 
-def program_env(folder: Path, database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
-    keys = folder / "keys"
-    if not (keys / "broker.pub").exists():
-        init_keys(keys)
-    return {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(folder),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "REFERRAL_BROKER_KEYS_DIR": str(keys),
-        "REFERRAL_BROKER_JOB_TIMEOUT": "3",
-        "REFERRAL_BROKER_SUBMIT_RATE": "0",
-        "REFERRAL_CLINIC_PASSPHRASE": PASSPHRASE,
-        "REFERRAL_CLINIC_KDF_PROFILE": "interactive",
-        **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_") or k == "PYTHONPATH"},
-        **extra,
-    }
+def fault_stack(folder: Path, database_url: str, redis_url: str, **extra: str) -> Stack:
+    """The one launcher over the test's servers, configured as the end-to-end tests run the programs."""
+    return Stack(
+        folder,
+        database_url=database_url,
+        redis_url=redis_url,
+        base_env={"PATH": "/usr/bin:/bin", "HOME": str(folder)},
+        passphrase=PASSPHRASE,
+        extra_env={"REFERRAL_BROKER_JOB_TIMEOUT": "3", "REFERRAL_BROKER_SUBMIT_RATE": "0", **extra},
+    ).up()
 
 
-@dataclass
-class Stack:
-    """One broker (server, workers, clinics) whose programs the test starts and the fixture stops."""
-
-    folder: Path
-    env: dict[str, str]
-    database_url: str
-    redis_url: str
-    programs: list[Program] = field(default_factory=list)
-    url: str = ""
-
-    def serve(self) -> str:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.env["REFERRAL_BROKER_PUBLIC_URL"] = self.url
-        server = Program([program("referral-broker"), "serve", "--port", str(port)], self.env, self.folder / "api.log")
-        self.programs.append(server.start())
-        wait_for_http(f"{self.url}/healthz", server)
-        return self.url
-
-    def worker(self, name: str = "worker") -> Program:
-        worker = Program([program("referral-broker"), "worker"], self.env, self.folder / f"{name}.log").start()
-        self.programs.append(worker)
-        return worker
-
-    def as_e2e_broker(self) -> Broker:
-        """The end-to-end suite's helper over this stack: it enrols with the CLIs and pulls with the tool."""
-        return Broker(self.url, self.env, self.folder, None, None, self.database_url, self.redis_url)  # type: ignore[arg-type]
-
-    def stop(self) -> None:
-        for p in reversed(self.programs):
-            p.stop()
-
-    def logs(self) -> str:
-        return "\n".join(p.output() for p in self.programs)
+def as_e2e_broker(stack: Stack) -> Broker:
+    """The end-to-end suite's helper over this stack: it enrols with the CLIs and pulls with the tool."""
+    return Broker(stack.url, stack.env, stack.folder, None, None, stack.database_url, stack.redis_url)  # type: ignore[arg-type]
 
 
 async def submit_all(

@@ -22,7 +22,8 @@ import msgspec
 import pytest
 import redis
 
-from referral_broker.cli.localservers import RedisServer
+from devstack import RedisServer
+from devstack.stack import Stack
 from referral_broker.clinic.keystore import ClinicDir
 from referral_broker.crypto.encoding import key_id
 from referral_broker.crypto.request_signature import sign_request
@@ -30,7 +31,7 @@ from tests.e2e.test_pipeline_processes import PASSPHRASE
 from tests.faults.stack import (
     DELIVERED_ONCE,
     ClinicHold,
-    Stack,
+    as_e2e_broker,
     assert_each_effect_once,
     each_effect_once,
     referral_bodies,
@@ -57,7 +58,7 @@ async def test_worker_killed_after_the_dispatch_effect_reruns_the_job_to_no_effe
 ) -> None:
     stack.env["REFERRAL_BROKER_JOB_TIMEOUT"] = "3"  # the in-progress mark lapses after 13 s
     stack.serve()
-    stack.as_e2e_broker().clinic("klinikk-a")
+    as_e2e_broker(stack).clinic("klinikk-a")
     # With a contact, the job's last step after its commit is a ring (the clinic's notice), which waits on
     # the paused Redis (up to the ring timeout) *before* arq writes that the job is done. Without one, the
     # job could write its "done" to Redis' socket before the kill, and Redis would act on it once resumed.
@@ -105,7 +106,7 @@ async def _fetchval(database_url: str, sql: str) -> object:
 
 async def test_clinic_tool_killed_between_writing_and_acknowledging_writes_no_duplicate(stack: Stack) -> None:
     stack.serve()
-    e2e = stack.as_e2e_broker()
+    e2e = as_e2e_broker(stack)
     folder = e2e.clinic("klinikk-a")
     stack.worker()
     references = sorted(

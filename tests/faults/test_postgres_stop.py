@@ -22,11 +22,11 @@ import asyncpg
 import httpx
 import pytest
 
-from referral_broker.cli import localservers
-from referral_broker.cli.localservers import RedisServer
+import devstack
+from devstack import RedisServer
 from referral_broker.store.migrate import apply_migrations
 from tests.conftest import referral_json
-from tests.faults.stack import DELIVERED_ONCE, Stack, assert_each_effect_once, each_effect_once, program_env
+from tests.faults.stack import DELIVERED_ONCE, as_e2e_broker, assert_each_effect_once, each_effect_once, fault_stack
 from tests.processes import wait_for_value
 
 pytestmark = pytest.mark.e2e
@@ -35,8 +35,8 @@ BURST = 60
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[localservers.PostgresServer]:
-    server = localservers.start_postgres(tmp_path / "pg", durable=True)
+def own_postgres(tmp_path: Path) -> Iterator[devstack.PostgresServer]:
+    server = devstack.start_postgres(tmp_path / "pg", durable=True)
     try:
         yield server
     finally:
@@ -66,15 +66,15 @@ async def _submit_until_answered(client: httpx.AsyncClient, body: dict[str, obje
 
 
 async def test_postgres_stopped_immediately_mid_burst_keeps_every_201_and_retries_create_no_second(
-    own_postgres: localservers.PostgresServer, own_redis: RedisServer, tmp_path: Path
+    own_postgres: devstack.PostgresServer, own_redis: RedisServer, tmp_path: Path
 ) -> None:
     conn = await asyncpg.connect(own_postgres.url)
     await apply_migrations(conn)
     await conn.close()
-    stack = Stack(tmp_path, program_env(tmp_path, own_postgres.url, own_redis.url), own_postgres.url, own_redis.url)
+    stack = fault_stack(tmp_path, own_postgres.url, own_redis.url)
     try:
         stack.serve()
-        stack.as_e2e_broker().clinic("klinikk-a")
+        as_e2e_broker(stack).clinic("klinikk-a")
         worker = stack.worker()
         await wait_for_value(own_postgres.url, "SELECT count(*) FROM worker_heartbeats", 1)
         bodies = [referral_json(["klinikk-a"], description=f"burst {i}: vondt i ryggen") for i in range(BURST)]
@@ -132,7 +132,7 @@ async def test_postgres_stopped_immediately_mid_burst_keeps_every_201_and_retrie
             assert w.process is not None and w.process.poll() is None, w.output()[-2000:]
         assert "worker lost Redis or PostgreSQL" in late_worker.output()
     finally:
-        stack.stop()
+        stack.down()
 
 
 async def _all_referrals(database_url: str) -> list[asyncpg.Record]:

@@ -21,11 +21,12 @@ import asyncpg
 import httpx
 import pytest
 
-from referral_broker.cli.localservers import RedisServer
+from devstack import RedisServer
+from devstack.stack import Stack
 from tests.faults.stack import (
     DELIVERED_ONCE,
     ClinicHold,
-    Stack,
+    as_e2e_broker,
     assert_each_effect_once,
     each_effect_once,
     queued_dispatch_jobs,
@@ -62,7 +63,7 @@ async def test_redis_killed_with_referrals_queued_loses_none_and_the_worker_reco
     stack: Stack, own_redis: RedisServer
 ) -> None:
     stack.serve()
-    stack.as_e2e_broker().clinic("klinikk-a")
+    as_e2e_broker(stack).clinic("klinikk-a")
     worker = stack.worker()
     await wait_for_value(stack.database_url, "SELECT count(*) FROM worker_heartbeats", 1)
 
@@ -97,7 +98,7 @@ async def test_redis_away_for_30_seconds_during_submissions_and_work_loses_nothi
     stack: Stack, own_redis: RedisServer
 ) -> None:
     stack.serve()
-    e2e = stack.as_e2e_broker()
+    e2e = as_e2e_broker(stack)
     clinic_a, clinic_b = e2e.clinic("klinikk-a"), e2e.clinic("klinikk-b")
     worker = stack.worker()
     before = _references(await submit_all(stack.url, referral_bodies(["klinikk-a"], 3, "before")))
@@ -162,7 +163,7 @@ async def test_a_paused_redis_does_not_hold_submissions_and_nothing_is_lost(
     """Redis stopped (SIGSTOP), not gone: its connections stay open and simply never answer. Each
     submission still gets its 201 within the ring timeout, and once Redis goes on all are delivered once."""
     stack.serve()
-    stack.as_e2e_broker().clinic("klinikk-a")
+    as_e2e_broker(stack).clinic("klinikk-a")
     httpx.post(f"{stack.url}/api/v1/referrals", json=referral_bodies(["klinikk-a"], 1, "warm")[0], timeout=10)
     pid = own_redis.pid
     assert pid is not None

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from referral_broker.cli.localservers import free_port
+from devstack import free_port
 
 
 @dataclass

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import uvicorn
 from litestar import Litestar
 
-from referral_broker.cli.localservers import free_port
+from devstack import free_port
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""`referral-broker`: the operator's command line (keys, migrate, serve, worker, dev, clinic)."""
+"""`referral-broker`: the operator's command line (keys, migrate, serve, worker, clinic, ...)."""
 
 from __future__ import annotations
 
@@ -95,13 +95,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_dev(args: argparse.Namespace) -> int:
-    from referral_broker.cli.dev import run_dev
-
-    result: int = run_dev(host=args.host, port=args.port)
-    return result
-
-
 def cmd_clinic_add(args: argparse.Namespace) -> int:
     data = Path(args.enrollment).read_bytes()
     categories = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else []
@@ -175,11 +168,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("worker", help="run the job worker (supervised)").set_defaults(func=cmd_worker)
-
-    dev = sub.add_parser("dev", help="run everything locally with demo clinics")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8000)
-    dev.set_defaults(func=cmd_dev)
 
     clinic = sub.add_parser("clinic", help="enrol and inspect clinics").add_subparsers(
         dest="clinic_command", required=True

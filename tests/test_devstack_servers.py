@@ -1,4 +1,4 @@
-"""Private PostgreSQL and Redis servers started from the system's binaries.
+"""Private PostgreSQL and Redis servers started from the system's binaries (devstack).
 
 These tests start real servers on free ports in pytest's tmp dirs.  They never
 connect to, bind, stop or flush the machine's shared servers on 5432/6379.
@@ -12,7 +12,6 @@ import shutil
 import signal
 import socket
 import stat
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -24,16 +23,17 @@ import asyncpg
 import pytest
 import redis
 
-from referral_broker.cli import localservers
-from referral_broker.cli.localservers import (
+from devstack import (
     SHARED_PORTS,
     PostgresServer,
     RedisServer,
     ServerUnavailable,
-    ensure_installed,
+    binaries,
     find_postgres_bin,
     find_redis_server,
     free_port,
+    pg_cluster,
+    ports,
     start_postgres,
     start_redis,
     wait_for_port,
@@ -298,7 +298,7 @@ def test_a_port_taken_before_the_server_binds_it_is_replaced(
     try:
         for start in (start_redis, start_postgres):
             handed_out = iter([taken_port])
-            monkeypatch.setattr(localservers, "free_port", lambda it=handed_out: next(it, 0) or free_port())
+            monkeypatch.setattr(ports, "free_port", lambda it=handed_out: next(it, 0) or free_port())
             server = cleanup(start(tmp_path / start.__name__))
             assert server.port != taken_port
     finally:
@@ -347,7 +347,7 @@ def test_wait_for_port_times_out_with_a_clear_error() -> None:
 
 
 def test_find_postgres_bin_finds_the_programs() -> None:
-    for name in localservers.POSTGRES_PROGRAMS:
+    for name in binaries.POSTGRES_PROGRAMS:
         path = find_postgres_bin(name)
         assert path.is_absolute() and os.access(path, os.X_OK), name
     assert os.access(find_redis_server(), os.X_OK)
@@ -359,6 +359,7 @@ def test_find_postgres_bin_explains_a_missing_program() -> None:
     message = str(excinfo.value)
     assert "'pg_no_such_program' not found on PATH" in message
     assert "apt-get install -y postgresql redis-server" in message
+    assert "make dev" in message and "scripts/ensure-system-tools" in message
 
 
 def test_find_postgres_bin_falls_back_to_the_highest_debian_version(
@@ -369,49 +370,11 @@ def test_find_postgres_bin_falls_back_to_the_highest_debian_version(
         program.parent.mkdir(parents=True)
         program.write_text("#!/bin/sh\n")
         program.chmod(0o755)
-    monkeypatch.setattr(localservers, "_DEBIAN_PG_ROOT", tmp_path)
+    monkeypatch.setattr(binaries, "DEBIAN_PG_ROOT", tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert find_postgres_bin("initdb") == tmp_path / "15" / "bin" / "initdb"
     with pytest.raises(ServerUnavailable, match="not found"):
         find_postgres_bin("pg_ctl")
-
-
-def test_ensure_installed_does_nothing_when_everything_is_there(monkeypatch: pytest.MonkeyPatch) -> None:
-    def forbidden(*args: object, **kwargs: object) -> None:
-        raise AssertionError(f"unexpected subprocess.run{args}")
-
-    monkeypatch.setattr(subprocess, "run", forbidden)
-    ensure_installed()
-
-
-def test_ensure_installed_explains_what_to_install_when_not_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(localservers, "_missing_programs", lambda: ["initdb", "redis-server"])
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(ServerUnavailable, match="not root") as excinfo:
-        ensure_installed()
-    assert "initdb, redis-server" in str(excinfo.value)
-    assert "apt-get install -y postgresql redis-server" in str(excinfo.value)
-
-
-def test_ensure_installed_uses_apt_get_non_interactively_as_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    missing = iter([["initdb"], []])
-    calls: list[tuple[list[str], dict[str, str]]] = []
-
-    def fake_run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        calls.append((args, kwargs["env"]))
-        return subprocess.CompletedProcess(args, 0, "", "")
-
-    monkeypatch.setattr(localservers, "_missing_programs", lambda: next(missing))
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(subprocess, "run", fake_run)
-    ensure_installed()
-    lock_wait = ["-o", "DPkg::Lock::Timeout=300"]
-    assert [args for args, _ in calls] == [
-        ["/usr/bin/apt-get", *lock_wait, "update"],
-        ["/usr/bin/apt-get", *lock_wait, "install", "-y", "postgresql", "redis-server"],
-    ]
-    assert all(env["DEBIAN_FRONTEND"] == "noninteractive" for _, env in calls)
 
 
 def test_a_reachable_data_dir_is_used_in_place(traversable_dir: Path, cleanup: Callable[[Server], Server]) -> None:
@@ -436,7 +399,7 @@ def test_as_root_an_unreachable_data_dir_is_relocated_not_chmodded(
     assert stat.S_IMODE(pg.data_dir.stat().st_mode) == 0o700
     # pytest's 0700 dirs are left alone; the given path links to the cluster.
     assert stat.S_IMODE(tmp_path.stat().st_mode) == mode_before
-    assert pg.data_dir.is_relative_to(localservers.RELOCATION_BASE)
+    assert pg.data_dir.is_relative_to(pg_cluster.RELOCATION_BASE)
     assert (tmp_path / "pg").is_symlink()
     assert (tmp_path / "pg").resolve() == pg.data_dir
     assert "ready to accept connections" in (tmp_path / "pg" / "server.log").read_text()
