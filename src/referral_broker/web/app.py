@@ -15,10 +15,12 @@ from referral_broker.services.ports import Clock, Doorbell, system_clock
 from referral_broker.services.settings import Settings
 from referral_broker.web.clinic_api import CLINIC_API
 from referral_broker.web.errors import EXCEPTION_HANDLERS
+from referral_broker.web.head_requests import answer_head_as_get
 from referral_broker.web.health import healthz, readyz
 from referral_broker.web.ops import OPS_ROUTES
-from referral_broker.web.pages import csrf_config, static_files, template_config
+from referral_broker.web.pages import csrf_protection, static_files, template_config
 from referral_broker.web.patient.routes import PAGE_EXCEPTION_HANDLERS, PATIENT_ROUTES, patient_lifespan
+from referral_broker.web.readable_input import ReadableInput, ReadableRequest
 from referral_broker.web.security_headers import add_security_headers
 
 
@@ -45,7 +47,7 @@ def create_app(
                 await close()
 
     handlers: Any = {**EXCEPTION_HANDLERS, **PAGE_EXCEPTION_HANDLERS}
-    return Litestar(
+    app = Litestar(
         route_handlers=[healthz, readyz, *PATIENT_ROUTES, CLINIC_API, *OPS_ROUTES, static_files()],
         lifespan=[lifespan, patient_lifespan(settings)],
         exception_handlers=handlers,
@@ -53,6 +55,10 @@ def create_app(
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="referral-broker", version="1"),
         template_config=template_config(),
-        csrf_config=csrf_config(settings),
+        # Outermost first: unreadable bytes are refused before the CSRF check reads the form.
+        middleware=[ReadableInput, csrf_protection(settings)],
+        request_class=ReadableRequest,
         debug=False,
     )
+    app.asgi_handler = answer_head_as_get(app.asgi_handler)
+    return app
