@@ -279,3 +279,24 @@ async def test_text_postgresql_refuses_is_a_400_with_the_usual_page_for_every_au
     ops = await site.client.get("/ops/audit")
     assert ops.status_code == 400 and "The request could not be read" in ops.text, ops.text[:300]
     _no_incident(caplog)
+
+
+async def test_a_refusal_names_where_the_unreadable_bytes_were(site: Site) -> None:
+    cases = [
+        ("/api/v1/clinics?city=ab%00cd", [], "query city"),
+        ("/api/v1/clinics?%FF=1", [], "query"),
+        ("/api/v1/clinics", [(b"accept-language", b"nb\x00")], "header accept-language"),
+        ("/static/site%00.css", [], "path"),
+    ]
+    for path, headers, where in cases:
+        response = await site.client.get(path, headers=headers)
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["errors"] == [
+            {
+                "field": where,
+                "code": "unreadable",
+                "message": "holds a zero byte, a control character or text that is not UTF-8",
+            }
+        ], path
+    page = await site.client.get("/?city=%00", headers={"accept-language": "en"})
+    assert page.status_code == 400 and "<h1>The request could not be read</h1>" in page.text

@@ -58,13 +58,14 @@ def _pairs(encoded: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def _field(kind: str, name: bytes) -> str:
-    """How an error names the field: by its name when that name is itself readable."""
-    return f"{kind} {name.decode()}" if _readable(name, _CONTROL) and name else kind
+    """How an error names the field: by its name when that name is itself readable (and not too long to echo)."""
+    return f"{kind} {name.decode()}" if name and len(name) <= 64 and _readable(name, _CONTROL) else kind
 
 
 def check_url_and_headers(scope: Scope) -> None:
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
-    if not _readable(unquote_to_bytes(raw_path), _CONTROL):
+    # Some clients (httpx's ASGI transport) put the query in raw_path too; a path's own "?" is always %3F.
+    if not _readable(unquote_to_bytes(raw_path.partition(b"?")[0]), _CONTROL):
         raise unreadable("path")
     for name, value in _pairs(scope.get("query_string", b"")):
         if not (_readable(name, _CONTROL) and _readable(value, _CONTROL)):
