@@ -60,7 +60,10 @@ def test_schema_declares_the_referral_body_and_its_refusals(live: LiveServer) ->
     for part in ("need", "patient", "consent"):
         assert body["properties"][part]["additionalProperties"] is False
     assert body["required"] == ["clinics", "need", "patient", "consent"]
-    assert {"200", "201", "400", "413", "422", "429"} <= set(submit["responses"])
+    assert {"200", "201", "400", "413", "415", "422", "429"} <= set(submit["responses"])
+    # An unreadable body is 400 with the same per-field shape as a 422 (field `body`).
+    unreadable = submit["responses"]["400"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert document["components"]["schemas"][unreadable]["required"] == ["errors"]
     assert [p["name"] for p in submit["parameters"]] == ["Idempotency-Key"]
 
 

@@ -28,6 +28,10 @@ class InvalidRequest(DomainError):
         return "; ".join(f"{e.field}: {e.message}" for e in self.errors)
 
 
+class MalformedRequest(InvalidRequest):
+    """The request cannot be read at all (not JSON, not UTF-8, a NUL byte), so no field can be judged: 400."""
+
+
 class IllegalTransition(DomainError):
     """A state machine was asked to move along an edge it does not have."""
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from referral_broker.domain.errors import FieldError, InvalidRequest
+from referral_broker.domain.errors import FieldError, InvalidRequest, MalformedRequest
 
 T = TypeVar("T")
 
@@ -40,8 +40,8 @@ def decode_json(body: bytes, type_: type[T]) -> T:
     raise InvalidRequest(errors or [FieldError("body", "invalid", "the body does not match the schema")])
 
 
-def _malformed() -> InvalidRequest:
-    return InvalidRequest(
+def _malformed() -> MalformedRequest:
+    return MalformedRequest(
         [FieldError("body", "malformed", "the body is not valid JSON (UTF-8, nested at most a few hundred levels)")]
     )
 

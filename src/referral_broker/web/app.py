@@ -16,10 +16,12 @@ from referral_broker.services.settings import Settings
 from referral_broker.web.api_reference import render_plugins
 from referral_broker.web.clinic_api import CLINIC_API
 from referral_broker.web.errors import EXCEPTION_HANDLERS
+from referral_broker.web.head_requests import answer_head_as_get
 from referral_broker.web.health import healthz, readyz
 from referral_broker.web.ops import OPS_ROUTES
-from referral_broker.web.pages import csrf_config, static_files, template_config
+from referral_broker.web.pages import csrf_protection, static_files, template_config
 from referral_broker.web.patient.routes import PAGE_EXCEPTION_HANDLERS, PATIENT_ROUTES, patient_lifespan
+from referral_broker.web.readable_input import ReadableInput, ReadableRequest
 from referral_broker.web.security_headers import add_security_headers
 from referral_broker.web.slow_clients import SlowClientGuard
 
@@ -48,15 +50,19 @@ def create_app(
 
     slow_clients = SlowClientGuard(settings.body_read_seconds)
     handlers: Any = {**EXCEPTION_HANDLERS, **PAGE_EXCEPTION_HANDLERS, **slow_clients.exception_handlers}
-    return Litestar(
+    app = Litestar(
         route_handlers=[healthz, readyz, *PATIENT_ROUTES, CLINIC_API, *OPS_ROUTES, static_files()],
         lifespan=[lifespan, patient_lifespan(settings)],
         exception_handlers=handlers,
         before_send=[add_security_headers],
-        middleware=[slow_clients.middleware],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="referral-broker", version="1", render_plugins=render_plugins()),
         template_config=template_config(),
-        csrf_config=csrf_config(settings),
+        # Outermost first: a body's read time is bounded for everything inside; unreadable bytes are refused
+        # before the CSRF check reads the form.
+        middleware=[slow_clients.middleware, ReadableInput, csrf_protection(settings)],
+        request_class=ReadableRequest,
         debug=False,
     )
+    app.asgi_handler = answer_head_as_get(app.asgi_handler)
+    return app

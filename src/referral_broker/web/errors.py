@@ -6,20 +6,48 @@ import logging
 import secrets
 from typing import Any, cast
 
+from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableCharacterError
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 
-from referral_broker.domain.errors import DomainError, InvalidRequest
+from referral_broker.domain.errors import DomainError, FieldError, InvalidRequest, MalformedRequest
 from referral_broker.services.clinic_auth import NotAllowed, NotAuthenticated
 
 log = logging.getLogger(__name__)
 
 
+#: PostgreSQL refuses text it cannot hold (a NUL byte, `\u0000` in jsonb). Requests are checked for such
+#: bytes before any route runs (`web/readable_input`); these make anything that slips past a 400, not a 500.
+UNSTORABLE_TEXT: tuple[type[Exception], ...] = (CharacterNotInRepertoireError, UntranslatableCharacterError)
+
+
 def invalid_request(_: Request[Any, Any, Any], exc: InvalidRequest) -> Response[dict[str, object]]:
+    """422 names each wrong field; 400 when the request could not be read at all."""
     return Response(
         {"errors": [{"field": e.field, "code": e.code, "message": e.message} for e in exc.errors]},
-        status_code=422,
+        status_code=400 if isinstance(exc, MalformedRequest) else 422,
     )
+
+
+def as_malformed(request: Request[Any, Any, Any], exc: Exception) -> MalformedRequest:
+    """A request refused by PostgreSQL's text rules, as the 400 it is; logged (route only) as a gap to close."""
+    if isinstance(exc, MalformedRequest):
+        return exc
+    log.warning(
+        "text the database cannot hold reached it: %s on %s %s", type(exc).__name__, request.method, _route(request)
+    )
+    return MalformedRequest([FieldError("request", "unreadable", "holds text that cannot be stored (a zero byte)")])
+
+
+def unstorable_text(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
+    return invalid_request(request, as_malformed(request, exc))
+
+
+def _route(request: Request[Any, Any, Any]) -> str:
+    # The route's template (`/manage/{token:str}`), never the path: a path may hold a secret (a manage
+    # link's token) or forged log lines (CR/LF).
+    route: Any = cast(dict[str, Any], request.scope).get("path_template") or "(no route)"
+    return str(route)
 
 
 def domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, object]]:
@@ -33,18 +61,8 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[s
 
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, object]]:
     incident = secrets.token_hex(6)
-    # The route and the exception type only: a request's body or query may hold personal data, and its
-    # path may hold a secret (a manage link's token) or forged log lines (CR/LF): the route's template
-    # (`/manage/{token:str}`) says where without either.
-    route: Any = cast(dict[str, Any], request.scope).get("path_template") or "(no route)"
-    log.error(
-        "incident %s: %s on %s %s",
-        incident,
-        type(exc).__name__,
-        request.method,
-        route,
-        exc_info=exc,
-    )
+    # The route and the exception type only: a request's body or query may hold personal data.
+    log.error("incident %s: %s on %s %s", incident, type(exc).__name__, request.method, _route(request), exc_info=exc)
     return Response(
         {"error": "something went wrong on our side; nothing you sent was kept", "incident": incident},
         status_code=500,
@@ -54,6 +72,7 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
 
 EXCEPTION_HANDLERS: dict[type[Exception], object] = {
     InvalidRequest: invalid_request,
+    **dict.fromkeys(UNSTORABLE_TEXT, unstorable_text),
     DomainError: domain_error,
     HTTPException: http_error,
     Exception: internal_error,

@@ -8,9 +8,12 @@ an undefined template variable is an error rather than an empty string.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar.config.csrf import CSRFConfig
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.csrf import CSRFMiddleware
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
@@ -59,3 +62,17 @@ def csrf_config(settings: Settings) -> CSRFConfig:
         cookie_samesite="strict",
         exclude=CSRF_EXEMPT,
     )
+
+
+class CSRFCheck(CSRFMiddleware):
+    """Litestar's check, where a token that is not ASCII text (or is a file, in a multipart form) is a wrong
+    token, refused with 403 and the usual page, rather than a TypeError from `hmac.compare_digest` (500)."""
+
+    def _csrf_tokens_match(self, request_csrf_token: Any, cookie_csrf_token: Any) -> bool:
+        tokens = (request_csrf_token, cookie_csrf_token)
+        return all(isinstance(t, str) and t.isascii() for t in tokens) and super()._csrf_tokens_match(*tokens)
+
+
+def csrf_protection(settings: Settings) -> DefineMiddleware:
+    """The app's CSRF middleware (given as middleware, since `Litestar(csrf_config=…)` takes only its own class)."""
+    return DefineMiddleware(CSRFCheck, config=csrf_config(settings))

@@ -222,6 +222,12 @@ MESSAGES: dict[str, str] = {
         "We could not accept this request, and nothing has been stored. If you filled in the form yourself, "
         "go back and try again."
     ),
+    "error_page.unreadable_title": "The request could not be read",
+    "error_page.unreadable": (
+        "Something in the request was not readable text: a zero byte, a control character or broken "
+        "character encoding. A browser does not send this by itself. Nothing has been stored. Go back to "
+        "the start and try again."
+    ),
     "error_page.generic_title": "Something went wrong on our side",
     "error_page.generic": "Nothing you sent has been stored. Please try again in a little while.",
     "error_page.incident": "Error code: {incident}",

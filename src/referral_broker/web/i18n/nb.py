@@ -228,6 +228,12 @@ MESSAGES: dict[str, str] = {
         "Vi kunne ikke ta imot denne henvendelsen, og ingenting er lagret. Hvis du fylte ut skjemaet selv, "
         "gå tilbake og prøv igjen."
     ),
+    "error_page.unreadable_title": "Henvendelsen kunne ikke leses",
+    "error_page.unreadable": (
+        "Noe i henvendelsen var ikke lesbar tekst: en nullbyte, et kontrolltegn eller ødelagt "
+        "tegnkoding. En nettleser sender ikke dette av seg selv. Ingenting er lagret. Gå tilbake til "
+        "forsiden og prøv igjen."
+    ),
     "error_page.generic_title": "Noe gikk galt hos oss",
     "error_page.generic": "Ingenting av det du sendte er lagret. Prøv igjen om litt.",
     "error_page.incident": "Feilkode: {incident}",

@@ -17,9 +17,11 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Redirect, Template
 
+from referral_broker.domain.errors import MalformedRequest
 from referral_broker.services import operators
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.operators import Role, SignedIn
+from referral_broker.web.errors import UNSTORABLE_TEXT, as_malformed
 
 SESSION_COOKIE = "__Host-rb-ops"
 LOGIN_PATH = "/ops/login"
@@ -97,8 +99,16 @@ def csrf_refused(request: Request[Any, Any, Any], _: PermissionDeniedException) 
     return Template("ops/refused.html", context={"who": None, "problem": "csrf"}, status_code=403)
 
 
+def unreadable_refused(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """400: a path, query or form that is not readable text (`web/readable_input`), or that PostgreSQL cannot hold."""
+    as_malformed(request, exc)  # logs a store-level refusal as the gap it is
+    return Template("ops/refused.html", context={"who": None, "problem": "unreadable"}, status_code=400)
+
+
 EXCEPTION_HANDLERS: Any = {
     SignInRequired: sign_in_required,
     RoleRequired: role_required,
     PermissionDeniedException: csrf_refused,
+    MalformedRequest: unreadable_refused,
+    **dict.fromkeys(UNSTORABLE_TEXT, unreadable_refused),
 }

@@ -17,7 +17,6 @@ from typing import Any
 
 from litestar import Request, Response, get
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -112,4 +111,5 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return Response(b"a bearer token is required\n", status_code=401, media_type="text/plain")
     body = render(await monitoring.metrics_snapshot(broker))
-    return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)  # what generate_latest writes
+    # What generate_latest writes (text format 0.0.4); Litestar adds the charset, so it is not named here.
+    return Response(body, media_type="text/plain; version=0.0.4")

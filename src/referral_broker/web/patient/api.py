@@ -7,8 +7,10 @@ from typing import Any, cast
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import TooManyRequestsException
+from litestar.exceptions import HTTPException, TooManyRequestsException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
@@ -66,6 +68,18 @@ class ErrorBody(msgspec.Struct, frozen=True):
 REFERRAL_REQUEST_SCHEMA = inline_json_schema(ReferralRequest)
 
 
+def json_body_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """415 unless the body is declared `application/json`.
+
+    A page on another site can make a visitor's browser post `text/plain`, a form or multipart without
+    asking (a "simple" request); `application/json` needs a CORS preflight this service never grants. So
+    only a JSON body can be a referral, and no other site can submit one from a visitor's browser.
+    """
+    media_type = connection.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise HTTPException(status_code=415, detail="send the referral as application/json")
+
+
 @dataclass
 class SubmitOperation(Operation):
     """The handler reads the raw body (to name every wrong field), so Litestar cannot see its type:
@@ -110,10 +124,16 @@ class PatientApi(Controller):
         "/referrals",
         status_code=201,
         operation_class=SubmitOperation,
+        guards=[json_body_only],
         responses={
             200: ResponseSpec(Receipt, description="A repeat under the same Idempotency-Key: the first receipt"),
-            400: ResponseSpec(ErrorBody, description="The request could not be read"),
+            400: ResponseSpec(
+                InvalidRequestBody,
+                description="The request could not be read: not JSON, not UTF-8, or a zero byte or control "
+                "character in the address or a header (the field is `body`, `path`, `query …` or `header …`)",
+            ),
             413: ResponseSpec(ErrorBody, description="The body is larger than REFERRAL_BROKER_MAX_BODY_BYTES"),
+            415: ResponseSpec(ErrorBody, description="The body is not declared as application/json"),
             422: ResponseSpec(InvalidRequestBody, description="Every wrong field, each with a code and a message"),
             429: ResponseSpec(ErrorBody, description="Too many submissions from this address; see Retry-After"),
         },
@@ -124,7 +144,8 @@ class PatientApi(Controller):
         broker: NamedDependency[BrokerContext],
         submit_counter: NamedDependency[WindowCounter],
     ) -> Response[Receipt]:
-        """Submit a referral. Unknown fields are refused; every wrong field is named in `errors`.
+        """Submit a referral as `application/json` (anything else: 415). Unknown fields are refused; every
+        wrong field is named in `errors` (422); a body that is not JSON is 400.
 
         Send an `Idempotency-Key` header (16–200 of `A-Za-z0-9._:-`) to make retries safe: a repeat
         answers 200 with the first receipt, the same private link included.

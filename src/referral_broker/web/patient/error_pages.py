@@ -18,7 +18,8 @@ from litestar.exceptions import (
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
-from referral_broker.web.errors import http_error, internal_error
+from referral_broker.domain.errors import MalformedRequest
+from referral_broker.web.errors import UNSTORABLE_TEXT, as_malformed, http_error, internal_error, invalid_request
 from referral_broker.web.patient.manage_pages import not_found_page
 from referral_broker.web.patient.page import render
 
@@ -41,6 +42,15 @@ def refusal_page(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     )
 
 
+def unreadable_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """400: a path, query, header or form that is not readable text (`web/readable_input`), or text that
+    PostgreSQL cannot hold. Only a broken or hostile client sends it; the page says so without naming bytes."""
+    malformed = as_malformed(request, exc)
+    if not is_page(request):
+        return invalid_request(request, malformed)
+    return render(request, "patient/error.html", status_code=400, switch_url=None, problem="unreadable")
+
+
 def failure_page(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """An unexpected failure: logged with an incident id by `internal_error`, then a page naming that id."""
     answer = internal_error(request, exc)
@@ -55,6 +65,8 @@ PAGE_EXCEPTION_HANDLERS: dict[type[Exception], object] = {
     NotFoundException: refusal_page,
     RequestEntityTooLarge: refusal_page,
     TooManyRequestsException: refusal_page,
+    MalformedRequest: unreadable_page,
+    **dict.fromkeys(UNSTORABLE_TEXT, unreadable_page),
     InternalServerException: failure_page,
     Exception: failure_page,
 }

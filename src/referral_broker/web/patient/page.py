@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from litestar import Request
+from litestar import MediaType, Request
 from litestar.datastructures import Cookie
 from litestar.response import Template
 
@@ -75,5 +75,5 @@ def render(
         status_code=status_code,
         cookies=cookies,
         headers=headers or {},
-        media_type="text/html; charset=utf-8",
+        media_type=MediaType.HTML,  # Litestar adds the one charset
     )
