@@ -3,7 +3,7 @@
 A new key arrives as a key request endorsed by one of the clinic's active signing keys; it waits as
 `pending` until the operator compares its fingerprint on the phone (`enrolment.verify`). A rotation
 names the key it replaces, which becomes `retiring` when the new one is verified: nothing new is
-sealed to it, and it retires once no waiting delivery was sealed to it. Revocation is immediate:
+sealed to it, and it retires once no waiting delivery or notice was sealed to it. Revocation is immediate:
 nothing more is sealed to the key, and deliveries that only it could open become `undeliverable`.
 """
 

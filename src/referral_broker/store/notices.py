@@ -1,4 +1,4 @@
-"""Sealed notices to clinics (correction, erasure, withdrawal): stored, served, acknowledged, expired."""
+"""Sealed notices to clinics (correction, erasure, withdrawal): stored, served, acknowledged, refused, expired."""
 
 from __future__ import annotations
 
