@@ -199,7 +199,7 @@ async def _store(
             phone_bidx=vault.blind_index("phone", checked.patient.phone),
             manage_token_hash=manage_token_hash(token),
             idempotency_hash=_idempotency_hash(ctx, idempotency_key) if idempotency_key else None,
-            deliveries=[_seal_for(ctx, checked, targets[slug], reference, consent, now) for slug in checked.clinics],
+            deliveries=[_seal_for(ctx, checked, targets[slug], reference, consent) for slug in checked.clinics],
         )
         try:
             await referral_store.insert_referral(ctx.pool, new, dispatch_job=JOB_DISPATCH)
@@ -215,7 +215,6 @@ def _seal_for(
     target: clinic_store.SealingTarget,
     reference: str,
     consent: SealedConsent,
-    now: object,
 ) -> referral_store.NewDelivery:
     delivery_id = new_id(consent.accepted_at)
     payload = ReferralPayload(

@@ -11,7 +11,6 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from referral_broker.domain.delivery import DeliveryStatus
 from referral_broker.domain.notice import NoticeKind
 from referral_broker.services import clinic_notices
 from referral_broker.services.context import BrokerContext
@@ -38,11 +37,6 @@ class Withdrawal:
     view: ManagedView
     cancelled: list[uuid.UUID]
     first_time: bool
-
-    @property
-    def kept_by_clinics(self) -> list[DeliveryView]:
-        """Deliveries the clinic had already received: they stay with the clinic."""
-        return [d for d in self.view.deliveries if d.status == DeliveryStatus.ACKNOWLEDGED.value]
 
 
 def _hash_of(token: str) -> bytes | None:

@@ -145,13 +145,6 @@ async def deliveries_of(conn: Executor, referral_id: uuid.UUID) -> list[Delivery
     return [DeliveryView(**dict(r)) for r in rows]
 
 
-async def by_manage_token_hash(conn: Executor, token_hash: bytes) -> tuple[uuid.UUID, str, datetime] | None:
-    row = await conn.fetchrow(
-        "SELECT id, reference, created_at FROM referrals WHERE manage_token_hash = $1", token_hash
-    )
-    return (row["id"], row["reference"], row["created_at"]) if row else None
-
-
 @dataclass(frozen=True)
 class ManagedReferral:
     """What the holder of a manage link may see of their referral: dates and states, never content."""
