@@ -3,6 +3,7 @@ erasure, withdrawal, and the sealed notices clinics receive — against the real
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -147,6 +148,15 @@ async def test_a_code_is_used_once_and_the_session_lapses(broker: BrokerContext,
     await rights.end_session(broker, token)
     assert await rights.session_of(broker, token) is None
     assert await rights.session_of(broker, None) is None
+
+
+async def test_a_session_is_stored_only_as_the_sha256_of_its_token(broker: BrokerContext, outbox: Outbox) -> None:
+    # The same bytes as the sessions already in a database: a change here would sign every patient out.
+    code_id = await rights.request_code(broker, outbox, "email", "kari@example.no")
+    token, _ = await rights.verify_code(broker, str(code_id), outbox.last_code)
+    stored = await broker.pool.fetchval("SELECT session_hash FROM rights_codes WHERE id = $1", code_id)
+    assert bytes(stored) == hashlib.sha256(token.encode()).digest()
+    assert await rights.session_of(broker, token) is not None
 
 
 async def test_codes_per_address_are_limited_and_a_failed_send_keeps_nothing(

@@ -17,7 +17,6 @@ anonymous remainder the five-month anonymisation leaves, plus the day of erasure
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import secrets
@@ -28,6 +27,7 @@ from datetime import date, datetime, timedelta
 import msgspec
 
 from referral_broker.crypto.contact import ContactDecryptionFailed
+from referral_broker.crypto.tokens import token_hash
 from referral_broker.domain.contact import ContactInvalid, age_on, normalise_email, normalise_phone
 from referral_broker.domain.errors import DomainError, FieldError, InvalidRequest
 from referral_broker.domain.notice import NoticeKind
@@ -104,10 +104,6 @@ def _code_hash(ctx: BrokerContext, code_id: uuid.UUID, code: str) -> bytes:
     return ctx.keys.vault.blind_index("rights-code", f"{code_id}:{code}")
 
 
-def _session_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
 async def request_code(ctx: BrokerContext, sender: CodeSender, channel: str, value: str) -> uuid.UUID:
     """Send a code to the address; return the id the code is checked against. Nothing is kept if sending fails."""
     destination = normalised_contact(channel, value)
@@ -167,7 +163,7 @@ async def verify_code(ctx: BrokerContext, code_id: str, code: str) -> tuple[str,
         if outcome == "opened" and row is not None:
             token = secrets.token_urlsafe(32)
             expires = now + timedelta(minutes=ctx.settings.rights_session_minutes)
-            await rights.open_session(conn, row.id, session_hash=_session_hash(token), now=now, expires_at=expires)
+            await rights.open_session(conn, row.id, session_hash=token_hash(token), now=now, expires_at=expires)
             await audit.append(conn, at=now, actor="patient", action="rights.session_opened", subject=str(row.id))
             return token, RightsSession(row.id, row.channel, row.contact_bidx, expires)
         if outcome != "unknown":
@@ -185,13 +181,13 @@ async def verify_code(ctx: BrokerContext, code_id: str, code: str) -> tuple[str,
 async def session_of(ctx: BrokerContext, token: str | None) -> RightsSession | None:
     if not token or len(token) > 100:
         return None
-    row = await rights.session(ctx.pool, _session_hash(token), ctx.clock())
+    row = await rights.session(ctx.pool, token_hash(token), ctx.clock())
     return RightsSession(row.code_id, row.channel, row.contact_bidx, row.expires_at) if row else None
 
 
 async def end_session(ctx: BrokerContext, token: str | None) -> None:
     if token and len(token) <= 100:
-        await rights.end_session(ctx.pool, _session_hash(token), ctx.clock())
+        await rights.end_session(ctx.pool, token_hash(token), ctx.clock())
 
 
 # --- what a session sees --------------------------------------------------------------------------
