@@ -12,7 +12,3 @@ CATEGORIES: dict[str, dict[str, str]] = {
     "ophthalmology": {"nb": "Øyesykdommer", "en": "Ophthalmology"},
     "dental": {"nb": "Tannhelse", "en": "Dental care"},
 }
-
-
-def is_category(slug: str) -> bool:
-    return slug in CATEGORIES
