@@ -221,14 +221,38 @@ def duration_text(seconds: float) -> str:
 def accepted(v: Variable) -> str:
     """What a variable accepts, in words, from its type and constraints."""
     if v.written == "duration":
-        return "a duration: `90s`, `15m`, `24h`, `2d`"
+        return "a duration: `90` (seconds), `90s`, `15m`, `24h`, `2d`"
     if v.written == "networks":
         return "IP addresses or CIDR ranges, comma-separated"
     if v.schemes:
-        return "a " + " or ".join(f"`{s}://`" for s in v.schemes) + " URL"
+        *first, last = [f"`{s}://`" for s in v.schemes]
+        return "a " + (", ".join(first) + " or " if first else "") + last + " URL"
     if isinstance(v.kind, mi.IntType | mi.FloatType):
         what = "a whole number" if isinstance(v.kind, mi.IntType) else "a number"
         return f"{what}, {v.kind.ge}–{v.kind.le}"
     if isinstance(v.kind, mi.CustomType) and v.kind.cls is Path:
         return "a folder"
     return "text"
+
+
+def default_text(v: Variable) -> str | None:
+    """The default as it would be written in the environment; None when there is none (required or unset)."""
+    if v.required or v.default in (None, ()):
+        return None
+    if v.written == "duration":
+        return duration_text(v.default)
+    return str(v.default)
+
+
+def markdown_table(struct: type[msgspec.Struct]) -> str:
+    """One row per variable: its default, what it accepts and what it means, in the struct's order."""
+    rows = ["| variable | default | accepted | meaning |", "|---|---|---|---|"]
+    for v in variables(struct):
+        default = default_text(v)
+        if default is not None:
+            shown = f"`{default}`"
+        else:
+            shown = "— (required)" if v.required else "—" + (f" ({v.unset})" if v.unset else "")
+        meaning = v.meaning.replace("|", "\\|")  # a pipe would end the cell
+        rows.append(f"| `{v.name}` | {shown} | {accepted(v)} | {meaning} |")
+    return "\n".join(rows) + "\n"

@@ -2,7 +2,7 @@
 
 Each field says all there is about one setting, once: its environment variable, its one default, its limits
 and what it means. `from_env` reads every field the same way and stops with a line naming a wrong variable;
-`configuration_table` writes the table in docs/operations.md from the same fields.
+`environment.markdown_table` writes the table in docs/operations.md from the same fields.
 """
 
 from __future__ import annotations
@@ -140,13 +140,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         SmtpUrl | None,
         variable(
             "REFERRAL_BROKER_SMTP_URL",
-            "the mail server: `smtp://[user:pass@]host[:port]`, `smtp+starttls://…`, `smtps://…`",
+            "the mail server for clinic notices and patients' codes: `smtp://[user:pass@]host[:port]`, "
+            "`smtp+starttls://…`, `smtps://…`",
             unset="e-mail off",
         ),
     ] = None
-    mail_from: Annotated[str, variable("REFERRAL_BROKER_MAIL_FROM", "sender of clinic notices")] = (
-        "referral-broker@localhost"
-    )
+    mail_from: Annotated[
+        str, variable("REFERRAL_BROKER_MAIL_FROM", "sender of clinic notices and of patients' codes by e-mail")
+    ] = "referral-broker@localhost"
     # The patient's rights (issue 4)
     rights_code_minutes: Annotated[
         int,
