@@ -1,10 +1,13 @@
-"""One typed configuration (issue 23 item 3): the struct is the one place a setting is defined, and the table in
-docs/operations.md says what the struct says."""
+"""One typed configuration (issue 23 item 3): the struct is the one place a setting is defined, it is read at the
+top and passed down, and the table in docs/operations.md says what the struct says."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+import referral_broker
 from devstack.configuration_doc import BEGIN, COMMAND, END, OPERATIONS_DOC, with_current_table
 from referral_broker.services.environment import Variable, default_text, read_value, variables
 from referral_broker.services.settings import ConfigError, Settings, with_secret_files
@@ -69,3 +72,17 @@ def test_a_setting_read_alone_is_read_as_in_the_whole() -> None:
         Settings.one_from_env("minimum_age", {"REFERRAL_BROKER_MIN_AGE": "121"})
     with pytest.raises(ConfigError, match="DATABASE_URL is not set"):
         Settings.one_from_env("database_url", with_secret_files({}))
+
+
+def test_the_environment_is_read_at_the_top_and_the_settings_passed_down() -> None:
+    """Only the command line reads the settings; no module below it reads the environment for itself."""
+    product = Path(referral_broker.__file__).parent
+    for module in sorted(product.rglob("*.py")):
+        where = module.relative_to(product).as_posix()
+        if where.startswith("clinic/"):
+            continue  # the clinic's own program, with its own REFERRAL_CLINIC_* variables
+        text = module.read_text()
+        if where != "services/settings.py" and not where.startswith("cli/"):
+            assert "from_env(" not in text, f"{where} reads the settings itself; take them as a parameter"
+        if where not in ("services/settings.py", "cli/operations.py"):  # operations: a password for one command
+            assert "os.environ" not in text and "getenv(" not in text, f"{where} reads the environment itself"
