@@ -133,6 +133,7 @@ def read_one(struct: type[msgspec.Struct], field: str, env: Mapping[str, str]) -
 
 
 def read_value(v: Variable, raw: str) -> Any:
+    """A variable's text as its field's value, checked against the field's type and constraints."""
     if v.optional and not raw:
         return None
     value: Any = raw
