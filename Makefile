@@ -37,9 +37,9 @@ audit: $(STAMP)
 	else echo "*** DEPENDENCY AUDIT NOT RUN: PyPI's vulnerability data is not reachable from here ***"; fi
 
 # Programs the tests drive that come neither from PyPI nor from localservers.ensure_installed (PostgreSQL, Redis):
-# kubectl, Chromium, and Java with npm for the HTML checker below.
+# kubectl, Chromium, Java with npm for the HTML checker below, and poppler (pdftotext) for the desk's PDF tests.
 system-tools:
-	scripts/ensure-system-tools kubectl=kubernetes-client chromium=chromium java=default-jre-headless npm=npm
+	scripts/ensure-system-tools kubectl=kubernetes-client chromium=chromium java=default-jre-headless npm=npm pdftotext=poppler-utils
 
 # The Nu Html Checker (vnu.jar) that tests/patient_web/test_valid_html.py runs over every page, from the npm
 # registry at the version its lockfile pins. --ignore-scripts: its install script would download a Java of its
