@@ -38,7 +38,12 @@ class DeskUnderTest:
         return found.group(1)
 
     def unlock(self, client: httpx.Client, passphrase: str = PASSPHRASE) -> httpx.Response:
-        return client.post("/unlock", data={"csrf": self.csrf(client), "passphrase": passphrase})
+        """Unlock through the page; once unlocked, wait for the pull the desk starts by itself to end."""
+        answer = client.post("/unlock", data={"csrf": self.csrf(client), "passphrase": passphrase})
+        if answer.status_code == 303:
+            status = lambda: self.running.front.status  # noqa: E731 - read afresh each time
+            wait_until(lambda: status().at is not None and not status().running)
+        return answer
 
     def pull(self) -> None:
         """One pull now, as the background thread does it (the thread waits an hour between its own)."""

@@ -8,6 +8,8 @@ clinic's language, with DejaVu Sans embedded (it has æ, ø and å; its licence 
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -22,6 +24,9 @@ from referral_broker.clinic.referral_view import LocalReferral, ReferralUnreadab
 from referral_broker.domain.consent import CONSENT_TEXT
 
 FONT = "DejaVu"
+# fpdf2 warns of glyphs the font lacks by quoting them, and they come from a referral: never into a log.
+logging.getLogger("fpdf").setLevel(logging.ERROR)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 FIELD_NAMES = {"name": N_("Name"), "email": N_("E-mail"), "phone": N_("Phone"), "birth_date": N_("Birth date")}
 
 
@@ -54,10 +59,10 @@ def render(referral: LocalReferral, texts: Texts, clinic_name: str) -> bytes:
             doc.set_font(FONT, "B", 12)
             _line(doc, f"{heading} ({texts.when(notice.requested_at)})", 7, fill=True)
             doc.set_font(FONT, "", 10)
-            doc.multi_cell(0, 5.5, advice, fill=True, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            doc.multi_cell(0, 5.5, advice, fill=True, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
             doc.ln(3)
     _section(doc, _("What the patient needs help with"))
-    doc.multi_cell(0, 5.5, referral.need.description, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    doc.multi_cell(0, 5.5, _printable(referral.need.description), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     _pair(doc, _("Category"), texts.category(referral.need.category))
     _section(doc, _("Patient"))
     patient = referral.patient
@@ -83,7 +88,11 @@ def render(referral: LocalReferral, texts: Texts, clinic_name: str) -> bytes:
     _pair(doc, _("Agreed"), texts.when(consent.accepted_at))
     text = CONSENT_TEXT.get(texts.lang) if consent_is_current(referral) else None
     if text:
-        doc.multi_cell(0, 5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        doc.ln(1)
+        doc.set_font(FONT, "B", 10)
+        _line(doc, _("The text the patient agreed to:"), 6)
+        doc.set_font(FONT, "", 9)
+        doc.multi_cell(0, 4.8, text, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
     return bytes(doc.output())
 
 
@@ -100,12 +109,16 @@ def consent_is_current(referral: LocalReferral) -> bool:
     return referral.consent.version == CONSENT_VERSION and referral.consent.text_sha256 == consent_text_sha256()
 
 
+def _printable(text: str) -> str:
+    return _CONTROL.sub(" ", text.replace("\t", "    "))
+
+
 def _shown(field: str, value: str) -> str:
     return phone_shown(value) if field == "phone" else value
 
 
 def _line(doc: FPDF, text: str, height: float, *, fill: bool = False) -> None:
-    doc.multi_cell(0, height, text, fill=fill, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    doc.multi_cell(0, height, text, fill=fill, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
 def _section(doc: FPDF, title: str) -> None:
@@ -122,7 +135,7 @@ def _pair(doc: FPDF, label: str, value: str) -> None:
     doc.set_font(FONT, "B", 10)
     doc.cell(48, 6, label)
     doc.set_font(FONT, "", 10)
-    doc.multi_cell(0, 6, value, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    doc.multi_cell(0, 6, _printable(value), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
 def write(outdir: Path, referral: LocalReferral, texts: Texts, clinic_name: str) -> Path:

@@ -21,6 +21,8 @@ from referral_broker.domain.categories import CATEGORIES
 from referral_broker.domain.contact import age_on
 
 LANGUAGES = ("nb", "en")
+# Dates as written in Norway, and in British English (day before month) for an English-speaking desk.
+_DATE_LOCALE = {"nb": "nb_NO", "en": "en_GB"}
 DOMAIN = "desk"
 CLINIC_TIME = ZoneInfo("Europe/Oslo")
 
@@ -73,12 +75,12 @@ class Texts:
     def when(self, moment: datetime) -> str:
         """A moment in Oslo time: '20. nov. 2026 kl. 10:30' / '20 Nov 2026, 10:30'."""
         local = moment.astimezone(CLINIC_TIME)
-        day = format_date(local.date(), format="medium", locale=self.lang)
-        clock = format_datetime(local, format="HH:mm", locale=self.lang)
+        day = format_date(local.date(), format="medium", locale=_DATE_LOCALE[self.lang])
+        clock = format_datetime(local, format="HH:mm", locale=_DATE_LOCALE[self.lang])
         return f"{day} kl. {clock}" if self.lang == "nb" else f"{day}, {clock}"
 
     def day(self, value: date) -> str:
-        return format_date(value, format="long", locale=self.lang)
+        return format_date(value, format="long", locale=_DATE_LOCALE[self.lang])
 
     def age(self, birth_date: date, today: date) -> str:
         years = age_on(birth_date, today)
@@ -92,7 +94,7 @@ class Texts:
 
 
 def phone_shown(e164: str) -> str:
-    """'+4741234567' as people write it: '+47 412 34 567'; anything unparseable as it came."""
+    """'+4741234567' as people write it: '+47 41 23 45 67'; anything unparseable as it came."""
     import phonenumbers
 
     try:
