@@ -3,6 +3,7 @@ Host checked, CSRF on every action, no framing and no script; referral text alwa
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -100,7 +101,7 @@ def test_an_action_without_the_csrf_token_or_from_another_origin_is_refused(desk
     assert "Ny" in client.get(f"/referral/{referral.reference}").text  # still new
 
 
-def test_every_answer_forbids_framing_caching_and_script(desk: DeskUnderTest) -> None:
+def test_every_answer_forbids_framing_caching_and_inline_or_foreign_script(desk: DeskUnderTest) -> None:
     client = desk.browser()
     answers = [
         client.get("/"),
@@ -111,10 +112,11 @@ def test_every_answer_forbids_framing_caching_and_script(desk: DeskUnderTest) ->
     ]
     for answer in answers:
         csp = answer.headers["content-security-policy"]
-        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp and "script-src" not in csp
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+        assert "script-src 'self';" in csp and "unsafe" not in csp
         assert answer.headers["x-frame-options"] == "DENY"
         assert answer.headers["cache-control"] == "no-store"
-    assert "<script" not in answers[0].text
+    assert re.findall(r"<script[^>]*>", answers[0].text) in ([], ['<script src="/static/desk.js" defer>'])
 
 
 def test_referral_text_is_escaped_everywhere_it_is_shown(desk: DeskUnderTest, clinic: Clinic) -> None:
@@ -136,7 +138,8 @@ def test_referral_text_is_escaped_everywhere_it_is_shown(desk: DeskUnderTest, cl
     pages = [client.get(p).text for p in ("/", where, f"{where}/print")]
     for page in pages:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-        assert "<script" not in page and "<img" not in page
+        assert "<img" not in page and "alert(1)</script>" not in page
+        assert re.findall(r"<script[^>]*>", page) in ([], ['<script src="/static/desk.js" defer>'])
 
 
 def test_a_second_desk_on_the_same_folder_is_refused_with_a_clear_message(

@@ -7,6 +7,7 @@ are Jinja2 with autoescape on, and nothing is marked safe.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from referral_broker.domain.consent import CONSENT_TEXT
 
 log = logging.getLogger(__name__)
 MAX_FORM = 16 * 1024
-REFRESH_SECONDS = 20  # the inbox shows new referrals by itself (a meta refresh: no script)
+# How often the inbox and a referral page look for what arrived (static/desk.js; docs/decisions/0016).
+REFRESH_SECONDS = 10
 
 PROBLEMS = {
     "broker_away": N_(
@@ -56,7 +58,7 @@ STATE_NAMES = {
     State.READ: N_("Read"),
     State.HANDLED: N_("Handled"),
     State.WITHDRAWN: N_("Withdrawn"),
-    State.ERASED: N_("Erased"),
+    State.ERASED: N_("Erasure requested"),
 }
 
 
@@ -76,9 +78,10 @@ def _redirect(to: str, *extra: tuple[str, str]) -> Answer:
 
 
 class DeskApp:
-    def __init__(self, front: FrontDesk, guard: Guard) -> None:
+    def __init__(self, front: FrontDesk, guard: Guard, *, refresh_seconds: int = REFRESH_SECONDS) -> None:
         self.front = front
         self.guard = guard
+        self.refresh_seconds = refresh_seconds
         texts = front.texts
         env = Environment(
             loader=PackageLoader(__package__, "templates"),
@@ -102,7 +105,11 @@ class DeskApp:
             withdrawal_advice=WITHDRAWAL_ADVICE,
         )
         self.env = env
-        self.css = resources.files(__package__).joinpath("static", "desk.css").read_bytes()
+        static = resources.files(__package__).joinpath("static")
+        self.static = {
+            "/static/desk.css": (static.joinpath("desk.css").read_bytes(), "text/css; charset=utf-8"),
+            "/static/desk.js": (static.joinpath("desk.js").read_bytes(), "text/javascript; charset=utf-8"),
+        }
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
@@ -120,8 +127,8 @@ class DeskApp:
             return self._page("problem.html", "400 Bad Request", kind="host", origin=self.guard.origin)
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
         query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-        if path == "/static/desk.css":
-            return Answer("200 OK", self.css, "text/css; charset=utf-8")
+        if path in self.static:  # the same for everyone, and nothing of the clinic in them
+            return Answer("200 OK", *self.static[path])
         if path == "/start" and method == "GET":
             if self.guard.swap_token(query.get("token", "")):
                 return _redirect("/", self.guard.cookie_header())
@@ -220,7 +227,11 @@ class DeskApp:
             search=search,
             done=query.get("done", ""),
             done_ref=done_ref if referral_file.is_file_safe(done_ref) else "",
-            refresh=REFRESH_SECONDS,
+            version=_version(
+                [(r.reference, s.value, r.patient.name, len(r.notices)) for r, s in listing.referrals],
+                listing.unreadable,
+            ),
+            changed=self.front.texts.gettext("The list of referrals has been updated."),
         )
 
     def _referral(self, reference: str, view: str) -> Answer:
@@ -239,7 +250,14 @@ class DeskApp:
             return self._page("delete.html", "200 OK", referral=found[0], state=found[1])
         if view:
             return self._page("problem.html", "404 Not Found", kind="not_found")
-        return self._referral_page("200 OK", *found)
+        referral, state = found
+        return self._referral_page(
+            "200 OK",
+            referral,
+            state,
+            version=_version([referral.reference, state.value, [n.notice_id for n in referral.notices]]),
+            changed=self.front.texts.gettext("This referral has been updated."),
+        )
 
     def _referral_page(self, status: str, referral: Any, state: State, **extra: Any) -> Answer:
         extra.setdefault("action_problem", "")
@@ -256,16 +274,23 @@ class DeskApp:
 
     def _page(self, template: str, status: str, **context: Any) -> Answer:
         bare = context.get("kind") in _OUTSIDE  # shown to whoever asks: nothing of the clinic on it
+        if context.get("version"):  # a problem with the pull appearing or going is a change too
+            context["version"] = _version(context["version"], self.front.status.problem, self.front.status.detail)
         page = self.env.get_template(template).render(
             bare=bare,
             clinic_name="" if bare else self.front.clinic_name,
             unlocked=self.front.session is not None and not bare,
             status=self.front.status,
             csrf=self.guard.csrf,
-            refresh=context.pop("refresh", 0),
-            **context,
+            every=self.refresh_seconds,
+            **{"version": "", "changed": "", **context},
         )
         return Answer(status, page.encode())
+
+
+def _version(*shown: object) -> str:
+    """A short digest of what a page shows (not of when it was shown): the script compares it to see a change."""
+    return hashlib.sha256(repr(shown).encode()).hexdigest()[:16]
 
 
 def _form(environ: Mapping[str, Any]) -> dict[str, str] | None:

@@ -20,7 +20,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from referral_broker.clinic import watch
-from referral_broker.clinic.desk.app import DeskApp
+from referral_broker.clinic.desk.app import REFRESH_SECONDS, DeskApp
 from referral_broker.clinic.desk.front import FrontDesk
 from referral_broker.clinic.desk.guard import LOOPBACK, Guard
 from referral_broker.clinic.desk.states import StatesDamaged
@@ -78,6 +78,7 @@ def open_desk(
     port: int = 0,
     transport: httpx.BaseTransport | None = None,
     interval: float = watch.DEFAULT_INTERVAL,
+    refresh_seconds: int = REFRESH_SECONDS,
 ) -> RunningDesk:
     """Take the folder's desk lock, bind the loopback port and start pulling (once unlocked)."""
     if not folder.is_dir():
@@ -102,7 +103,8 @@ def open_desk(
             listener.close()
             raise DeskCannotStart(str(exc)) from None
         guard = Guard(port=listener.getsockname()[1])
-        server = create_server(DeskApp(front, guard), sockets=[listener], threads=4, ident="referral-clinic")
+        app = DeskApp(front, guard, refresh_seconds=refresh_seconds)
+        server = create_server(app, sockets=[listener], threads=4, ident="referral-clinic")
         front.start()
         return RunningDesk(front, guard, server, lock)
     except BaseException:
