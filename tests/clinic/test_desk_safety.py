@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 
 import httpx
 import pytest
@@ -150,3 +152,32 @@ def test_a_second_desk_on_the_same_folder_is_refused_with_a_clear_message(
     code = main(["desk", "--dir", str(clinic.dir), "--out", str(clinic.out), "--no-browser"])
     assert code == 1
     assert "another desk is already open" in capsys.readouterr().err
+
+
+def test_the_desk_program_prints_its_one_time_link_serves_loopback_and_stops_on_sigterm(clinic: Clinic) -> None:
+    program = subprocess.Popen(
+        [sys.executable, "-m", "referral_broker.clinic.cli", "desk", "--dir", str(clinic.dir), "--out",
+         str(clinic.out), "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert program.stdout is not None
+        link = ""
+        for _ in range(2):
+            line = program.stdout.readline()
+            if "/start?token=" in line:
+                link = line.rsplit(" ", 1)[-1].strip()
+        assert link.startswith("http://127.0.0.1:"), link
+        entered = httpx.get(link)
+        assert entered.status_code == 303 and "SameSite=Strict" in entered.headers["set-cookie"]
+        assert httpx.get(link).status_code == 403  # once only
+        program.send_signal(signal.SIGTERM)
+        assert program.wait(timeout=30) == 0
+    finally:
+        if program.poll() is None:
+            program.kill()
+            program.wait()
+    again = open_desk(clinic.dir, clinic.out, lang="nb")  # the folder's desk lock was let go
+    again.stop()

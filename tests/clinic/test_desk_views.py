@@ -276,3 +276,17 @@ def test_a_full_disk_is_told_plainly_and_nothing_unsaved_is_acknowledged(
     desk.pull()
     assert referral.reference in client.get("/").text
     assert desk.clinic.broker.acknowledged == [referral.delivery_id]
+
+
+def test_a_damaged_referral_file_is_named_and_left_as_it_is(desk: DeskUnderTest) -> None:
+    referral = desk.clinic.serve()
+    client = desk.browser()
+    desk.unlock(client)
+    desk.pull()
+    damaged = desk.clinic.out / f"{referral.reference}.json"
+    damaged.write_bytes(b'{"format": "referral-clinic/referral/v1", "patient": ')
+    inbox = client.get("/")
+    assert inbox.status_code == 200 and "kan ikke leses" in inbox.text and damaged.name in inbox.text
+    page = client.get(f"/referral/{referral.reference}")
+    assert page.status_code == 500 and "kan være skadet" in page.text and damaged.name in page.text
+    assert damaged.read_bytes().endswith(b'"patient": ')

@@ -26,6 +26,7 @@ from referral_broker.clinic.desk.pdf import ERASURE_ADVICE, FIELD_NAMES, WITHDRA
 from referral_broker.clinic.desk.states import MARKABLE, State
 from referral_broker.clinic.desk.texts import N_, phone_shown, today_in_oslo
 from referral_broker.clinic.keystore import ClinicDirProblem
+from referral_broker.clinic.referral_view import ReferralUnreadable
 from referral_broker.domain.consent import CONSENT_TEXT
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,8 @@ class DeskApp:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
             answer = self._answer(environ)
+        except ReferralUnreadable as exc:  # names the file, never its content
+            answer = self._page("problem.html", "500 Internal Server Error", kind="unreadable", detail=str(exc))
         except Exception:
             log.exception("the desk failed to answer a request")  # the trace names code, never a referral
             answer = self._page("problem.html", "500 Internal Server Error", kind="failed")
