@@ -33,7 +33,7 @@ PAGE = 100
 class PullStatus:
     """What the last pull came to, for the banner on every page; `problem` is a key the pages translate."""
 
-    at: datetime | None = None
+    at: datetime | None = None  # when the last pull ended
     problem: str | None = None  # broker_away, broker_refused, folder_busy, disk, refused, pdf
     detail: str = ""
     pulled: int = 0
@@ -118,7 +118,7 @@ class FrontDesk:
         session = self.session
         if session is None:
             return
-        status = PullStatus(at=datetime.now(UTC), running=True, failures=self.status.failures)
+        status = PullStatus(at=self.status.at, running=True, failures=self.status.failures)
         self.status = status
         with self._work:
             try:
@@ -150,6 +150,7 @@ class FrontDesk:
             except OSError as exc:
                 status.problem, status.detail = "disk", exc.strerror or str(exc)
             finally:
+                status.at = datetime.now(UTC)
                 status.running = False
                 status.failures = status.failures + 1 if status.problem else 0
 

@@ -20,8 +20,15 @@
       .then(function (answer) { return answer.ok ? answer.text() : null; })
       .then(function (html) {
         if (html === null) return;
-        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("live");
-        if (!fresh || fresh.getAttribute("data-version") === live.getAttribute("data-version")) return;
+        var page = new DOMParser().parseFromString(html, "text/html");
+        var fresh = page.getElementById("live");
+        if (!fresh) return;
+        if (fresh.getAttribute("data-version") === live.getAttribute("data-version")) {
+          // nothing new to see: only "last checked" moves on, without a word to a screen reader
+          var checked = page.getElementById("last-pull"), shown = document.getElementById("last-pull");
+          if (checked && shown) shown.textContent = checked.textContent;
+          return;
+        }
         if (working()) {
           said.textContent = live.getAttribute("data-changed-later");
           return;
