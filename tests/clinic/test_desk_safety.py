@@ -152,6 +152,9 @@ def test_a_second_desk_on_the_same_folder_is_refused_with_a_clear_message(
     code = main(["desk", "--dir", str(clinic.dir), "--out", str(clinic.out), "--no-browser"])
     assert code == 1
     assert "another desk is already open" in capsys.readouterr().err
+    missing = clinic.dir.parent / "no-such-clinic"
+    assert main(["desk", "--dir", str(missing), "--out", str(clinic.out), "--no-browser"]) == 2
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_the_desk_program_prints_its_one_time_link_serves_loopback_and_stops_on_sigterm(clinic: Clinic) -> None:

@@ -138,7 +138,7 @@ def _desk(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> in
         )
     except server.DeskCannotStart as exc:
         say(str(exc))
-        return EXIT_INCOMPLETE
+        return EXIT_INCOMPLETE if exc.busy else EXIT_CANNOT_START
 
 
 def _pull_arguments(command: argparse.ArgumentParser) -> None:

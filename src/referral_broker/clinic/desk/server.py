@@ -31,7 +31,13 @@ DESK_LOCK = "desk.lock"
 
 
 class DeskCannotStart(Exception):
-    """The message says why, for the terminal: another desk on the folder, a port in use, a damaged file."""
+    """The message says why, for the terminal: another desk on the folder, a port in use, a damaged file.
+
+    `busy` when another desk holds the folder (worth trying again later), not a problem to repair."""
+
+    def __init__(self, message: str, *, busy: bool = False) -> None:
+        super().__init__(message)
+        self.busy = busy
 
 
 @dataclass
@@ -91,7 +97,8 @@ def open_desk(
     except Timeout:
         raise DeskCannotStart(
             f"another desk is already open on {folder}: use its browser tab, or close it (Ctrl-C in its window) "
-            "and start this one again"
+            "and start this one again",
+            busy=True,
         ) from None
     except OSError as exc:
         raise DeskCannotStart(f"cannot use {folder}: {exc.strerror}") from None
