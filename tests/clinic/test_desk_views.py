@@ -321,3 +321,40 @@ def test_every_desk_page_is_valid_html(desk: DeskUnderTest, tmp_path: Path) -> N
     keep("no-cookie", httpx.get(f"{desk.origin}/"), 401)
     keep("foreign-host", client.get("/", headers={"Host": "rebound.example"}), 400)
     assert html_errors(pages) == []
+
+
+def test_a_long_inbox_shows_the_newest_200_reads_each_file_once_and_search_reaches_the_rest(
+    desk: DeskUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, timedelta
+
+    from referral_broker.clinic.desk import front as front_module
+    from referral_broker.clinic.referral_file import ReceivedReferral
+
+    out = desk.clinic.out
+    start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    references = []
+    for n in range(205):
+        payload = referral_payload(SLUG, reference=f"RB-{n:05d}-AAAAA")
+        received = ReceivedReferral.from_payload(payload, received_at=start + timedelta(minutes=n))
+        (out / f"{payload.reference}.json").write_bytes(referral_file.encode(received))
+        references.append(payload.reference)
+    client = desk.browser()
+    desk.unlock(client)
+    page = client.get("/").text
+    assert page.count('<tr class="state-') == 200
+    assert "205 henvisninger, nyeste først" in _text(page) and "Viser de 200 nyeste" in page
+    assert references[-1] in page and references[0] not in page
+    assert references[0] in client.get("/", params={"q": references[0]}).text
+    reads: list[str] = []
+    real_load = front_module.load
+    monkeypatch.setattr(front_module, "load", lambda outdir, ref: reads.append(ref) or real_load(outdir, ref))
+    client.get("/")
+    assert reads == []  # nothing changed, nothing read again
+    changed = ReceivedReferral.from_payload(referral_payload(SLUG, reference=references[3]), received_at=start)
+    (out / f"{references[3]}.json").write_bytes(referral_file.encode(changed) + b" ")
+    client.get("/")
+    assert reads == [references[3]]
+    # the PDFs of a folder of older referrals are caught up a bounded number a pull, newest first
+    pdfs = sorted(p.name for p in out.glob("*.pdf"))
+    assert 0 < len(pdfs) <= 20 and f"{references[-1]}.pdf" in pdfs

@@ -9,6 +9,7 @@ about the whole referral.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -63,16 +64,38 @@ class LocalReferral:
         return max([self.received_at, *(n.received_at for n in self.notices)])
 
 
+@dataclass(frozen=True, order=True)
+class FileSeen:
+    name: str
+    mtime_ns: int
+    size: int
+
+
+def files_by_reference(outdir: Path) -> dict[str, list[FileSeen]]:
+    """Every file in `outdir` by the referral it belongs to (its name up to the first dot), from one listing
+    of the folder: a clinic keeps thousands, and a glob per referral would read the folder once per referral."""
+    try:
+        entries = list(os.scandir(outdir))
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    found: dict[str, list[FileSeen]] = {}
+    for entry in entries:
+        reference = entry.name.split(".", 1)[0]
+        if not referral_file.is_file_safe(reference):
+            continue
+        try:
+            if not entry.is_file():
+                continue
+            seen = entry.stat()
+        except FileNotFoundError:
+            continue  # deleted meanwhile
+        found.setdefault(reference, []).append(FileSeen(entry.name, seen.st_mtime_ns, seen.st_size))
+    return {r: sorted(files) for r, files in found.items() if any(f.name == f"{r}.json" for f in files)}
+
+
 def references_in(outdir: Path) -> list[str]:
     """The references of the referral files in `outdir` (notice files and FHIR bundles are not referrals)."""
-    if not outdir.is_dir():
-        return []
-    found = []
-    for path in outdir.glob("*.json"):
-        stem = path.name.removesuffix(".json")
-        if referral_file.is_file_safe(stem):
-            found.append(stem)
-    return sorted(found)
+    return sorted(files_by_reference(outdir))
 
 
 def load(outdir: Path, reference: str) -> LocalReferral:

@@ -31,6 +31,7 @@ from referral_broker.domain.consent import CONSENT_TEXT
 
 log = logging.getLogger(__name__)
 MAX_FORM = 16 * 1024
+MAX_ROWS = 200  # the newest; searching and filtering reach the others
 # How often the inbox and a referral page look for what arrived (static/desk.js; docs/decisions/0016).
 REFRESH_SECONDS = 10
 
@@ -222,7 +223,8 @@ class DeskApp:
         return self._page(
             "inbox.html",
             "200 OK",
-            rows=shown,
+            rows=shown[:MAX_ROWS],
+            matching=len(shown),
             total=len(listing.referrals),
             unreadable=listing.unreadable,
             counts=counts,

@@ -23,7 +23,7 @@ from referral_broker.clinic.desk.states import DeskStates, State
 from referral_broker.clinic.desk.texts import Texts
 from referral_broker.clinic.keystore import ClinicConfig, ClinicDir, ClinicDirBusy, ClinicDirProblem
 from referral_broker.clinic.ledger import Ledger, LedgerDamaged
-from referral_broker.clinic.referral_view import LocalReferral, ReferralUnreadable, load, references_in
+from referral_broker.clinic.referral_view import FileSeen, LocalReferral, ReferralUnreadable, files_by_reference, load
 from referral_broker.clinic.session import Session, unlock
 
 PAGE = 100
@@ -79,6 +79,7 @@ class FrontDesk:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._read: dict[str, tuple[tuple[FileSeen, ...], LocalReferral]] = {}
 
     @property
     def clinic_name(self) -> str:
@@ -162,16 +163,22 @@ class FrontDesk:
             status.problem, status.detail = "pdf", failed
 
     def listing(self) -> Listing:
+        """Every referral in OUTDIR; one whose files are unchanged since the last listing is not read again."""
         found = Listing()
-        for reference in references_in(self.outdir):
+        kept: dict[str, tuple[tuple[FileSeen, ...], LocalReferral]] = {}
+        for reference, files in files_by_reference(self.outdir).items():
+            seen = tuple(f for f in files if f.name.endswith(".json"))
+            cached = self._read.get(reference)
             try:
-                referral = load(self.outdir, reference)
+                referral = cached[1] if cached is not None and cached[0] == seen else load(self.outdir, reference)
             except FileNotFoundError:
                 continue  # deleted meanwhile
             except ReferralUnreadable as exc:
                 found.unreadable.append(str(exc))
                 continue
+            kept[reference] = (seen, referral)
             found.referrals.append((referral, self.states.state_of(referral)))
+        self._read = kept
         found.referrals.sort(key=lambda pair: pair[0].received_at, reverse=True)
         return found
 

@@ -18,12 +18,14 @@ from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
 from referral_broker.clinic import durable, referral_file
-from referral_broker.clinic.desk.deletion import files_of, pdf_path
+from referral_broker.clinic.desk.deletion import PDF_SUFFIX, pdf_path
 from referral_broker.clinic.desk.texts import N_, Texts, phone_shown, today_in_oslo
-from referral_broker.clinic.referral_view import LocalReferral, ReferralUnreadable, load, references_in
+from referral_broker.clinic.fhir import FHIR_SUFFIX
+from referral_broker.clinic.referral_view import LocalReferral, ReferralUnreadable, files_by_reference, load
 from referral_broker.domain.consent import CONSENT_TEXT
 
 FONT = "DejaVu"
+PDFS_A_PULL = 20
 # fpdf2 warns of glyphs the font lacks by quoting them, and they come from a referral: never into a log.
 logging.getLogger("fpdf").setLevel(logging.ERROR)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -144,17 +146,21 @@ def write(outdir: Path, referral: LocalReferral, texts: Texts, clinic_name: str)
     return path
 
 
-def refresh(outdir: Path, texts: Texts, clinic_name: str) -> str:
-    """Write the PDF of every referral that has none, or an older one than its newest file; returns the
-    first failure ('' when none), and leaves the others to the next pull."""
+def refresh(outdir: Path, texts: Texts, clinic_name: str, *, limit: int = PDFS_A_PULL) -> str:
+    """Write the PDF of each referral that has none, or an older one than its newest file (at most `limit`);
+    returns the first failure ('' when none), and leaves the others to the next pull."""
     failed = ""
-    for reference in references_in(outdir):
-        target = pdf_path(outdir, reference)
+    stale: list[tuple[int, str]] = []
+    for reference, files in files_by_reference(outdir).items():
+        newest = max(f.mtime_ns for f in files if f.name.endswith(".json") and not f.name.endswith(FHIR_SUFFIX))
+        written = next((f for f in files if f.name == f"{reference}{PDF_SUFFIX}"), None)
+        # strictly newer: where the clock ticks coarsely a PDF from the same tick as a notice is written again
+        if written is None or written.mtime_ns <= newest:
+            stale.append((newest, reference))
+    # What changed last first, and a bounded number a pull: a folder of older referrals without PDFs (the
+    # first start of the desk) is caught up over several pulls instead of holding up the first one.
+    for _, reference in sorted(stale, reverse=True)[:limit]:
         try:
-            sources = [p for p in files_of(outdir, reference) if p.suffix == ".json" and p.parent == outdir]
-            newest = max((p.stat().st_mtime_ns for p in sources), default=0)
-            if target.exists() and target.stat().st_mtime_ns >= newest:
-                continue
             write(outdir, load(outdir, reference), texts, clinic_name)
         except FileNotFoundError:
             continue  # deleted meanwhile
