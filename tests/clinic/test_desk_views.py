@@ -358,3 +358,36 @@ def test_a_long_inbox_shows_the_newest_200_reads_each_file_once_and_search_reach
     # the PDFs of a folder of older referrals are caught up a bounded number a pull, newest first
     pdfs = sorted(p.name for p in out.glob("*.pdf"))
     assert 0 < len(pdfs) <= 20 and f"{references[-1]}.pdf" in pdfs
+
+
+def test_a_mark_or_delete_the_disk_refuses_is_told_plainly_and_changes_nothing(
+    desk: DeskUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    referral = desk.clinic.serve()
+    client = desk.browser()
+    desk.unlock(client)
+    desk.pull()
+    csrf = desk.csrf(client)
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(durable, "write_new_file", full)
+        answer = client.post(f"/referral/{referral.reference}/mark", data={"csrf": csrf, "state": "handled"})
+        assert answer.status_code == 503
+        assert "kunne ikke lagre endringen" in answer.text and "No space left on device" in answer.text
+    assert not (desk.clinic.dir / STATES_FILE).exists()
+    assert "Ny" in _text(client.get("/").text)
+
+    def refused(self: Path, missing_ok: bool = False) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "unlink", refused)
+        answer = client.post(f"/referral/{referral.reference}/delete", data={"csrf": csrf, "confirm": "yes"})
+        assert answer.status_code == 503 and "Read-only file system" in answer.text
+        assert "registrert som slettet" in answer.text
+    # the ledger said "deleted" before the files went: the next pull's sweep finishes the job
+    desk.pull()
+    assert not (desk.clinic.out / f"{referral.reference}.json").exists()

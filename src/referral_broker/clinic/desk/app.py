@@ -53,6 +53,14 @@ PROBLEMS = {
         "Free some disk space; the desk tries again by itself."
     ),
     "refused": N_("Something from the broker could not be taken in and was not acknowledged."),
+    "delete_unfinished": N_(
+        "The referral is recorded as deleted, but some of its files could not be removed yet. The desk removes "
+        "them by itself after the next fetch; tell your IT person if this goes on."
+    ),
+    "not_saved": N_(
+        "This computer could not save the change, so nothing was changed. If the disk is full, free some space, "
+        "then try again."
+    ),
     "pdf": N_("A PDF could not be written. The referral itself is safe on this computer."),
 }
 STATE_NAMES = {
@@ -180,18 +188,20 @@ class DeskApp:
                 self.front.mark(reference, State(form["state"]))
             except OSError as exc:
                 return self._failed_action(reference, exc.strerror or str(exc))
-            return _redirect(f"/referral/{reference}?done=marked")
+            return _redirect(f"/referral/{reference}")
         if action == "delete" and form.get("confirm") == "yes":
             try:
                 self.front.delete(reference)
             except Busy:
                 return self._failed_action(reference, "", kind="folder_busy")
+            except deletion.DeletionUnfinished as exc:
+                return self._failed_action(reference, str(exc), kind="delete_unfinished")
             except OSError as exc:
                 return self._failed_action(reference, exc.strerror or str(exc))
             return _redirect(f"/?done=deleted&ref={quote(reference)}")
         return self._page("problem.html", "400 Bad Request", kind="bad_action")
 
-    def _failed_action(self, reference: str, detail: str, *, kind: str = "disk") -> Answer:
+    def _failed_action(self, reference: str, detail: str, *, kind: str = "not_saved") -> Answer:
         found = self.front.referral(reference)
         if found is None:
             return self._page("problem.html", "404 Not Found", kind="not_found")

@@ -31,14 +31,20 @@ def files_of(outdir: Path, reference: str) -> list[Path]:
     return [p for p in found if p.exists()]
 
 
+class DeletionUnfinished(Exception):
+    """The ledger says deleted, but a file (or the mark) could not be removed yet; `sweep` tries again."""
+
+
 def delete_referral(ledger: Ledger, outdir: Path, reference: str, states: DeskStates) -> int:
-    """Delete one referral from this computer; returns how many files went. OSError: nothing more is done
-    (what the ledger calls deleted and is still there, the next `sweep` removes)."""
+    """Delete one referral from this computer; returns how many files went. OSError: nothing was changed.
+    DeletionUnfinished: recorded as deleted, and what is left the next `sweep` removes."""
     referral_file.path_for(outdir, reference)  # refuses a reference that is no file name
     ledger.record_deleted(ledger.records_of(reference))
-    removed = _remove(outdir, reference)
-    states.forget(reference)
-    return removed
+    try:
+        states.forget(reference)
+        return _remove(outdir, reference)
+    except OSError as exc:
+        raise DeletionUnfinished(exc.strerror or str(exc)) from None
 
 
 def sweep(ledger: Ledger, outdir: Path) -> int:
