@@ -91,7 +91,7 @@ class BrokerStandIn:
     key_states: dict[str, KeyStatus] = field(default_factory=dict)  # what `status` answers about keys
     key_requests: list[bytes] = field(default_factory=list)
     raw_page: bytes | None = None  # answer the inbox with these bytes, whatever they are
-    reads_on: bool = True  # False: a broker older than `after`, whose pages name no `next`
+    reads_on: bool = True  # False: pages that name no `next` (no released broker serves such)
     _nonces: set[str] = field(default_factory=set)
     _order: dict[str, int] = field(default_factory=dict)  # delivery id -> its place, as the broker's cursor
 
