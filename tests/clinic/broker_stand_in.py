@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from email.utils import format_datetime
 
 import httpx
 import msgspec
@@ -101,7 +102,13 @@ class BrokerStandIn:
 
     @property
     def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+        return httpx.MockTransport(self._dated)
+
+    def _dated(self, request: httpx.Request) -> httpx.Response:
+        """Every answer says the broker's time, as uvicorn's do."""
+        response = self.handle(request)
+        response.headers["date"] = format_datetime(datetime.now(UTC), usegmt=True)
+        return response
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
