@@ -322,8 +322,8 @@ def _keep_pulling(args: argparse.Namespace, transport: httpx.BaseTransport | Non
         return report
 
     stopper = watch.Stopper()
+    say(f"watching {session.config.broker_url} every {args.interval:g} s; Ctrl-C or SIGTERM stops")
     with stopper.installed():
-        say(f"watching {session.config.broker_url} every {args.interval:g} s; Ctrl-C or SIGTERM stops")
         return watch.loop(cycle, interval=args.interval, max_backoff=args.max_backoff, stopper=stopper)
 
 

@@ -3,7 +3,8 @@
 Layout of DIR (mode 0700): `clinic.key` (ClinicSecrets, locked with the passphrase, mode 0600),
 `config.json` (broker URL, pinned broker key, slug, name), `enrollment.json` (public keys for the
 broker's operator; a folder made by `key add` has `key-request.json` instead), `ledger.jsonl` (what
-was written and acknowledged), `last-pull.json` (when and what the last pull did) and `.lock`.
+was written and acknowledged), `last-pull.json` (when and what the last pull did), and the lock files
+`.lock` and `.watch.lock` (`folder_lock`).
 """
 
 from __future__ import annotations
