@@ -25,7 +25,7 @@ class DiskSteps:
         self.clinic = clinic
         self.steps: list[str] = []
         self._names: dict[int, Path] = {}
-        real_open, real_fsync, real_link, real_ack = os.open, os.fsync, os.link, clinic.broker._ack
+        real_open, real_fsync, real_link, real_ack = os.open, durable.fsync, os.link, clinic.broker._ack
         real_mkstemp = durable.tempfile.mkstemp
 
         def opened(path: Any, flags: int, mode: int = 0o777, **how: Any) -> int:
@@ -52,7 +52,7 @@ class DiskSteps:
 
         monkeypatch.setattr(os, "open", opened)
         monkeypatch.setattr(durable.tempfile, "mkstemp", mkstemp)
-        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(durable, "fsync", fsync)  # fsync(2), or F_FULLFSYNC on macOS
         monkeypatch.setattr(os, "link", link)
         monkeypatch.setattr(clinic.broker, "_ack", ack)
 
@@ -107,7 +107,7 @@ def test_a_page_whose_data_did_not_reach_the_disk_is_not_acknowledged_and_comes_
     clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     payloads = [clinic.serve() for _ in range(3)]
-    real_fsync = os.fsync
+    real_fsync = durable.fsync
     with monkeypatch.context() as patched:
         calls = 0
 
@@ -118,7 +118,7 @@ def test_a_page_whose_data_did_not_reach_the_disk_is_not_acknowledged_and_comes_
                 raise OSError(errno.EIO, os.strerror(errno.EIO))
             real_fsync(fd)
 
-        patched.setattr(os, "fsync", fsync)
+        patched.setattr(durable, "fsync", fsync)
         assert clinic.pull() == 1
     err = capsys.readouterr().err
     assert "cannot write: Input/output error" in err and "Traceback" not in err

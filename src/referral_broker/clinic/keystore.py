@@ -10,6 +10,7 @@ was written and acknowledged), `last-pull.json` (when and what the last pull did
 from __future__ import annotations
 
 import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -208,7 +209,7 @@ def _make_private_folder(folder: Path) -> list[str]:
             raise ClinicDirProblem(f"cannot create {folder}: {exc.strerror}") from None
         folder.chmod(0o700)  # mkdir's mode is narrowed by the umask, never widened; say it exactly
         return []
-    if folder.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if sys.platform != "win32" and folder.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):  # Windows: ACLs, no modes
         return [f"{folder} can be read by other users of this machine; consider `chmod 700 {folder}`"]
     return []
 
