@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
@@ -54,8 +55,8 @@ def test_pull_prints_a_line_a_referral_in_local_time_and_a_plain_summary(
     for payload in (first, second):
         at = received_at(clinic, payload.reference)
         assert at.utcoffset() is not None and at.utcoffset().total_seconds() == 0  # the file keeps UTC
-        oslo = at.timestamp() + 3600  # December: Norway is UTC+1
-        shown = time.strftime("%Y-%m-%d %H:%M", time.gmtime(oslo))
+        shown = f"{at.astimezone(ZoneInfo('Europe/Oslo')):%Y-%m-%d %H:%M}"  # 04:47 for a file's 03:47Z in winter
+        assert shown != f"{at:%Y-%m-%d %H:%M}"
         assert f"{shown}  {payload.reference}  new referral" in lines
     assert "2 new referrals, 0 corrections, 0 withdrawals, 0 erasures" in lines
     assert any(line.endswith(f"{first.reference}  correction") for line in out.splitlines())
