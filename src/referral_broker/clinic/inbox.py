@@ -18,7 +18,7 @@ from referral_broker.clinic.broker_client import BrokerClient, BrokerRefusedClin
 from referral_broker.clinic.envelope_check import ClinicKeys
 from referral_broker.clinic.filing import Filer
 from referral_broker.clinic.ledger import Ledger
-from referral_broker.clinic.pull_report import PullReport
+from referral_broker.clinic.pull_report import PullReport as PullReport  # also where callers found it before
 from referral_broker.domain.enrolment import INBOX_START, AckResult, InboxPage, RefusalResult
 
 DEFAULT_LIMIT = 100
