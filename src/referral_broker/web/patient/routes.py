@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from litestar import Controller, Litestar
 from litestar.handlers import HTTPRouteHandler
 
-from referral_broker.services.code_channels import configured_sender
+from referral_broker.adapters.configured import configured_sender
 from referral_broker.services.settings import Settings
 from referral_broker.web.patient.api import PatientApi
 from referral_broker.web.patient.error_pages import PAGE_EXCEPTION_HANDLERS
