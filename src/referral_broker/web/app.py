@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.openapi.config import OpenAPIConfig
 
-from referral_broker.queue.doorbell import ArqDoorbell
+from referral_broker.adapters.arq_doorbell import ArqDoorbell
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import Clock, Doorbell, system_clock
 from referral_broker.services.settings import Settings
