@@ -1,4 +1,4 @@
-"""arq's Redis key layout, which the doorbell's Lua scripts (queue/doorbell.py) write and read themselves
+"""arq's Redis key layout, which the doorbell's Lua scripts (adapters/arq_doorbell.py) write and read themselves
 instead of going through arq. arq is pinned exactly in pyproject.toml; a new arq that moves a key, changes
 a type, a score or an expiry fails here before the doorbell silently enqueues jobs no worker ever finds."""
 
@@ -13,12 +13,12 @@ from arq.connections import create_pool
 from arq.jobs import deserialize_job
 from arq.worker import Worker, func
 
-from referral_broker.queue.doorbell import redis_settings
+from referral_broker.adapters.arq_doorbell import redis_settings
 from referral_broker.services.ports import JOB_DISPATCH, job_id
 
 CHANGED = (
     "arq changed its Redis key layout, which the doorbell's Lua scripts in "
-    "src/referral_broker/queue/doorbell.py write themselves: change them with it before taking this arq"
+    "src/referral_broker/adapters/arq_doorbell.py write themselves: change them with it before taking this arq"
 )
 
 

@@ -9,7 +9,8 @@ import msgspec
 import pytest
 from msgspec.structs import replace
 
-from referral_broker.services.code_channels import ConfiguredCodeSender, code_text
+from referral_broker.adapters.configured import ConfiguredCodeSender
+from referral_broker.services.code_channels import code_text
 from referral_broker.services.ports import CodeNotSent
 from referral_broker.services.settings import Settings
 from tests.ops.notice_sinks import MailSink, WebhookReceiver, mail_sink, webhook  # noqa: F401 - fixtures

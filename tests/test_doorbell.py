@@ -9,7 +9,7 @@ from arq.connections import create_pool
 from arq.constants import default_queue_name, job_key_prefix, result_key_prefix
 from arq.jobs import Job, JobStatus, deserialize_job
 
-from referral_broker.queue.doorbell import WITHDRAWN_KEPT_MS, ArqDoorbell, redis_settings
+from referral_broker.adapters.arq_doorbell import WITHDRAWN_KEPT_MS, ArqDoorbell, redis_settings
 from referral_broker.services.ports import JOB_DISPATCH, job_id
 
 

@@ -26,9 +26,9 @@ from arq.constants import job_key_prefix
 from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
+from referral_broker.adapters.arq_doorbell import WITHDRAWN_KEPT_MS, ArqDoorbell, redis_settings
 from referral_broker.domain.referral import ReferralRequest
 from referral_broker.queue import jobs
-from referral_broker.queue.doorbell import WITHDRAWN_KEPT_MS, ArqDoorbell, redis_settings
 from referral_broker.queue.worker import worker_options
 from referral_broker.services import intake, monitoring
 from referral_broker.services.context import BrokerContext

@@ -122,7 +122,7 @@ async def test_healthz_answers_and_readyz_reports_postgres_and_redis(settings: S
 async def test_the_dashboard_reads_the_queue_depth_from_redis(
     settings: Settings, broker: BrokerContext, clock: Clock, redis_url: str
 ) -> None:
-    from referral_broker.queue.doorbell import ArqDoorbell
+    from referral_broker.adapters.arq_doorbell import ArqDoorbell
     from referral_broker.services import monitoring
 
     doorbell = ArqDoorbell(redis_url)

@@ -15,12 +15,13 @@ import pytest
 from arq import Retry
 from nacl.signing import VerifyKey
 
+from referral_broker.adapters.configured import ConfiguredNoticeSender
+from referral_broker.adapters.webhook import SIGNATURE_HEADER, WEBHOOK_DOMAIN
 from referral_broker.domain.referral import Receipt, ReferralRequest
 from referral_broker.domain.validation import decode_json
 from referral_broker.queue import notification_jobs
 from referral_broker.services import clinic_inbox, dispatch, intake, monitoring, notifications
 from referral_broker.services.context import BrokerContext
-from referral_broker.services.notice_channels import SIGNATURE_HEADER, WEBHOOK_DOMAIN
 from referral_broker.services.notifications import ContactRefused, NotifyOutcome
 from referral_broker.services.ports import JOB_NOTIFY
 from referral_broker.store import clinics
@@ -55,6 +56,11 @@ async def _submit_and_dispatch(ctx: BrokerContext, slugs: list[str], **patient: 
     return receipt
 
 
+async def _send(ctx: BrokerContext, notice: uuid.UUID) -> NotifyOutcome:
+    """The notice job's work, through the senders the worker configures from the same settings."""
+    return await notifications.send_notice(ctx, notice, ConfiguredNoticeSender(ctx.settings, ctx.keys.signer))
+
+
 def _notices_rung(ctx: BrokerContext) -> list[uuid.UUID]:
     assert isinstance(ctx.doorbell, RecordingDoorbell)
     return [subject for job, subject in ctx.doorbell.rung if job == JOB_NOTIFY]
@@ -75,7 +81,7 @@ async def test_clinic_is_told_by_email_and_signed_webhook_with_no_patient_data(
     )
     receipt = await _submit_and_dispatch(ctx, ["klinikk-a"], **CANARIES)
     [notice] = _notices_rung(ctx)
-    assert await notifications.send_notice(ctx, notice) == NotifyOutcome.SENT
+    assert await _send(ctx, notice) == NotifyOutcome.SENT
 
     [mail] = mail_sink.messages
     assert mail["To"] == "post@klinikk-a.no" and mail["From"] == "varsel@broker.test"
@@ -97,7 +103,7 @@ async def test_clinic_is_told_by_email_and_signed_webhook_with_no_patient_data(
         assert secret.encode() not in everything, secret
         assert secret.lower().encode() not in everything.lower(), secret
     # Sending again changes nothing: the outbox row is done.
-    assert await notifications.send_notice(ctx, notice) == NotifyOutcome.NOTHING_TO_DO
+    assert await _send(ctx, notice) == NotifyOutcome.NOTHING_TO_DO
     assert len(mail_sink.messages) == 1 and len(webhook.received) == 1
 
 
@@ -115,7 +121,7 @@ async def test_one_notice_per_clinic_until_it_pulls(ctx: BrokerContext, mail_sin
     notices = _notices_rung(ctx)
     assert len(notices) == 2
     for n in notices:
-        await notifications.send_notice(ctx, n)
+        await _send(ctx, n)
     assert len(mail_sink.messages) == 2
     # The outbox carries the notices like any job: the reconciler finds none due once they are sent.
     assert await ctx.pool.fetchval("SELECT count(*) FROM outbox WHERE job = $1 AND done_at IS NULL", JOB_NOTIFY) == 0
@@ -160,8 +166,8 @@ async def test_a_notice_that_keeps_failing_is_given_up_audited_and_flagged(
     mail_sink.refuse = True
     for _ in range(2):
         with pytest.raises(notifications.TransientNotifyFailure):
-            await notifications.send_notice(ctx, notice)
-    assert await notifications.send_notice(ctx, notice) == NotifyOutcome.FAILED
+            await _send(ctx, notice)
+    assert await _send(ctx, notice) == NotifyOutcome.FAILED
     assert await ctx.pool.fetchval("SELECT status FROM clinic_notifications") == "failed"
     event = await ctx.pool.fetchrow("SELECT subject, details FROM audit_events WHERE action = 'notification.failed'")
     assert event["subject"] == "klinikk-a" and event["details"]["tries"] == 2
@@ -180,7 +186,7 @@ async def test_an_unreachable_mail_server_is_a_counted_failure(ctx: BrokerContex
     await notifications.set_contact(ctx, "klinikk-a", email="post@klinikk-a.no", webhook_url=None, actor="t")
     await _submit_and_dispatch(ctx, ["klinikk-a"])
     with pytest.raises(notifications.TransientNotifyFailure, match="email: SMTPConnect"):
-        await notifications.send_notice(ctx, _notices_rung(ctx)[0])
+        await _send(ctx, _notices_rung(ctx)[0])
     assert [f.reason for f in await monitoring_store.failure_counts(ctx.pool)] == [
         "notification_email:SMTPConnectError"
     ]
@@ -199,7 +205,7 @@ async def test_a_clinic_that_does_not_pull_is_reminded_once_per_interval(
     assert await notification_jobs.remind_clinics(job_ctx) == 1
     assert await notification_jobs.remind_clinics(job_ctx) == 0  # deduplicated within the interval
     reminder = _notices_rung(ctx)[-1]
-    assert await notifications.send_notice(ctx, reminder) == NotifyOutcome.SENT
+    assert await _send(ctx, reminder) == NotifyOutcome.SENT
     assert "Reminder" in mail_sink.messages[-1]["Subject"]
     clock.advance(seconds=interval)
     assert await notification_jobs.remind_clinics(job_ctx) == 1  # the next interval: reminded again

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from litestar.testing import AsyncTestClient
 
+from referral_broker.adapters.configured import ConfiguredNoticeSender
 from referral_broker.domain.enrolment import AckRequest
 from referral_broker.services import clinic_inbox, dispatch, notifications
 from referral_broker.services.context import BrokerContext
@@ -59,7 +60,7 @@ async def test_no_operator_page_metric_or_notice_holds_patient_data(
     assert await dispatch.dispatch_referral(ctx, referral_ids[0]) == dispatch.DispatchOutcome.DISPATCHED
     assert await dispatch.dispatch_referral(ctx, referral_ids[1]) == dispatch.DispatchOutcome.DEAD
     for notice in await ctx.pool.fetch("SELECT id FROM clinic_notifications"):
-        await notifications.send_notice(ctx, notice["id"])
+        await notifications.send_notice(ctx, notice["id"], ConfiguredNoticeSender(ctx.settings, ctx.keys.signer))
     a = await clinics.by_slug(ctx.pool, "klinikk-a")
     assert a is not None
     inbox = await clinic_inbox.list_inbox(ctx, a, 10)

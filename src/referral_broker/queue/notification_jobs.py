@@ -12,6 +12,7 @@ from typing import Any
 
 from arq import Retry
 
+from referral_broker.adapters.configured import ConfiguredNoticeSender
 from referral_broker.queue.jobs import backoff_seconds
 from referral_broker.services import monitoring, notifications, operators
 from referral_broker.services.context import BrokerContext
@@ -23,7 +24,8 @@ async def notify_clinic(ctx: dict[str, Any], notice_id: str) -> str:
     """Idempotent: a channel that went out is recorded at once and not used again by a retry."""
     broker: BrokerContext = ctx["broker"]
     try:
-        outcome = await notifications.send_notice(broker, uuid.UUID(notice_id))
+        sender = ConfiguredNoticeSender(broker.settings, broker.keys.signer)
+        outcome = await notifications.send_notice(broker, uuid.UUID(notice_id), sender)
     except notifications.TransientNotifyFailure as exc:
         delay = backoff_seconds(ctx.get("job_try", 1))
         log.warning("notice %s failed (%s); retrying in %.1f s", notice_id, exc, delay)

@@ -13,8 +13,8 @@ from arq import cron, func
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from referral_broker.adapters.arq_doorbell import ArqDoorbell, redis_settings
 from referral_broker.queue import jobs, notification_jobs
-from referral_broker.queue.doorbell import ArqDoorbell, redis_settings
 from referral_broker.services import reconcile
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import JOB_DISPATCH, JOB_NOTIFY

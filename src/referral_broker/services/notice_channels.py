@@ -3,29 +3,15 @@
 A notice says only that something waits to be pulled. It carries no health information, no patient
 identity, not even a reference or a count: whoever reads a clinic's mail learns nothing about anyone.
 
-Webhook signature: header `Referral-Broker-Signature: t=<unix time>, keyid=<broker key id>,
-ed25519=<base64 signature>` over `"referral-broker webhook v1\\0" ‖ "<t>." ‖ body`. Clinics verify it
-with the broker key they pinned at `referral-clinic init` and refuse a `t` older than five minutes.
+The senders are adapters behind `NoticeSender`: `adapters/smtp.py`, and `adapters/webhook.py`, which
+also describes the webhook's signature.
 """
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
-from urllib.parse import unquote, urlsplit
-
-import aiosmtplib
-import httpx
-import msgspec
-
-from referral_broker.crypto.envelope import BrokerSigner
-
-WEBHOOK_DOMAIN = b"referral-broker webhook v1\x00"
-SIGNATURE_HEADER = "Referral-Broker-Signature"
-TIMEOUT_SECONDS = 10.0
+from typing import Protocol
 
 
 class ChannelFailed(Exception):
@@ -72,93 +58,9 @@ def email_text(notice: Notice, broker_url: str) -> tuple[str, str]:
     return _SUBJECTS[notice.kind], body
 
 
-@dataclass(frozen=True)
-class SmtpServer:
-    hostname: str
-    port: int
-    username: str | None
-    password: str | None
-    use_tls: bool
-    start_tls: bool | None  # None: STARTTLS when the server offers it
+class NoticeSender(Protocol):
+    """A port: sends one notice through one channel; raises `ChannelFailed` when it did not go out."""
 
-    @classmethod
-    def from_url(cls, url: str) -> SmtpServer:
-        """`smtp://` (STARTTLS when offered), `smtp+starttls://` (STARTTLS required), `smtps://` (TLS)."""
-        parts = urlsplit(url)
-        scheme = parts.scheme
-        default_port = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}[scheme]
-        return cls(
-            hostname=parts.hostname or "localhost",
-            port=parts.port or default_port,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            use_tls=scheme == "smtps",
-            start_tls=True if scheme == "smtp+starttls" else (False if scheme == "smtps" else None),
-        )
+    async def email(self, recipient: str, notice: Notice) -> None: ...
 
-
-async def send_email(server: SmtpServer, sender: str, recipient: str, notice: Notice, broker_url: str) -> None:
-    subject, body = email_text(notice, broker_url)
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = recipient
-    message["Subject"] = subject
-    message["Date"] = format_datetime(notice.at)
-    message["Message-ID"] = make_msgid(idstring=notice.id.replace("-", ""), domain=sender.rpartition("@")[2] or None)
-    message.set_content(body)
-    await deliver_email(server, message)
-
-
-async def deliver_email(server: SmtpServer, message: EmailMessage) -> None:
-    """Hand one message to the SMTP server; ChannelFailed says why not, in a few words naming no one."""
-    try:
-        await aiosmtplib.send(
-            message,
-            hostname=server.hostname,
-            port=server.port,
-            username=server.username,
-            password=server.password,
-            use_tls=server.use_tls,
-            start_tls=server.start_tls,
-            timeout=TIMEOUT_SECONDS,
-        )
-    except aiosmtplib.SMTPResponseException as exc:
-        raise ChannelFailed(f"SMTP {exc.code}") from exc
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        raise ChannelFailed(type(exc).__name__) from exc
-
-
-class WebhookBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    type: str  # "referrals.available" or "referrals.reminder"
-    clinic: str
-    notification: str
-    sent_at: str
-
-
-def sign_webhook(signer: BrokerSigner, body: bytes, at: datetime) -> str:
-    timestamp = int(at.timestamp())
-    signature = signer.sign(WEBHOOK_DOMAIN, f"{timestamp}.".encode() + body)
-    return f"t={timestamp}, keyid={signer.key_id}, ed25519={base64.b64encode(signature).decode()}"
-
-
-async def post_webhook(url: str, signer: BrokerSigner, notice: Notice) -> None:
-    body = msgspec.json.encode(
-        WebhookBody(
-            type=f"referrals.{notice.kind}",
-            clinic=notice.clinic_slug,
-            notification=notice.id,
-            sent_at=notice.at.isoformat(),
-        )
-    )
-    headers = {
-        "content-type": "application/json",
-        SIGNATURE_HEADER: sign_webhook(signer, body, notice.at),
-        "user-agent": "referral-broker",
-    }
-    try:
-        async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
-            response = await client.post(url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
-        raise ChannelFailed(type(exc).__name__) from exc
-    if not 200 <= response.status_code < 300:
-        raise ChannelFailed(f"HTTP {response.status_code}")
+    async def webhook(self, url: str, notice: Notice) -> None: ...

@@ -25,13 +25,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from referral_broker.domain.errors import DomainError
 from referral_broker.services.context import BrokerContext
-from referral_broker.services.notice_channels import (
-    ChannelFailed,
-    Notice,
-    SmtpServer,
-    post_webhook,
-    send_email,
-)
+from referral_broker.services.notice_channels import ChannelFailed, Notice, NoticeSender
 from referral_broker.services.ports import JOB_NOTIFY
 from referral_broker.store import audit, clinics, monitoring, notifications, outbox
 from referral_broker.store.pool import Connection
@@ -156,7 +150,7 @@ async def remind_overdue_clinics(ctx: BrokerContext) -> int:
 # --- sending --------------------------------------------------------------------------------------
 
 
-async def send_notice(ctx: BrokerContext, notice_id: uuid.UUID) -> NotifyOutcome:
+async def send_notice(ctx: BrokerContext, notice_id: uuid.UUID, sender: NoticeSender) -> NotifyOutcome:
     """Send one notice through each of the clinic's channels not yet done; retried by the job on failure."""
     attempts = await outbox.count_attempt_autocommit(ctx.pool, JOB_NOTIFY, notice_id)
     if attempts is None:
@@ -174,19 +168,13 @@ async def send_notice(ctx: BrokerContext, notice_id: uuid.UUID) -> NotifyOutcome
     failures: list[tuple[str, ChannelFailed]] = []
     if contact.email and found.email_sent_at is None and ctx.settings.smtp_url:
         try:
-            await send_email(
-                SmtpServer.from_url(ctx.settings.smtp_url),
-                ctx.settings.mail_from,
-                contact.email,
-                notice,
-                ctx.settings.public_url,
-            )
+            await sender.email(contact.email, notice)
             await notifications.mark_channel_sent(ctx.pool, notice_id, "email", ctx.clock())
         except ChannelFailed as exc:
             failures.append(("email", exc))
     if contact.webhook_url and found.webhook_sent_at is None:
         try:
-            await post_webhook(contact.webhook_url, ctx.keys.signer, notice)
+            await sender.webhook(contact.webhook_url, notice)
             await notifications.mark_channel_sent(ctx.pool, notice_id, "webhook", ctx.clock())
         except ChannelFailed as exc:
             failures.append(("webhook", exc))

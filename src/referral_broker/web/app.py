@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.openapi.config import OpenAPIConfig
 
-from referral_broker.queue.doorbell import ArqDoorbell
+from referral_broker.adapters.arq_doorbell import ArqDoorbell
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import Clock, Doorbell, system_clock
 from referral_broker.services.settings import Settings
@@ -24,6 +24,7 @@ from referral_broker.web.patient.routes import PAGE_EXCEPTION_HANDLERS, PATIENT_
 from referral_broker.web.readable_input import ReadableInput, ReadableRequest
 from referral_broker.web.security_headers import add_security_headers
 from referral_broker.web.slow_clients import SlowClientGuard
+from referral_broker.web.state import APP_DEPENDENCIES
 
 
 def create_app(
@@ -52,6 +53,7 @@ def create_app(
     app = Litestar(
         route_handlers=[healthz, readyz, *PATIENT_ROUTES, CLINIC_API, *OPS_ROUTES, static_files()],
         lifespan=[lifespan, patient_lifespan(settings)],
+        dependencies=APP_DEPENDENCIES,
         exception_handlers=handlers,
         before_send=[add_security_headers],
         request_max_body_size=settings.max_body_bytes,

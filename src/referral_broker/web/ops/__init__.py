@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from litestar import Router
+from litestar.di import Provide
 from litestar.handlers import HTTPRouteHandler
 
-from referral_broker.web.ops.access import EXCEPTION_HANDLERS, require_session
+from referral_broker.web.ops.access import EXCEPTION_HANDLERS, provide_operator, require_session
 from referral_broker.web.ops.audit_trail import AuditPages
 from referral_broker.web.ops.dashboard import DashboardPages
 from referral_broker.web.ops.metrics import metrics
@@ -16,6 +17,7 @@ OPS_ROUTER = Router(
     path="/ops",
     route_handlers=[SignInPages, DashboardPages, AuditPages],
     guards=[require_session],
+    dependencies={"operator": Provide(provide_operator, sync_to_thread=False)},
     exception_handlers=EXCEPTION_HANDLERS,
     include_in_schema=False,
 )

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Template
 
@@ -17,7 +17,7 @@ from referral_broker.services import monitoring
 from referral_broker.services.monitoring import AuditFilter, ChainCheck
 from referral_broker.services.operators import SignedIn
 from referral_broker.web.ops import display
-from referral_broker.web.ops.access import broker_of, provide_operator
+from referral_broker.web.ops.access import broker_of
 
 PAGE_SIZE = 200
 #: What HTML's `datetime-local` input accepts as its value (a valid local date and time string).
@@ -78,7 +78,6 @@ async def _page(
 
 class AuditPages(Controller):
     path = "/audit"
-    dependencies = {"operator": Provide(provide_operator, sync_to_thread=False)}  # noqa: RUF012
 
     @get("/")
     async def trail(

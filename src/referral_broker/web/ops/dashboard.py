@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
@@ -15,7 +15,7 @@ from referral_broker.domain.errors import DomainError
 from referral_broker.services import clinic_keys, monitoring, operator_actions
 from referral_broker.services.operators import SignedIn
 from referral_broker.web.ops import display
-from referral_broker.web.ops.access import broker_of, provide_operator
+from referral_broker.web.ops.access import broker_of
 from referral_broker.web.ops.charts import latency_chart, throughput_chart
 
 #: What a finished action says; the query names one of these, so nothing a visitor sends is echoed.
@@ -60,7 +60,6 @@ async def _page(
 
 class DashboardPages(Controller):
     path = "/"
-    dependencies = {"operator": Provide(provide_operator, sync_to_thread=False)}  # noqa: RUF012
 
     @get("/")
     async def dashboard(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
 from referral_broker.services import operators
@@ -16,7 +16,6 @@ from referral_broker.web.ops.access import (
     SESSION_COOKIE,
     broker_of,
     expired_cookie,
-    provide_operator,
     session_cookie,
 )
 from referral_broker.web.patient.client_address import client_of
@@ -33,7 +32,6 @@ def _login_page(error: str | None, status_code: int = 200, headers: dict[str, st
 
 class SignInPages(Controller):
     path = "/"
-    dependencies = {"operator": Provide(provide_operator, sync_to_thread=False)}  # noqa: RUF012
 
     @get("/login", opt={"ops_public": True})
     async def login_form(self, request: Request[Any, Any, Any]) -> Response[Any]:

@@ -8,7 +8,7 @@ from typing import Any, cast
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, TooManyRequestsException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
@@ -21,8 +21,7 @@ from referral_broker.services import catalogue, intake
 from referral_broker.services.catalogue import ClinicChoice, ConsentText
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.submit_limit import WindowCounter
-from referral_broker.web.patient.submission_guard import admit_submission, provide_submit_counter
-from referral_broker.web.state import provide_broker
+from referral_broker.web.patient.submission_guard import admit_submission
 
 
 def inline_json_schema(type_: Any) -> dict[str, Any]:
@@ -107,10 +106,6 @@ class SubmitOperation(Operation):
 class PatientApi(Controller):
     path = "/api/v1"
     tags = ["patient"]  # noqa: RUF012 - Litestar reads class attributes
-    dependencies = {  # noqa: RUF012
-        "broker": Provide(provide_broker, sync_to_thread=False),
-        "submit_counter": Provide(provide_submit_counter, sync_to_thread=False),
-    }
 
     @get("/consent")
     async def consent(self) -> ConsentText:

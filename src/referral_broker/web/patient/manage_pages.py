@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Template
 
@@ -20,7 +20,6 @@ from referral_broker.services.context import BrokerContext
 from referral_broker.services.manage import ManagedView, Withdrawal
 from referral_broker.store.referrals import DeliveryView
 from referral_broker.web.patient.page import language_of, render, switch_link
-from referral_broker.web.state import provide_broker
 
 _S = DeliveryStatus
 #: The states a patient is told about; queued and failed are both "waiting" to them.
@@ -85,7 +84,6 @@ def _manage_page(
 class ManagePages(Controller):
     path = "/manage"
     include_in_schema = False
-    dependencies = {"broker": Provide(provide_broker, sync_to_thread=False)}  # noqa: RUF012
 
     @get("/{token:str}")
     async def show(

@@ -11,7 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Template
 
@@ -25,8 +25,7 @@ from referral_broker.services.submit_limit import WindowCounter
 from referral_broker.web.i18n import Translator
 from referral_broker.web.patient.page import language_of, render, switch_link
 from referral_broker.web.patient.referral_form import HONEYPOT_FIELD, ReferralForm, messages_by_field
-from referral_broker.web.patient.submission_guard import admit_submission, provide_submit_counter
-from referral_broker.web.state import provide_broker
+from referral_broker.web.patient.submission_guard import admit_submission
 
 NORWAY = ZoneInfo("Europe/Oslo")
 
@@ -94,10 +93,6 @@ def _form_page(
 class PatientPages(Controller):
     path = "/"
     include_in_schema = False
-    dependencies = {  # noqa: RUF012 - Litestar reads class attributes
-        "broker": Provide(provide_broker, sync_to_thread=False),
-        "submit_counter": Provide(provide_submit_counter, sync_to_thread=False),
-    }
 
     @get("/")
     async def home(

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
@@ -40,8 +40,6 @@ from referral_broker.web.patient.rights_access import (
     session_token,
 )
 from referral_broker.web.patient.rights_views import CorrectionForm, Done, card, day, stoppable, told_about
-from referral_broker.web.patient.submission_guard import provide_submit_counter
-from referral_broker.web.state import provide_broker
 
 START = "/rights"
 REQUESTS = "/rights/requests"
@@ -149,10 +147,6 @@ def _one(form: Any, name: str) -> str:
 class RightsPages(Controller):
     path = START
     include_in_schema = False
-    dependencies = {  # noqa: RUF012 - Litestar reads class attributes
-        "broker": Provide(provide_broker, sync_to_thread=False),
-        "submit_counter": Provide(provide_submit_counter, sync_to_thread=False),
-    }
 
     # --- asking for a code, and entering it -----------------------------------------------------
 

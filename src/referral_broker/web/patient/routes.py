@@ -8,13 +8,13 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from litestar import Controller, Litestar
 from litestar.handlers import HTTPRouteHandler
 
-from referral_broker.services.code_channels import configured_sender
+from referral_broker.adapters.configured import configured_sender
+from referral_broker.adapters.redis_counter import RedisWindowCounter
 from referral_broker.services.settings import Settings
 from referral_broker.web.patient.api import PatientApi
 from referral_broker.web.patient.error_pages import PAGE_EXCEPTION_HANDLERS
 from referral_broker.web.patient.manage_pages import ManagePages
 from referral_broker.web.patient.pages import PatientPages
-from referral_broker.web.patient.redis_counter import RedisWindowCounter
 from referral_broker.web.patient.rights_pages import RightsPages
 from referral_broker.web.patient.robots import robots_txt
 

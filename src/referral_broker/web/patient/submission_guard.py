@@ -5,17 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request
-from litestar.datastructures import State
 
 from referral_broker.services import submit_limit
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.submit_limit import WindowCounter
 from referral_broker.web.patient.client_address import client_of
-
-
-def provide_submit_counter(state: State) -> WindowCounter:
-    counter: WindowCounter = state.submit_counter
-    return counter
 
 
 async def admit_submission(request: Request[Any, Any, Any], broker: BrokerContext, counter: WindowCounter) -> int:

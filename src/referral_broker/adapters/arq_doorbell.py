@@ -1,4 +1,4 @@
-"""The arq adapter behind the services' Doorbell port."""
+"""The arq adapter of the services' Doorbell port (its Lua scripts rely on arq's Redis key layout)."""
 
 from __future__ import annotations
 
