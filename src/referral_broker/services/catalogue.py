@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
+from referral_broker import texts
 from referral_broker.domain.categories import CATEGORIES
-from referral_broker.domain.consent import CONSENT_TEXT, CONSENT_VERSION
+from referral_broker.domain.consent import CONSENT_VERSION
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import clinics
 
@@ -24,7 +25,7 @@ class ConsentText(msgspec.Struct, frozen=True):
 
 
 def current_consent() -> ConsentText:
-    return ConsentText(version=CONSENT_VERSION, text=dict(CONSENT_TEXT))
+    return ConsentText(version=CONSENT_VERSION, text=dict(texts.consent_texts(CONSENT_VERSION)))
 
 
 async def choosable_clinics(ctx: BrokerContext) -> list[ClinicChoice]:
@@ -35,4 +36,4 @@ async def choosable_clinics(ctx: BrokerContext) -> list[ClinicChoice]:
 
 
 def category_names() -> dict[str, dict[str, str]]:
-    return {slug: dict(names) for slug, names in CATEGORIES.items()}
+    return {slug: dict(zip(texts.BOTH, texts.in_both(f"category.{slug}"), strict=True)) for slug in CATEGORIES}

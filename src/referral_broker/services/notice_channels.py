@@ -21,6 +21,7 @@ import aiosmtplib
 import httpx
 import msgspec
 
+from referral_broker import texts
 from referral_broker.crypto.envelope import BrokerSigner
 
 WEBHOOK_DOMAIN = b"referral-broker webhook v1\x00"
@@ -45,31 +46,12 @@ class Notice:
     at: datetime
 
 
-_SUBJECTS = {
-    "available": "Nye henvisninger venter / New referrals are waiting",
-    "reminder": "Påminnelse: henvisninger venter / Reminder: referrals are waiting",
-}
-_OPENINGS = {
-    "available": (
-        "Det ligger nye henvisninger til {name} hos henvisningsformidleren.",
-        "New referrals for {name} are waiting at the referral broker.",
-    ),
-    "reminder": (
-        "Henvisninger til {name} har ventet en stund uten å bli hentet.",
-        "Referrals for {name} have been waiting for a while without being fetched.",
-    ),
-}
-
-
 def email_text(notice: Notice, broker_url: str) -> tuple[str, str]:
     """Subject and body: that something waits, and how to fetch it. Nothing about anyone."""
-    norwegian, english = (line.format(name=notice.clinic_name) for line in _OPENINGS[notice.kind])
-    body = (
-        f"{norwegian}\nHent dem med: referral-clinic pull\n\n"
-        f"{english}\nFetch them with: referral-clinic pull\n\n"
-        f"-- \n{broker_url}\n"
-    )
-    return _SUBJECTS[notice.kind], body
+    norwegian, english = texts.in_both(f"clinic_mail.opening.{notice.kind}", name=notice.clinic_name)
+    fetch_nb, fetch_en = texts.in_both("clinic_mail.fetch", command="referral-clinic pull")
+    body = f"{norwegian}\n{fetch_nb}\n\n{english}\n{fetch_en}\n\n-- \n{broker_url}\n"
+    return " / ".join(texts.in_both(f"clinic_mail.subject.{notice.kind}")), body
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,19 @@ and the container image need nothing but the `.po` files themselves (no `.mo` fi
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 from pathlib import Path
 from typing import Final
 
+import msgspec
 from babel import Locale
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
+
+from referral_broker.domain.consent import CONSENT_LANGUAGES, CONSENT_TEXT_SHA256
 
 TRANSLATIONS_DIR: Final = Path(__file__).parent / "translations"
 DEFAULT_LANGUAGE: Final = "nb"
@@ -28,6 +32,9 @@ DEFAULT_LANGUAGE: Final = "nb"
 OPS_PREFIX: Final = "ops."
 #: The operators' pages are written in these; any other Norwegian gets bokmål there.
 OPS_LANGUAGES: Final[tuple[str, ...]] = ("nb", "en")
+#: Texts only bokmål and English need: the versioned consent (its languages are the version's, decision 0031)
+#: and what goes out in both at once (`in_both`: the one-time code, e-mails and notices to clinics).
+BOTH_ONLY_PREFIXES: Final[tuple[str, ...]] = ("consent.", "code.", "clinic_mail.", "notice.")
 
 
 def catalogue_path(language: str) -> Path:
@@ -76,7 +83,53 @@ def messages(language: str) -> dict[str, str]:
     return found
 
 
+def needs(language: str, key: str) -> bool:
+    """Whether the catalogue of `language` must have `key`: every one does, but a language only patients read
+    needs neither the operators' texts nor those only bokmål and English need."""
+    if language in OPS_LANGUAGES:
+        return True
+    return not key.startswith((OPS_PREFIX, *BOTH_ONLY_PREFIXES))
+
+
 def locale(language: str) -> Locale:
     """How `language` writes dates and lists: the catalogue's `Language:` header (en_GB for English)."""
     found = catalogue(language).locale
     return found if found is not None else Locale.parse(language)
+
+
+def text(language: str, key: str, /, **values: object) -> str:
+    """The text of `key` in `language`, its placeholders filled. A missing key is a bug and raises KeyError."""
+    if key not in keys(language):
+        raise KeyError(key)
+    return translations(language).gettext(key) % values
+
+
+#: Messages that go out in both languages at once (e-mails, text messages, notices to clinics).
+BOTH: Final[tuple[str, str]] = ("nb", "en")
+
+
+def in_both(key: str, /, **values: object) -> tuple[str, str]:
+    """The text of `key` in bokmål and in English."""
+    return text("nb", key, **values), text("en", key, **values)
+
+
+def notice_message(kind: str) -> str:
+    """What a notice tells a clinic about a referral (a `NoticeKind`), in bokmål and English."""
+    return "\n".join(in_both(f"notice.{kind}"))
+
+
+class ConsentTextChangedError(RuntimeError):
+    """A catalogue's consent text is not the text its version was pinned to: never show or record it."""
+
+
+@functools.cache
+def consent_texts(version: str) -> dict[str, str]:
+    """The consent texts of `version` by language, as they hash to the version's pinned SHA-256."""
+    found = {language: text(language, f"consent.{version}") for language in CONSENT_LANGUAGES[version]}
+    digest = hashlib.sha256(msgspec.json.encode(sorted(found.items()))).hexdigest()
+    if digest != CONSENT_TEXT_SHA256[version]:
+        raise ConsentTextChangedError(
+            f"the catalogues' consent text of version {version} is not the text it was pinned to: "
+            "a new wording needs a new version (docs/decisions/0031-consent-text-in-the-catalogue.md)"
+        )
+    return found

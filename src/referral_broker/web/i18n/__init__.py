@@ -19,7 +19,7 @@ from markupsafe import Markup, escape
 
 from referral_broker import texts
 from referral_broker.domain.categories import CATEGORIES
-from referral_broker.domain.consent import CONSENT_TEXT
+from referral_broker.domain.consent import CONSENT_LANGUAGES, CONSENT_VERSION
 
 Language = str
 #: The patient pages speak every language with a catalogue; the operators' pages bokmål and English.
@@ -104,11 +104,15 @@ class Translator:
         return key in self._keys
 
     def category(self, slug: str) -> str:
-        names = CATEGORIES.get(slug)
-        return names[self.language] if names else slug
+        return self(f"category.{slug}") if slug in CATEGORIES else slug
+
+    def consent_language(self) -> Language:
+        """This language if the current consent version was written in it, else bokmål: the text a patient
+        reading this language agrees to (a translation would be a new version: decision 0031)."""
+        return self.language if self.language in CONSENT_LANGUAGES[CONSENT_VERSION] else DEFAULT_LANGUAGE
 
     def consent_text(self) -> str:
-        return CONSENT_TEXT[self.language]
+        return texts.consent_texts(CONSENT_VERSION)[self.consent_language()]
 
     def when(self, moment: datetime) -> str:
         """A moment in Norwegian time, written the way each language writes dates."""
