@@ -189,7 +189,8 @@ async def _collect_rights_pages(client: AsyncTestClient[Any], pages: Pages, sink
 async def _collect_ops_pages(client: AsyncTestClient[Any], pages: Pages, broker: BrokerContext, clock: Clock) -> None:
     operator = await make_account(broker, "olga", "operator")
     auditor = await make_account(broker, "aud", "auditor")
-    pages.add("ops-login", await client.get("/ops/login"), 200)
+    pages.add("ops-login", await client.get("/ops/login"), 200, "en")
+    pages.add("ops-login-nb", await client.get("/ops/login", headers={"accept-language": "nb"}), 200, "nb")
     pages.add("ops-login-error", await post_login(client, operator, clock, password="wrong"), 401)
     # Something for every table and chart: deliveries in inboxes, one dead delivery, a clinic with a key to verify.
     await submit_and_dispatch(client, broker, ["fysio-oslo"])
@@ -202,6 +203,9 @@ async def _collect_ops_pages(client: AsyncTestClient[Any], pages: Pages, broker:
 
     await sign_in(client, operator, clock)
     pages.add("ops-dashboard", await client.get("/ops"), 200)
+    norwegian = {"accept-language": "nb-NO"}
+    pages.add("ops-dashboard-nb", await client.get("/ops", headers=norwegian), 200, "nb")
+    pages.add("ops-audit-nb", await client.get("/ops/audit/verify", headers=norwegian), 200, "nb")
     pages.add("ops-audit", await client.get("/ops/audit?action=clinic.enrolled"), 200)
     pages.add("ops-audit-verified", await client.get("/ops/audit/verify"), 200)
     pages.add("ops-audit-error", await client.get("/ops/audit?since=yesterday"), 400)

@@ -104,6 +104,13 @@ def text(language: str, key: str, /, **values: object) -> str:
     return translations(language).gettext(key) % values
 
 
+def ntext(language: str, key: str, count: int, /, **values: object) -> str:
+    """The singular or plural text of `key` for `count` in `language`; `%(num)s` is the count."""
+    if key not in keys(language):
+        raise KeyError(key)
+    return translations(language).ngettext(key, f"{key}_plural", count) % {"num": count, **values}
+
+
 #: Messages that go out in both languages at once (e-mails, text messages, notices to clinics).
 BOTH: Final[tuple[str, str]] = ("nb", "en")
 

@@ -28,6 +28,8 @@ OPS_LANGUAGES: Final[tuple[Language, ...]] = texts.OPS_LANGUAGES
 DEFAULT_LANGUAGE: Final[Language] = texts.DEFAULT_LANGUAGE
 #: Each language's texts by key, as read from its catalogue.
 CATALOGUES: Final[dict[Language, dict[str, str]]] = {language: texts.messages(language) for language in LANGUAGES}
+#: The visitor's language choice: functional, not tracking; `__Host-` so no other host can set it.
+LANGUAGE_COOKIE: Final = "__Host-lang"
 #: `no` (Norwegian, written standard unsaid) gets bokmål; on the operators' pages Nynorsk does too.
 _ALIASES: Final = {"no": "nb"}
 _OPS_ALIASES: Final = {"no": "nb", "nn": "nb"}
@@ -67,15 +69,19 @@ def from_accept_language(header: str | None, available: tuple[Language, ...] = L
 
 
 def choose_language(
-    query: str | None, cookie: str | None, accept_language: str | None, available: tuple[Language, ...] = LANGUAGES
+    query: str | None,
+    cookie: str | None,
+    accept_language: str | None,
+    available: tuple[Language, ...] = LANGUAGES,
+    default: Language = DEFAULT_LANGUAGE,
 ) -> Language:
-    """The link's `?lang=` first, then the visitor's earlier choice, then the browser's, then bokmål.
+    """The link's `?lang=` first, then the visitor's earlier choice, then the browser's, then `default`.
 
     On pages that do not speak a chosen Norwegian (Nynorsk on the operators' pages), bokmål."""
     for wanted in (query, cookie):
         if wanted in LANGUAGES:
             return wanted if wanted in available else DEFAULT_LANGUAGE
-    return from_accept_language(accept_language, available) or DEFAULT_LANGUAGE
+    return from_accept_language(accept_language, available) or default
 
 
 class Translator:

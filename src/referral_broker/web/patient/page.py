@@ -10,10 +10,8 @@ from litestar import MediaType, Request
 from litestar.datastructures import Cookie
 from litestar.response import Template
 
-from referral_broker.web.i18n import LANGUAGES, Language, Translator, as_language, choose_language
+from referral_broker.web.i18n import LANGUAGE_COOKIE, LANGUAGES, Language, Translator, as_language, choose_language
 
-#: The visitor's language choice: functional, not tracking; `__Host-` so no other host can set it.
-LANGUAGE_COOKIE = "__Host-lang"
 _ONE_YEAR = 365 * 24 * 3600
 
 #: Marks "build the switch links from the current URL" (the default) apart from None ("no switch here"); any
