@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from devstack.ports import ServerUnavailable
 from devstack.programs import ProgramFailed
 from devstack.stack import PASSPHRASE, Clinic, Stack
+from referral_broker.services.settings import Settings
 
 DEV_DIR = Path(".dev")
 
@@ -80,7 +81,7 @@ def run_dev(*, host: str, port: int) -> int:
         port=port,
         public_url=os.environ.get("REFERRAL_BROKER_PUBLIC_URL", ""),
         base_env=dict(os.environ),
-        keys_dir=Path(os.environ.get("REFERRAL_BROKER_KEYS_DIR", "keys")).resolve(),
+        keys_dir=Settings.one_from_env("keys_dir").resolve(),
         passphrase=os.environ.get("REFERRAL_CLINIC_PASSPHRASE", PASSPHRASE),
         # One-time codes of the rights pages are written here as files (unless SMTP / an SMS gateway is set).
         extra_env={

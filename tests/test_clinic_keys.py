@@ -20,11 +20,13 @@ from referral_broker.crypto.clinic_identity import (
 )
 from referral_broker.crypto.encoding import key_id
 from referral_broker.crypto.request_signature import sign_request
+from referral_broker.domain.keys import KeyState
 from referral_broker.domain.referral import ReferralRequest
 from referral_broker.services import clinic_keys, dispatch, enrolment, intake
 from referral_broker.services.clinic_keys import KeyChangeRefused
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
+from referral_broker.store import clinics
 from referral_broker.web.app import create_app
 from tests.conftest import EnrolledClinic, RecordingDoorbell, enrol_clinic, referral_json
 
@@ -140,6 +142,21 @@ async def test_revocation_flags_only_what_no_usable_key_can_open(broker: BrokerC
     with pytest.raises(KeyChangeRefused, match="already revoked"):
         await clinic_keys.revoke_key(broker, "fysio-oslo", first, actor="test")
     assert (await _states(broker, "fysio-oslo"))[first] == "revoked"
+
+
+async def test_the_store_moves_a_key_only_along_the_key_state_machine(broker: BrokerContext) -> None:
+    clinic = await enrol_clinic(broker, "fysio-oslo")
+    row = await clinics.by_slug(broker.pool, "fysio-oslo")
+    assert row is not None
+    key = await clinics.key_by_key_id(broker.pool, row.id, key_id(clinic.secrets.encryption_public(0)))
+    assert key is not None and key.state == KeyState.ACTIVE
+    now = datetime.now(UTC)
+    async with broker.pool.acquire() as conn:
+        assert not await clinics.move_key(conn, key.id, target=KeyState.PENDING, now=now, by="test")
+        assert not await clinics.move_key(conn, key.id, target=KeyState.RETIRED, now=now, by="test")
+        assert await clinics.move_key(conn, key.id, target=KeyState.REVOKED, now=now, by="test")
+        assert not any([await clinics.move_key(conn, key.id, target=t, now=now, by="test") for t in KeyState])
+    assert (await _states(broker, "fysio-oslo"))[key.key_id] == "revoked"
 
 
 async def test_a_clinic_can_refuse_only_its_own_waiting_deliveries(

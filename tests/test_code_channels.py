@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import msgspec
 import pytest
+from msgspec.structs import replace
 
 from referral_broker.services.code_channels import ConfiguredCodeSender, code_text
 from referral_broker.services.ports import CodeNotSent

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from referral_broker.domain.contact import ContactInvalid, age_on, normalise_email, normalise_phone
 from referral_broker.domain.delivery import TRANSITIONS, DeliveryStatus, can_move, check_move, sources_of
 from referral_broker.domain.errors import IllegalTransition, InvalidRequest
-from referral_broker.domain.keys import KeyState, check_key_move
+from referral_broker.domain.keys import KEY_TRANSITIONS, KeyState, check_key_move, key_sources_of
 from referral_broker.domain.referral import ReferralRequest, check_request
 from referral_broker.domain.validation import decode_json
 from tests.conftest import referral_json
@@ -34,6 +34,15 @@ def test_revoked_key_cannot_come_back() -> None:
     with pytest.raises(IllegalTransition):
         check_key_move(KeyState.REVOKED, KeyState.ACTIVE)
     check_key_move(KeyState.PENDING, KeyState.ACTIVE)
+
+
+def test_the_stores_sources_are_the_states_the_machines_let_move() -> None:
+    for target in DeliveryStatus:
+        assert sources_of(target) == sorted(s.value for s in DeliveryStatus if target in TRANSITIONS[s])
+    for key_target in KeyState:
+        assert key_sources_of(key_target) == sorted(s.value for s in KeyState if key_target in KEY_TRANSITIONS[s])
+    assert key_sources_of(KeyState.RETIRED) == ["retiring"]
+    assert key_sources_of(KeyState.PENDING) == []
 
 
 def _decode(data: object) -> ReferralRequest:

@@ -179,3 +179,38 @@ async def test_a_malformed_idempotency_key_is_refused(broker: BrokerContext) -> 
         await intake.submit_once(broker, _request(referral_json(["fysio-oslo"])), idempotency_key="short")
     assert caught.value.errors[0].field == "Idempotency-Key"
     assert await _count(broker, "referrals") == 0
+
+
+async def test_a_reference_already_taken_is_drawn_again(broker: BrokerContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    await enrol_clinic(broker, "fysio-oslo")
+    first = await intake.submit(broker, _request(referral_json(["fysio-oslo"])))
+    taken = iter([first.reference])
+    fresh = intake.new_reference
+    monkeypatch.setattr(intake, "new_reference", lambda: next(taken, None) or fresh())
+
+    second = await intake.submit(broker, _request(referral_json(["fysio-oslo"], name="Someone Else")))
+    assert second.reference != first.reference
+    assert await _count(broker, "referrals") == 2
+
+
+async def test_a_keyed_repeat_caught_by_the_unique_index_returns_the_first_receipt(
+    broker: BrokerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The repeat misses the first look-up (as when it races the first request), so only the database's
+    # unique index on the idempotency hash stops a second referral.
+    await enrol_clinic(broker, "fysio-oslo")
+    request = _request(referral_json(["fysio-oslo"]))
+    first, _ = await intake.submit_once(broker, request, idempotency_key="retry-key-0123456789")
+    look_up = intake._earlier_receipt
+    looks = 0
+
+    async def blind_at_first(ctx: BrokerContext, key: str) -> intake.Receipt | None:
+        nonlocal looks
+        looks += 1
+        return None if looks == 1 else await look_up(ctx, key)
+
+    monkeypatch.setattr(intake, "_earlier_receipt", blind_at_first)
+    again, repeated = await intake.submit_once(broker, request, idempotency_key="retry-key-0123456789")
+    assert repeated and looks == 2
+    assert (again.reference, again.manage_url) == (first.reference, first.manage_url)
+    assert await _count(broker, "referrals") == 1

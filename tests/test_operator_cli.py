@@ -55,6 +55,17 @@ def test_keys_init_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+def test_keys_init_needs_only_the_keys_folder_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`docker run -e REFERRAL_BROKER_KEYS_DIR=/keys … keys init` (docs/operations.md): no database URL needed."""
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("REFERRAL_BROKER_KEYS_DIR", str(tmp_path / "from-env"))
+    assert main(["keys", "init"]) == 0
+    assert (tmp_path / "from-env" / "broker.pub").exists()
+    assert str(tmp_path / "from-env") in capsys.readouterr().out
+
+
 async def test_migrations_are_safe_to_repeat_and_to_run_concurrently(servers: Servers) -> None:
     admin = await asyncpg.connect(servers.postgres_url)
     await admin.execute('CREATE DATABASE "rb_migrate_race"')

@@ -3,6 +3,7 @@ erasure, withdrawal, and the sealed notices clinics receive — against the real
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from referral_broker.crypto.envelope import open_envelope
 from referral_broker.domain.enrolment import AckRequest, Refusal, RefusalRequest
+from referral_broker.domain.errors import InvalidRequest
 from referral_broker.domain.notice import NOTICE_PAYLOAD_FORMAT, NoticePayload
 from referral_broker.domain.referral import ContactCopy, Patient, ReferralRequest
 from referral_broker.services import clinic_inbox, clinic_status, dispatch, intake, manage, retention, rights
@@ -149,6 +151,15 @@ async def test_a_code_is_used_once_and_the_session_lapses(broker: BrokerContext,
     assert await rights.session_of(broker, None) is None
 
 
+async def test_a_session_is_stored_only_as_the_sha256_of_its_token(broker: BrokerContext, outbox: Outbox) -> None:
+    # The same bytes as the sessions already in a database: a change here would sign every patient out.
+    code_id = await rights.request_code(broker, outbox, "email", "kari@example.no")
+    token, _ = await rights.verify_code(broker, str(code_id), outbox.last_code)
+    stored = await broker.pool.fetchval("SELECT session_hash FROM rights_codes WHERE id = $1", code_id)
+    assert bytes(stored) == hashlib.sha256(token.encode()).digest()
+    assert await rights.session_of(broker, token) is not None
+
+
 async def test_codes_per_address_are_limited_and_a_failed_send_keeps_nothing(
     broker: BrokerContext, outbox: Outbox
 ) -> None:
@@ -164,7 +175,7 @@ async def test_codes_per_address_are_limited_and_a_failed_send_keeps_nothing(
         await rights.request_code(broker, outbox, "email", "per@example.no")
     assert await broker.pool.fetchval("SELECT count(*) FROM rights_codes") == before
 
-    with pytest.raises(rights.InvalidRequest) as bad:
+    with pytest.raises(InvalidRequest) as bad:
         await rights.request_code(broker, outbox, "phone", "12")
     assert bad.value.errors[0].field == "phone"
 
@@ -359,7 +370,7 @@ async def test_retention_deletes_lapsed_codes_and_expires_unfetched_notices(
 
 
 def test_corrections_are_checked_field_by_field() -> None:
-    with pytest.raises(rights.InvalidRequest) as bad:
+    with pytest.raises(InvalidRequest) as bad:
         rights.check_correction(" ", "not-an-address", "12", date(2030, 1, 1), today=date(2026, 11, 22))
     assert [e.field for e in bad.value.errors] == ["name", "email", "phone", "birth_date"]
     ok = rights.check_correction("Kari", "Kari@Example.NO", "41234567", date(1990, 1, 1), today=date(2026, 11, 22))

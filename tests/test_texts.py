@@ -71,4 +71,10 @@ def test_category_names_come_from_each_language_s_catalogue() -> None:
     assert Translator("nb").category("dermatology") == "Hudsykdommer"
     assert Translator("en").category("dermatology") == "Dermatology"
     assert Translator("en").category("not-a-category") == "not-a-category"
-    assert catalogue.category_names()["dental"] == {"nb": "Tannhelse", "en": "Dental care"}
+    assert Translator("nn").category("ophthalmology") == "Augesjukdomar"
+
+
+def test_the_subject_access_export_explains_itself_word_for_word_as_before() -> None:
+    explanation = dict(zip(texts.BOTH, texts.in_both("export.explanation"), strict=True))
+    assert explanation["nb"].startswith("Dette er alt henvisningsformidleren har om deg knyttet til adressen")
+    assert explanation["en"].endswith("The clinics hold their own copy of what they received; ask them for it.")

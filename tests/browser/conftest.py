@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright
@@ -47,7 +48,7 @@ CLINIC_NAMES = {
 def live(settings: Settings, named_clinics: dict[str, EnrolledClinic]) -> Iterator[LiveServer]:
     port = free_port()
     app = create_app(
-        dataclasses.replace(settings, public_url=f"http://127.0.0.1:{port}", submit_rate=100),
+        msgspec.structs.replace(settings, public_url=f"http://127.0.0.1:{port}", submit_rate=100),
         doorbell_factory=lambda s: RecordingDoorbell(),
     )
     server = LiveServer(app, port=port).start()

@@ -8,7 +8,6 @@ photographed at phone and desktop width.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import uuid
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -93,7 +93,9 @@ def rights_live(
 ) -> Iterator[LiveServer]:
     port = free_port()
     app = create_app(
-        dataclasses.replace(settings, public_url=f"http://127.0.0.1:{port}", submit_rate=100, smtp_url=mail_sink.url),
+        msgspec.structs.replace(
+            settings, public_url=f"http://127.0.0.1:{port}", submit_rate=100, smtp_url=mail_sink.url
+        ),
         doorbell_factory=lambda s: RecordingDoorbell(),
     )
     server = LiveServer(app, port=port).start()

@@ -13,7 +13,6 @@ Expected outcomes:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -146,7 +145,7 @@ async def test_job_that_outlives_arq_expiry_is_rung_again_and_dispatched_once(
 async def test_job_past_its_timeout_is_cut_off_rung_again_and_dispatched_once(
     ctx: BrokerContext, settings: Settings, redis_url: str
 ) -> None:
-    quick = dataclasses.replace(settings, job_timeout=2)
+    quick = msgspec.structs.replace(settings, job_timeout=2)
     [rid] = await _submit(ctx)
     await ArqDoorbell(redis_url).ring(JOB_DISPATCH, rid)
     blocker = await asyncpg.connect(settings.database_url)
@@ -167,7 +166,7 @@ async def test_poison_delivery_is_dead_after_the_allowed_tries_visible_and_other
     ctx: BrokerContext, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tries = 3
-    limited = dataclasses.replace(settings, dispatch_max_tries=tries)
+    limited = msgspec.structs.replace(settings, dispatch_max_tries=tries)
     poison, *healthy = await _submit(ctx, 4)
     # The poison referral's dispatch fails every time with a transient error (serialization failure),
     # so it is retried with back-off (shortened here) until it runs out of tries.

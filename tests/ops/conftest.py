@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pyotp
 import pytest
 from litestar import Litestar
@@ -56,7 +56,7 @@ class OpsApp:
 @pytest.fixture
 def ops_app(settings: Settings, clock: Clock) -> OpsApp:
     doorbell = RecordingDoorbell()
-    unlimited = dataclasses.replace(settings, submit_rate=0)  # these tests submit more than a patient would
+    unlimited = msgspec.structs.replace(settings, submit_rate=0)  # these tests submit more than a patient would
     return OpsApp(create_app(unlimited, doorbell_factory=lambda s: doorbell, clock=clock), doorbell)
 
 

@@ -172,7 +172,7 @@ async def test_the_migration_counts_what_the_database_already_held(
             m.setattr(migrate, "migration_files", lambda: [f for f in everything if f[0] < "0010"])
             await apply_migrations(conn)
         assert not await conn.fetchval("SELECT to_regclass('metric_counts') IS NOT NULL")
-        ctx = await BrokerContext.open(Settings(**{**settings.__dict__, "database_url": url}), RecordingDoorbell())
+        ctx = await BrokerContext.open(msgspec.structs.replace(settings, database_url=url), RecordingDoorbell())
         try:
             await _activity(ctx)
         finally:

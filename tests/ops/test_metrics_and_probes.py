@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -82,7 +83,7 @@ async def test_every_server_process_reports_the_same_numbers(
 ) -> None:
     """Two apps stand for two `serve --workers` processes: what one served, the other reports too."""
     await enrol_clinic(broker, "klinikk-a")
-    unlimited = dataclasses.replace(settings, submit_rate=0)
+    unlimited = msgspec.structs.replace(settings, submit_rate=0)
     first, second = create_app(unlimited), create_app(unlimited)  # the real Redis doorbell, each its own
     async with AsyncTestClient(app=first, base_url=BASE) as one, AsyncTestClient(app=second, base_url=BASE) as two:
         for _ in range(3):
@@ -97,7 +98,7 @@ async def test_every_server_process_reports_the_same_numbers(
 
 
 async def test_metrics_ask_for_a_bearer_token_when_one_is_set(settings: Settings) -> None:
-    app = create_app(dataclasses.replace(settings, metrics_token="scrape-me-please"))
+    app = create_app(msgspec.structs.replace(settings, metrics_token="scrape-me-please"))
     async with AsyncTestClient(app=app, base_url=BASE) as c:
         assert (await c.get("/metrics")).status_code == 401
         assert (await c.get("/metrics", headers={"authorization": "Bearer wrong"})).status_code == 401
@@ -109,7 +110,7 @@ async def test_healthz_answers_and_readyz_reports_postgres_and_redis(settings: S
         assert (await c.get("/healthz")).json() == {"status": "ok"}
         ready = await c.get("/readyz")
         assert ready.status_code == 200 and ready.json() == {"postgres": "ok", "redis": "ok"}
-    away = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    away = msgspec.structs.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     async with AsyncTestClient(app=create_app(away), base_url=BASE) as c:
         assert (await c.get("/healthz")).status_code == 200  # the process is up …
         ready = await c.get("/readyz")

@@ -39,7 +39,7 @@ CANARIES = {
 
 @pytest.fixture
 def ctx(broker: BrokerContext, mail_sink: MailSink, clock: Clock) -> BrokerContext:
-    settings = dataclasses.replace(broker.settings, smtp_url=mail_sink.url, mail_from="varsel@broker.test")
+    settings = msgspec.structs.replace(broker.settings, smtp_url=mail_sink.url, mail_from="varsel@broker.test")
     return dataclasses.replace(broker, settings=settings, clock=clock, doorbell=RecordingDoorbell())
 
 
@@ -152,7 +152,7 @@ async def test_a_failing_channel_is_retried_with_backoff_counted_and_shown(
 async def test_a_notice_that_keeps_failing_is_given_up_audited_and_flagged(
     ctx: BrokerContext, mail_sink: MailSink
 ) -> None:
-    ctx = dataclasses.replace(ctx, settings=dataclasses.replace(ctx.settings, notify_max_tries=2))
+    ctx = dataclasses.replace(ctx, settings=msgspec.structs.replace(ctx.settings, notify_max_tries=2))
     await enrol_clinic(ctx, "klinikk-a")
     await notifications.set_contact(ctx, "klinikk-a", email="post@klinikk-a.no", webhook_url=None, actor="t")
     await _submit_and_dispatch(ctx, ["klinikk-a"])
@@ -174,7 +174,7 @@ async def test_an_unreachable_mail_server_is_a_counted_failure(ctx: BrokerContex
     from tests.ops.notice_sinks import free_port
 
     ctx = dataclasses.replace(
-        ctx, settings=dataclasses.replace(ctx.settings, smtp_url=f"smtp://127.0.0.1:{free_port()}")
+        ctx, settings=msgspec.structs.replace(ctx.settings, smtp_url=f"smtp://127.0.0.1:{free_port()}")
     )
     await enrol_clinic(ctx, "klinikk-a")
     await notifications.set_contact(ctx, "klinikk-a", email="post@klinikk-a.no", webhook_url=None, actor="t")

@@ -3,6 +3,7 @@ out), 5 (session ids, rotation, timeouts, server-side logout) and 6 (cookie attr
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 from datetime import timedelta
@@ -10,7 +11,9 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
+from argon2 import PasswordHasher
 from litestar.testing import AsyncTestClient
 
 from referral_broker.cli.broker import main
@@ -242,3 +245,28 @@ def test_operator_create_prints_the_totp_secret_once_and_the_account_works(
     assert main(["operator", "list"]) == 0
     listed = capsys.readouterr().out
     assert "kari" in listed and "auditor" in listed
+
+
+def test_the_new_operators_password_can_come_from_a_secret_file(
+    clean_db: str, keys_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/operations.md: any `REFERRAL_BROKER_*` variable may be given as `NAME_FILE`; the password too."""
+    monkeypatch.setenv("DATABASE_URL", clean_db)
+    monkeypatch.setenv("REFERRAL_BROKER_KEYS_DIR", str(keys_dir))
+    monkeypatch.delenv("REFERRAL_BROKER_OPERATOR_PASSWORD", raising=False)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    secret = tmp_path / "operator_password"
+    secret.write_text(PASSWORD + "\n")
+    monkeypatch.setenv("REFERRAL_BROKER_OPERATOR_PASSWORD_FILE", str(secret))
+    assert main(["operator", "create", "--username", "siri", "--role", "operator"]) == 0
+    stored = asyncio.run(_password_hash_of(clean_db, "siri"))
+    assert PasswordHasher().verify(stored, PASSWORD)
+
+
+async def _password_hash_of(database_url: str, username: str) -> str:
+    conn = await asyncpg.connect(database_url)
+    try:
+        found: str = await conn.fetchval("SELECT password_hash FROM operators WHERE username = $1", username)
+        return found
+    finally:
+        await conn.close()

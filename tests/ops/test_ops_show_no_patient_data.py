@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import msgspec
 from litestar.testing import AsyncTestClient
 
 from referral_broker.domain.enrolment import AckRequest
@@ -34,7 +35,7 @@ async def test_no_operator_page_metric_or_notice_holds_patient_data(
     mail_sink: MailSink,
     webhook: WebhookReceiver,
 ) -> None:
-    ctx = dataclasses.replace(broker, settings=dataclasses.replace(broker.settings, smtp_url=mail_sink.url))
+    ctx = dataclasses.replace(broker, settings=msgspec.structs.replace(broker.settings, smtp_url=mail_sink.url))
     await enrol_clinic(ctx, "klinikk-a")
     await enrol_clinic(ctx, "klinikk-b")
     await enrol_clinic(ctx, "klinikk-c", verify=False)

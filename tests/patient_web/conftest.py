@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -57,7 +57,7 @@ async def make_client(settings: Settings) -> AsyncIterator[ClientFactory]:
 
     async def make(*, clock: Callable[[], datetime] | None = None, **changes: Any) -> AsyncTestClient[Any]:
         app = create_app(
-            dataclasses.replace(settings, **{"submit_rate": 1000, **changes}),
+            msgspec.structs.replace(settings, **{"submit_rate": 1000, **changes}),
             doorbell_factory=lambda s: RecordingDoorbell(),
             **({"clock": clock} if clock else {}),
         )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
@@ -90,7 +90,7 @@ async def test_forwarded_for_is_ignored_when_the_peer_is_not_a_trusted_proxy(
 def proxied_server(settings: Settings, clinics: dict[str, EnrolledClinic]) -> Iterator[LiveServer]:
     """The real app over real TCP, trusting 127.0.0.1 (where the test connects from) as its proxy."""
     app = create_app(
-        dataclasses.replace(settings, submit_rate=1, trusted_proxies=("127.0.0.0/8", "10.0.0.0/8")),
+        msgspec.structs.replace(settings, submit_rate=1, trusted_proxies=("127.0.0.0/8", "10.0.0.0/8")),
         doorbell_factory=lambda s: RecordingDoorbell(),
         clock=_fixed,
     )

@@ -9,7 +9,6 @@ tests/patient_web/test_referral_form.py::test_body_over_the_cap_gets_a_page_and_
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
 import socket
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from referral_broker.services.context import BrokerContext
@@ -32,7 +32,7 @@ FORGED = "FORGED-LOG-LINE-7Q"
 @pytest.fixture
 async def live(settings: Settings, broker: BrokerContext) -> Iterator[LiveServer]:
     await enrol_clinic(broker, "klinikk-a")
-    app = create_app(dataclasses.replace(settings, submit_rate=0), doorbell_factory=lambda s: RecordingDoorbell())
+    app = create_app(msgspec.structs.replace(settings, submit_rate=0), doorbell_factory=lambda s: RecordingDoorbell())
     server = LiveServer(app).start()
     try:
         yield server

@@ -13,13 +13,13 @@ enrolled so that generated referrals can reach the rules behind the schema. sche
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 from referral_broker.services.context import BrokerContext
@@ -35,7 +35,7 @@ ST = str(Path(sys.executable).parent / "st")
 async def live(settings: Settings, broker: BrokerContext) -> Iterator[LiveServer]:
     for slug in ("klinikk-a", "klinikk-b"):
         await enrol_clinic(broker, slug)
-    app = create_app(dataclasses.replace(settings, submit_rate=0), doorbell_factory=lambda s: RecordingDoorbell())
+    app = create_app(msgspec.structs.replace(settings, submit_rate=0), doorbell_factory=lambda s: RecordingDoorbell())
     server = LiveServer(app).start()
     try:
         yield server

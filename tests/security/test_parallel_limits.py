@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from referral_broker.crypto.encoding import key_id
@@ -71,7 +72,7 @@ def start_live(settings: Settings, tmp_path: Path) -> Iterator[StartLive]:
 
     def start(*, clock: Callable[[], datetime] | None = None, **changes: Any) -> Live:
         outbox = tmp_path / f"outbox-{len(started)}"
-        changed = dataclasses.replace(
+        changed = msgspec.structs.replace(
             settings, trusted_proxies=("127.0.0.0/8",), dev_outbox=outbox, smtp_url=None, **changes
         )
         app = create_app(changed, doorbell_factory=lambda s: RecordingDoorbell(), **({"clock": clock} if clock else {}))

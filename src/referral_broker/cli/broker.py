@@ -29,7 +29,8 @@ def _settings() -> Settings:
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    folder = Path(args.dir) if args.dir else _settings_keys_dir()
+    # Only the keys folder: creating keys must not need the database's URL.
+    folder: Path = Path(args.dir) if args.dir else Settings.one_from_env("keys_dir")
     written = init_keys(folder)
     for name in written:
         print(f"wrote {folder / name}")
@@ -37,12 +38,6 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
         print(f"all broker keys already exist in {folder}; nothing was changed")
     print(f"clinics pin this key: {(folder / 'broker.pub').read_text().strip()}")
     return 0
-
-
-def _settings_keys_dir() -> Path:
-    import os
-
-    return Path(os.environ.get("REFERRAL_BROKER_KEYS_DIR", "keys"))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -85,7 +80,7 @@ def app_factory() -> Any:
     from referral_broker.web.app import create_app
 
     configure_logging()
-    return create_app()
+    return create_app(_settings())  # uvicorn calls this in each server process; `serve` checked the same
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

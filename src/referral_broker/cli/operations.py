@@ -11,7 +11,7 @@ from typing import Any
 
 from referral_broker.cli.command_context import run_with_context
 from referral_broker.services import clinic_keys, monitoring, notifications, operators
-from referral_broker.services.settings import ConfigError
+from referral_broker.services.settings import ConfigError, with_secret_files
 from referral_broker.store import operators as operator_store
 
 PASSWORD_VARIABLE = "REFERRAL_BROKER_OPERATOR_PASSWORD"  # noqa: S105 - the variable's name
@@ -22,7 +22,7 @@ class PasswordUnavailable(ConfigError):
 
 
 def _password() -> str:
-    given = os.environ.get(PASSWORD_VARIABLE)
+    given = with_secret_files(os.environ).get(PASSWORD_VARIABLE)  # or from `…_PASSWORD_FILE`, as every variable
     if given:
         return given
     if not sys.stdin.isatty():

@@ -16,7 +16,3 @@ CATEGORIES: Final[tuple[str, ...]] = (
     "ophthalmology",
     "dental",
 )
-
-
-def is_category(slug: str) -> bool:
-    return slug in CATEGORIES

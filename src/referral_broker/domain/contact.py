@@ -6,9 +6,9 @@ from datetime import date
 
 DEFAULT_REGION = "NO"
 
-# phonenumbers and email-validator are imported where they are used: they take about 40 ms to import,
-# and the clinic tool, which imports the referral types this module's checks belong to, never checks a
-# typed address. After the first call an import is a dictionary look-up.
+# phonenumbers and email-validator are imported where they are used: they are slow to import
+# (docs/performance.md), and the clinic tool, which imports the referral types this module's checks
+# belong to, never checks a typed address. After the first call an import is a dictionary look-up.
 
 
 class ContactInvalid(ValueError):

@@ -45,5 +45,6 @@ def check_move(source: DeliveryStatus, target: DeliveryStatus) -> None:
 
 
 def sources_of(target: DeliveryStatus) -> list[str]:
-    """Every state from which `target` may be reached; the store's conditional updates use this."""
-    return sorted(s.value for s, targets in TRANSITIONS.items() if target in targets)
+    """Every state that `can_move` to `target`: the WHERE clause of the store's conditional updates, which
+    move many rows at once and so check the move in SQL, leaving a row in any other state as it is."""
+    return sorted(s.value for s in DeliveryStatus if can_move(s, target))

@@ -4,8 +4,7 @@ The rows of one day then sit side by side in every index that begins with an id 
 UNIQUE (referral_id, clinic_id)), so work on a day's rows — dispatch minutes after intake,
 anonymisation five months later, both of which rewrite each row and give it a new index entry —
 touches a few neighbouring index pages instead of one random page per row in an index that grows
-with the years. Measured (docs/performance.md): with random (version 4) ids the sweep cost 1.27 times
-as much per referral on a four-million-referral table as on a one-million one; with these, 1.04 times.
+with the years (docs/decisions/0114-ids-begin-with-their-day.md; measured in docs/performance.md).
 
 Layout (an RFC 9562 version 8 UUID): 16 bits of days since 1970-01-01 (UTC; enough until 2149), then
 106 random bits (the version and variant take the other 6). The id tells no more than the day, which

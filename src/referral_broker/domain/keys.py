@@ -31,9 +31,18 @@ KEY_TRANSITIONS: dict[KeyState, frozenset[KeyState]] = {
 }
 
 
+def can_key_move(source: KeyState, target: KeyState) -> bool:
+    return target in KEY_TRANSITIONS[source]
+
+
 def check_key_move(source: KeyState, target: KeyState) -> None:
-    if target not in KEY_TRANSITIONS[source]:
+    if not can_key_move(source, target):
         raise IllegalTransition(f"a key cannot move from {source} to {target}")
+
+
+def key_sources_of(target: KeyState) -> list[str]:
+    """Every state that `can_key_move` to `target`: the WHERE clause of the store's conditional updates."""
+    return sorted(s.value for s in KeyState if can_key_move(s, target))
 
 
 class ClinicStatus(StrEnum):

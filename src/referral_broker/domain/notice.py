@@ -1,13 +1,15 @@
 """Notices to a clinic about a referral it received: corrected details, erasure, withdrawn consent.
 
-GDPR art. 19: when a patient has their contact details corrected or their data erased, every clinic
-the referral went to is told. A notice travels like a referral: sealed to the clinic's encryption
-keys, signed by the broker, served from the clinic's inbox and acknowledged. The envelope's `kind` is
-the notice kind and its `delivery_id` is the notice's own id (what the clinic acknowledges); the
-payload names the referral's delivery and reference, so the clinic tool files it beside the referral.
+GDPR art. 19: when a patient has their contact details corrected, their data erased or their consent
+withdrawn, the clinics the referral went to are told. A notice travels like a referral: sealed to the
+clinic's encryption keys, signed by the broker, served from the clinic's inbox and acknowledged. The
+envelope's `kind` is the notice kind and its `delivery_id` is the notice's own id (what the clinic
+acknowledges); the payload names the referral's delivery and reference, so the clinic tool files it
+beside the referral.
 
-A notice is served only once the referral it concerns has been acknowledged by that clinic, so a
-clinic never sees a notice about a referral it has not yet received.
+A notice is served only once the referral it concerns has reached that clinic — acknowledged, or, for
+an erasure or a withdrawal, cancelled after it was made available (the clinic may have fetched it) — so
+a clinic never sees a notice about a referral it cannot have received.
 """
 
 from __future__ import annotations

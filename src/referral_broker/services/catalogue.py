@@ -1,11 +1,10 @@
-"""What a patient may choose from: active clinics, the consent text, the categories."""
+"""What a patient may choose from: active clinics and the consent text."""
 
 from __future__ import annotations
 
 import msgspec
 
 from referral_broker import texts
-from referral_broker.domain.categories import CATEGORIES
 from referral_broker.domain.consent import CONSENT_VERSION
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import clinics
@@ -33,7 +32,3 @@ async def choosable_clinics(ctx: BrokerContext) -> list[ClinicChoice]:
         ClinicChoice(slug=c.slug, name=c.name, city=c.city, categories=c.categories, description=c.description)
         for c in await clinics.active_clinics(ctx.pool)
     ]
-
-
-def category_names() -> dict[str, dict[str, str]]:
-    return {slug: dict(zip(texts.BOTH, texts.in_both(f"category.{slug}"), strict=True)) for slug in CATEGORIES}

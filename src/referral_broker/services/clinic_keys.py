@@ -3,7 +3,7 @@
 A new key arrives as a key request endorsed by one of the clinic's active signing keys; it waits as
 `pending` until the operator compares its fingerprint on the phone (`enrolment.verify`). A rotation
 names the key it replaces, which becomes `retiring` when the new one is verified: nothing new is
-sealed to it, and it retires once no waiting delivery was sealed to it. Revocation is immediate:
+sealed to it, and it retires once no waiting delivery or notice was sealed to it. Revocation is immediate:
 nothing more is sealed to the key, and deliveries that only it could open become `undeliverable`.
 """
 
@@ -24,7 +24,7 @@ from referral_broker.crypto.clinic_identity import (
 from referral_broker.crypto.encoding import key_id
 from referral_broker.domain.enrolment import KeyRequestAnswer
 from referral_broker.domain.errors import DomainError
-from referral_broker.domain.keys import KEY_TRANSITIONS, ClinicStatus, KeyPurpose, KeyState
+from referral_broker.domain.keys import ClinicStatus, KeyPurpose, KeyState, check_key_move
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, clinics, notices, undeliverable
 from referral_broker.store.clinics import ClinicKeyRow, ClinicRow
@@ -35,10 +35,6 @@ REVOKED_REASON = "sealed only to revoked keys"
 
 class KeyChangeRefused(DomainError):
     """A key request or key change cannot go ahead; the message says why."""
-
-
-def _sources(target: KeyState) -> list[str]:
-    return sorted(s.value for s, targets in KEY_TRANSITIONS.items() if target in targets)
 
 
 async def request_key(
@@ -138,9 +134,8 @@ async def revoke_key(ctx: BrokerContext, slug: str, key: str, *, actor: str) -> 
             raise KeyChangeRefused(f"{slug!r} has no key {key!r}; `referral-broker clinic list` shows its keys")
         if row.state == KeyState.REVOKED:
             raise KeyChangeRefused(f"key {key} of {slug!r} is already revoked")
-        await clinics.move_key(
-            conn, row.id, sources=_sources(KeyState.REVOKED), target=KeyState.REVOKED, now=now, by=actor
-        )
+        check_key_move(KeyState(row.state), KeyState.REVOKED)
+        await clinics.move_key(conn, row.id, target=KeyState.REVOKED, now=now, by=actor)
         lost: list[uuid.UUID] = []
         if row.purpose == KeyPurpose.ENCRYPTION:
             usable = await clinics.usable_encryption_key_ids(conn, clinic.id)
@@ -169,9 +164,8 @@ async def retire_finished_keys(conn: Connection, clinic: ClinicRow, now: datetim
     for k in keys:
         if k.key_id in holding:
             continue
-        if await clinics.move_key(
-            conn, k.id, sources=[KeyState.RETIRING.value], target=KeyState.RETIRED, now=now, by="broker"
-        ):
+        check_key_move(KeyState(k.state), KeyState.RETIRED)
+        if await clinics.move_key(conn, k.id, target=KeyState.RETIRED, now=now, by="broker"):
             retired.append(k.key_id)
     if retired:
         await audit.append(

@@ -1,4 +1,4 @@
-"""What every use case needs at hand, built once per process by the web app and the worker."""
+"""What every use case needs at hand, built once per process by the web app, the worker and the CLI."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from referral_broker.crypto import envelope
+from referral_broker.crypto.tokens import token_hash
 from referral_broker.domain.consent import CONSENT_VERSION, consent_text_sha256
 from referral_broker.domain.errors import FieldError, InvalidRequest
 from referral_broker.domain.ids import new_id
@@ -43,10 +44,6 @@ log = logging.getLogger(__name__)
 
 NORWAY = ZoneInfo("Europe/Oslo")
 _encode = msgspec.json.Encoder().encode
-
-
-def manage_token_hash(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
 
 
 IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{16,200}$")
@@ -197,9 +194,9 @@ async def _store(
             contact_ct=vault.encrypt(_encode(contact), bound_to=referral_id.bytes),
             email_bidx=vault.blind_index("email", checked.patient.email.lower()),
             phone_bidx=vault.blind_index("phone", checked.patient.phone),
-            manage_token_hash=manage_token_hash(token),
+            manage_token_hash=token_hash(token),
             idempotency_hash=_idempotency_hash(ctx, idempotency_key) if idempotency_key else None,
-            deliveries=[_seal_for(ctx, checked, targets[slug], reference, consent, now) for slug in checked.clinics],
+            deliveries=[_seal_for(ctx, checked, targets[slug], reference, consent) for slug in checked.clinics],
         )
         try:
             await referral_store.insert_referral(ctx.pool, new, dispatch_job=JOB_DISPATCH)
@@ -215,7 +212,6 @@ def _seal_for(
     target: clinic_store.SealingTarget,
     reference: str,
     consent: SealedConsent,
-    now: object,
 ) -> referral_store.NewDelivery:
     delivery_id = new_id(consent.accepted_at)
     payload = ReferralPayload(

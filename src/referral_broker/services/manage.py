@@ -11,11 +11,10 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from referral_broker.domain.delivery import DeliveryStatus
+from referral_broker.crypto.tokens import token_hash
 from referral_broker.domain.notice import NoticeKind
 from referral_broker.services import clinic_notices
 from referral_broker.services.context import BrokerContext
-from referral_broker.services.intake import manage_token_hash
 from referral_broker.services.ports import JOB_DISPATCH
 from referral_broker.store import audit, outbox
 from referral_broker.store import referrals as referral_store
@@ -39,21 +38,16 @@ class Withdrawal:
     cancelled: list[uuid.UUID]
     first_time: bool
 
-    @property
-    def kept_by_clinics(self) -> list[DeliveryView]:
-        """Deliveries the clinic had already received: they stay with the clinic."""
-        return [d for d in self.view.deliveries if d.status == DeliveryStatus.ACKNOWLEDGED.value]
-
 
 def _hash_of(token: str) -> bytes | None:
-    return manage_token_hash(token) if _TOKEN_SHAPE.match(token) else None
+    return token_hash(token) if _TOKEN_SHAPE.match(token) else None
 
 
 async def look_up(ctx: BrokerContext, token: str) -> ManagedView | None:
-    token_hash = _hash_of(token)
-    if token_hash is None:
+    hashed = _hash_of(token)
+    if hashed is None:
         return None
-    referral = await referral_store.managed_by_token_hash(ctx.pool, token_hash)
+    referral = await referral_store.managed_by_token_hash(ctx.pool, hashed)
     if referral is None:
         return None
     return ManagedView(referral, await referral_store.deliveries_of(ctx.pool, referral.id))
@@ -68,11 +62,11 @@ async def withdraw(ctx: BrokerContext, token: str) -> Withdrawal | None:
     sealed withdrawal notice, and an audit event records the ids. A second call finds nothing left
     to change and appends no event.
     """
-    token_hash = _hash_of(token)
-    if token_hash is None:
+    hashed = _hash_of(token)
+    if hashed is None:
         return None
     async with ctx.pool.acquire() as conn, conn.transaction():
-        referral = await referral_store.lock_for_withdrawal(conn, token_hash)
+        referral = await referral_store.lock_for_withdrawal(conn, hashed)
         if referral is None:
             return None
         done = await withdraw_locked(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import hmac
 import re
 import secrets
@@ -26,6 +25,7 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from referral_broker.crypto.tokens import token_hash
 from referral_broker.domain.errors import DomainError
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, operators
@@ -118,10 +118,6 @@ class SignedIn:
     expires_at: datetime  # the earlier of the idle and the absolute timeout
 
 
-def _session_hash(session_id: str) -> bytes:
-    return hashlib.sha256(session_id.encode()).digest()
-
-
 def _throttle_keys(ctx: BrokerContext, username: str, address: str) -> tuple[bytes, bytes]:
     vault = ctx.keys.vault
     return (
@@ -203,9 +199,9 @@ async def log_in(
         assert op is not None  # noqa: S101 - no reason means the account exists
         if previous_session:
             # Rotation: whatever session the browser held before is ended, and a fresh id is issued.
-            await operators.end_session(conn, _session_hash(previous_session), now)
+            await operators.end_session(conn, token_hash(previous_session), now)
         session_id = secrets.token_urlsafe(32)  # 256 bits from the OS's CSPRNG
-        await operators.insert_session(conn, _session_hash(session_id), op.id, now)
+        await operators.insert_session(conn, token_hash(session_id), op.id, now)
         # A success forgives this account's failures from here, and is no failure of the address.
         await operators.clear_failures(conn, pair_key)
         await operators.give_back(conn, [address_key], now)
@@ -219,7 +215,7 @@ async def signed_in(ctx: BrokerContext, session_id: str | None) -> SignedIn | No
     """The operator behind a session cookie, or None; an idle or too old session is ended here."""
     if not session_id or len(session_id) > 128:
         return None
-    session_hash = _session_hash(session_id)
+    session_hash = token_hash(session_id)
     row = await operators.session(ctx.pool, session_hash)
     if row is None or row.ended_at is not None or row.operator_disabled_at is not None:
         return None

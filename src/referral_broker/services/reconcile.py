@@ -13,8 +13,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 1000
 #: The periodic run leaves rows younger than this alone: whoever made them rang for them a moment ago,
-#: and after a burst re-ringing thousands of queued jobs took seconds of every 15 s of worker time
-#: (docs/performance.md). A ring that was lost is made up for by the next run.
+#: and after a burst re-ringing thousands of queued jobs took much of the worker's time. A ring that was
+#: lost is made up for by the next run.
 GRACE = timedelta(seconds=10)
 
 

@@ -1,4 +1,5 @@
-"""Anonymisation five calendar months after dispatch (creation, where nothing was ever dispatched).
+"""Anonymisation five calendar months (`REFERRAL_BROKER_RETENTION_MONTHS`) after a referral's last
+dispatch (its creation, where nothing was ever dispatched).
 
 Idempotent and resumable: each batch is one transaction that picks due referrals with
 `FOR UPDATE SKIP LOCKED` and strips them completely, so a run killed at any moment leaves no

@@ -1,10 +1,10 @@
 """What intake knows of the clinics it seals to: read from PostgreSQL, kept a few seconds in this process.
 
 Each submission used to read its chosen clinics and their active encryption keys first: one more query
-and round trip a referral, about a tenth of the api's time at saturation (docs/performance.md). Now
-a process keeps what it read for `FRESH_SECONDS`, and the insert itself checks, in the same statement,
-that each clinic is still active with exactly the keys sealed to (`store.referrals.ClinicsChanged`
-otherwise, and intake reads again and seals anew). So a revoked or rotated key, or a suspended clinic,
+and round trip a referral (its cost: docs/performance.md). Now a process keeps what it read for
+`FRESH_SECONDS`, and the insert itself checks, in the same statement, that each clinic is still active
+with exactly the keys sealed to (`store.referrals.ClinicsChanged` otherwise, and intake reads again and
+seals anew). So a revoked or rotated key, or a suspended clinic,
 is never sealed to from what a process remembers; what is cached only spares the read.
 """
 

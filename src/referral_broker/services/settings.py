@@ -1,93 +1,224 @@
-"""Configuration from the environment, checked once at start with a message naming the wrong variable."""
+"""The broker's configuration: one typed struct, read from the environment once at a program's start.
+
+Each field says all there is about one setting, once: its environment variable, its one default, its limits
+and what it means. `from_env` reads every field the same way and stops with a line naming a wrong variable;
+`environment.markdown_table` writes the table in docs/operations.md from the same fields.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from ipaddress import ip_network
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import msgspec
+from msgspec import Meta
+
 from referral_broker.domain.retention import RETENTION_MONTHS
+from referral_broker.services.environment import BASE_URL, DURATION, NETWORKS, read_one, read_settings, url, variable
+from referral_broker.services.environment import ConfigError as ConfigError
+
+PostgresUrl = Annotated[str, url("postgres", "postgresql")]
+RedisUrl = Annotated[str, url("redis", "rediss", "unix")]
+WebUrl = Annotated[str, url("http", "https")]
+SmtpUrl = Annotated[str, url("smtp", "smtps", "smtp+starttls")]
+SmsGatewayUrl = Annotated[str, url("https", "http")]
 
 
-class ConfigError(Exception):
-    """A variable is missing or wrong; the message names it and says what is expected."""
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Every setting of the broker's programs (`serve`, `worker`, `migrate`, `retention`, ...)."""
 
-
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    redis_url: str
-    keys_dir: Path
-    public_url: str
-    minimum_age: int
-    dispatch_max_tries: int
-    max_body_bytes: int
-    worker_poll_delay: float
-    job_timeout: int
-    submit_rate: int = 5
-    trusted_proxies: tuple[str, ...] = ()
-    # Operating the broker (issue 5)
-    ops_idle_minutes: int = 15
-    ops_session_hours: int = 8
-    ops_login_attempts: int = 5
-    ops_login_attempts_per_address: int = 20
-    pull_reminder_after_seconds: int = 24 * 3600
-    worker_stall_after_seconds: int = 60
-    smtp_url: str | None = None
-    mail_from: str = "referral-broker@localhost"
-    notify_max_tries: int = 8
-    metrics_token: str | None = None
-    retention_months: int = 5
-    # The patient's rights (issue 4)
-    rights_code_minutes: int = 15
-    rights_session_minutes: int = 30
-    rights_codes_per_hour: int = 5
-    sms_url: str | None = None
-    sms_token: str | None = None
-    dev_outbox: Path | None = None
+    database_url: Annotated[PostgresUrl, variable("DATABASE_URL", "PostgreSQL URL")]
+    redis_url: Annotated[RedisUrl, variable("REDIS_URL", "Redis URL (the job queue's doorbell)")] = (
+        "redis://127.0.0.1:6379/0"
+    )
+    keys_dir: Annotated[Path, variable("REFERRAL_BROKER_KEYS_DIR", "folder of the broker's keys")] = Path("keys")
+    public_url: Annotated[
+        WebUrl,
+        BASE_URL,
+        variable(
+            "REFERRAL_BROKER_PUBLIC_URL",
+            "base of links given to patients (manage link); `https://…` marks a production configuration, in "
+            "which `serve` requires `REFERRAL_BROKER_METRICS_TOKEN`",
+        ),
+    ] = "http://127.0.0.1:8000"
+    minimum_age: Annotated[int, Meta(ge=0, le=120), variable("REFERRAL_BROKER_MIN_AGE", "minimum age to submit")] = 16
+    dispatch_max_tries: Annotated[
+        int,
+        Meta(ge=1, le=100),
+        variable("REFERRAL_BROKER_DISPATCH_MAX_TRIES", "dispatch attempts before deliveries become `dead`"),
+    ] = 8
+    max_body_bytes: Annotated[
+        int,
+        Meta(ge=1024, le=1024 * 1024),
+        variable("REFERRAL_BROKER_MAX_BODY_BYTES", "request body cap (413 above it)"),
+    ] = 64 * 1024
     # Slow clients (issue 21): how long a request's headers, and then its whole body, may take to arrive
-    header_read_seconds: float = 10.0
-    body_read_seconds: float = 30.0
+    header_read_seconds: Annotated[
+        float,
+        DURATION,
+        variable(
+            "REFERRAL_BROKER_HEADER_TIMEOUT",
+            "a connection whose request headers are not complete this long after their first byte (or after it "
+            "opened) is closed (slowloris)",
+        ),
+    ] = 10.0
+    body_read_seconds: Annotated[
+        float,
+        DURATION,
+        variable(
+            "REFERRAL_BROKER_BODY_TIMEOUT",
+            "a request whose whole body has not arrived this long after it reached the app is answered 408 and "
+            "its connection closed",
+        ),
+    ] = 30.0
+    worker_poll_delay: Annotated[
+        float,
+        Meta(ge=0.001, le=5.0),
+        variable("REFERRAL_BROKER_WORKER_POLL_DELAY", "seconds between arq queue polls"),
+    ] = 0.05
+    job_timeout: Annotated[
+        int,
+        Meta(ge=2, le=3600),
+        variable("REFERRAL_BROKER_JOB_TIMEOUT", "seconds a job may run; a killed job re-runs this + 10 s later"),
+    ] = 30
+    submit_rate: Annotated[
+        int,
+        Meta(ge=0, le=100_000),
+        variable(
+            "REFERRAL_BROKER_SUBMIT_RATE",
+            "referrals one client may submit per minute, form and API together; `0` = no limit",
+        ),
+    ] = 5
+    trusted_proxies: Annotated[
+        tuple[str, ...],
+        NETWORKS,
+        variable(
+            "REFERRAL_BROKER_TRUSTED_PROXIES",
+            "the proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed (the client's address for "
+            "rate limits; https for HSTS)",
+        ),
+    ] = ()
+    # Operating the broker (issue 5)
+    ops_idle_minutes: Annotated[
+        int,
+        Meta(ge=1, le=240),
+        variable("REFERRAL_BROKER_OPS_IDLE_MINUTES", "an operator session ends after this long unused"),
+    ] = 15
+    ops_session_hours: Annotated[
+        int,
+        Meta(ge=1, le=24),
+        variable("REFERRAL_BROKER_OPS_SESSION_HOURS", "an operator session ends this long after login, however busy"),
+    ] = 8
+    ops_login_attempts: Annotated[
+        int,
+        Meta(ge=1, le=100),
+        variable("REFERRAL_BROKER_OPS_LOGIN_ATTEMPTS", "failed logins per account and address in 15 min before 429"),
+    ] = 5
+    ops_login_attempts_per_address: Annotated[
+        int,
+        Meta(ge=1, le=1000),
+        variable(
+            "REFERRAL_BROKER_OPS_LOGIN_ATTEMPTS_PER_ADDRESS",
+            "failed logins per address (any account) in 15 min before 429",
+        ),
+    ] = 20
+    pull_reminder_after_seconds: Annotated[
+        int,
+        DURATION,
+        variable(
+            "REFERRAL_BROKER_PULL_REMINDER_AFTER",
+            "a clinic whose referrals waited this long without a pull is flagged and reminded",
+        ),
+    ] = 24 * 3600
+    worker_stall_after_seconds: Annotated[
+        int, DURATION, variable("REFERRAL_BROKER_WORKER_STALL_AFTER", "no worker heartbeat for this long is flagged")
+    ] = 60
+    smtp_url: Annotated[
+        SmtpUrl | None,
+        variable(
+            "REFERRAL_BROKER_SMTP_URL",
+            "the mail server for clinic notices and patients' codes: `smtp://[user:pass@]host[:port]`, "
+            "`smtp+starttls://…`, `smtps://…`",
+            unset="e-mail off",
+        ),
+    ] = None
+    mail_from: Annotated[
+        str, variable("REFERRAL_BROKER_MAIL_FROM", "sender of clinic notices and of patients' codes by e-mail")
+    ] = "referral-broker@localhost"
+    # The patient's rights (issue 4)
+    rights_code_minutes: Annotated[
+        int,
+        Meta(ge=1, le=60),
+        variable("REFERRAL_BROKER_RIGHTS_CODE_MINUTES", "lifetime of a patient's one-time code (5 tries each)"),
+    ] = 15
+    rights_session_minutes: Annotated[
+        int,
+        Meta(ge=1, le=240),
+        variable(
+            "REFERRAL_BROKER_RIGHTS_SESSION_MINUTES", "how long a right code keeps the patient's rights pages open"
+        ),
+    ] = 30
+    rights_codes_per_hour: Annotated[
+        int,
+        Meta(ge=1, le=100),
+        variable("REFERRAL_BROKER_RIGHTS_CODES_PER_HOUR", "codes sent to one e-mail address or phone number per hour"),
+    ] = 5
+    sms_url: Annotated[
+        SmsGatewayUrl | None,
+        variable(
+            "REFERRAL_BROKER_SMS_URL",
+            'the SMS gateway: `POST {"to", "text"}` as JSON, any 2xx is success',
+            unset="text messages off",
+        ),
+    ] = None
+    sms_token: Annotated[
+        str | None,
+        variable(
+            "REFERRAL_BROKER_SMS_TOKEN", "bearer token for the SMS gateway (use `REFERRAL_BROKER_SMS_TOKEN_FILE`)"
+        ),
+    ] = None
+    dev_outbox: Annotated[
+        Path | None,
+        variable(
+            "REFERRAL_BROKER_DEV_OUTBOX",
+            "development only: codes by e-mail (when no SMTP) and by text are written as files here",
+        ),
+    ] = None
+    notify_max_tries: Annotated[
+        int,
+        Meta(ge=1, le=100),
+        variable("REFERRAL_BROKER_NOTIFY_MAX_TRIES", "attempts before a clinic notice is given up (and flagged)"),
+    ] = 8
+    metrics_token: Annotated[
+        str | None,
+        variable(
+            "REFERRAL_BROKER_METRICS_TOKEN",
+            "bearer token `/metrics` requires; `serve` refuses to start without it when "
+            "`REFERRAL_BROKER_PUBLIC_URL` is https (use `REFERRAL_BROKER_METRICS_TOKEN_FILE`)",
+            unset="open only with an `http://` public URL",
+        ),
+    ] = None
+    retention_months: Annotated[
+        int,
+        Meta(ge=1, le=120),
+        variable(
+            "REFERRAL_BROKER_RETENTION_MONTHS",
+            "calendar months after the last dispatch (creation, if never dispatched) before a referral is anonymised",
+        ),
+    ] = RETENTION_MONTHS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = with_secret_files(os.environ if env is None else env)
-        return cls(
-            database_url=_url(env, "DATABASE_URL", ("postgres", "postgresql"), None),
-            redis_url=_url(env, "REDIS_URL", ("redis", "rediss", "unix"), "redis://127.0.0.1:6379/0"),
-            keys_dir=Path(env.get("REFERRAL_BROKER_KEYS_DIR", "keys")),
-            public_url=_url(env, "REFERRAL_BROKER_PUBLIC_URL", ("http", "https"), "http://127.0.0.1:8000").rstrip("/"),
-            minimum_age=_int(env, "REFERRAL_BROKER_MIN_AGE", 16, 0, 120),
-            dispatch_max_tries=_int(env, "REFERRAL_BROKER_DISPATCH_MAX_TRIES", 8, 1, 100),
-            max_body_bytes=_int(env, "REFERRAL_BROKER_MAX_BODY_BYTES", 64 * 1024, 1024, 1024 * 1024),
-            worker_poll_delay=_float(env, "REFERRAL_BROKER_WORKER_POLL_DELAY", 0.05, 0.001, 5.0),
-            job_timeout=_int(env, "REFERRAL_BROKER_JOB_TIMEOUT", 30, 2, 3600),
-            submit_rate=_int(env, "REFERRAL_BROKER_SUBMIT_RATE", 5, 0, 100_000),
-            trusted_proxies=_networks(env, "REFERRAL_BROKER_TRUSTED_PROXIES"),
-            ops_idle_minutes=_int(env, "REFERRAL_BROKER_OPS_IDLE_MINUTES", 15, 1, 240),
-            ops_session_hours=_int(env, "REFERRAL_BROKER_OPS_SESSION_HOURS", 8, 1, 24),
-            ops_login_attempts=_int(env, "REFERRAL_BROKER_OPS_LOGIN_ATTEMPTS", 5, 1, 100),
-            ops_login_attempts_per_address=_int(env, "REFERRAL_BROKER_OPS_LOGIN_ATTEMPTS_PER_ADDRESS", 20, 1, 1000),
-            pull_reminder_after_seconds=_duration(env, "REFERRAL_BROKER_PULL_REMINDER_AFTER", 24 * 3600),
-            worker_stall_after_seconds=_duration(env, "REFERRAL_BROKER_WORKER_STALL_AFTER", 60),
-            smtp_url=_optional_url(env, "REFERRAL_BROKER_SMTP_URL", ("smtp", "smtps", "smtp+starttls")),
-            mail_from=env.get("REFERRAL_BROKER_MAIL_FROM", "referral-broker@localhost"),
-            notify_max_tries=_int(env, "REFERRAL_BROKER_NOTIFY_MAX_TRIES", 8, 1, 100),
-            metrics_token=env.get("REFERRAL_BROKER_METRICS_TOKEN") or None,
-            retention_months=_int(env, "REFERRAL_BROKER_RETENTION_MONTHS", RETENTION_MONTHS, 1, 120),
-            rights_code_minutes=_int(env, "REFERRAL_BROKER_RIGHTS_CODE_MINUTES", 15, 1, 60),
-            rights_session_minutes=_int(env, "REFERRAL_BROKER_RIGHTS_SESSION_MINUTES", 30, 1, 240),
-            rights_codes_per_hour=_int(env, "REFERRAL_BROKER_RIGHTS_CODES_PER_HOUR", 5, 1, 100),
-            sms_url=_optional_url(env, "REFERRAL_BROKER_SMS_URL", ("https", "http")),
-            sms_token=env.get("REFERRAL_BROKER_SMS_TOKEN") or None,
-            dev_outbox=Path(env["REFERRAL_BROKER_DEV_OUTBOX"]) if env.get("REFERRAL_BROKER_DEV_OUTBOX") else None,
-            header_read_seconds=_duration(env, "REFERRAL_BROKER_HEADER_TIMEOUT", 10),
-            body_read_seconds=_duration(env, "REFERRAL_BROKER_BODY_TIMEOUT", 30),
-        )
+        """Every setting from the environment (secret files included), or a ConfigError naming a wrong one."""
+        return read_settings(cls, with_secret_files(os.environ if env is None else env))
+
+    @classmethod
+    def one_from_env(cls, name: str, env: Mapping[str, str] | None = None) -> Any:
+        """One setting, read as `from_env` reads it, for a command that needs only that one (`keys init`)."""
+        return read_one(cls, name, with_secret_files(os.environ if env is None else env))
 
     @property
     def is_production(self) -> bool:
@@ -125,72 +256,3 @@ def with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:
 def _is_ours(name: str) -> bool:
     """Only the broker's own variables; other programs' `*_FILE` variables are none of its business."""
     return name in ("DATABASE_URL", "REDIS_URL") or name.startswith("REFERRAL_BROKER_")
-
-
-def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: str | None) -> str:
-    value = env.get(name, default)
-    if not value:
-        raise ConfigError(f"{name} is not set; expected a URL like {schemes[0]}://…")
-    if urlsplit(value).scheme not in schemes:
-        raise ConfigError(f"{name} must be a {' or '.join(schemes)}:// URL")
-    return value
-
-
-_N = TypeVar("_N", int, float)
-
-
-def _number(env: Mapping[str, str], name: str, default: _N, low: _N, high: _N, kind: Callable[[str], _N]) -> _N:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        what = "a whole number" if kind is int else "a number"
-        raise ConfigError(f"{name} must be {what}, not {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    return _number(env, name, default, low, high, int)
-
-
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    return _number(env, name, default, low, high, float)
-
-
-def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """Comma-separated IP addresses or CIDR ranges, each checked; an empty value means none."""
-    found: list[str] = []
-    for part in env.get(name, "").split(","):
-        if not part.strip():
-            continue
-        try:
-            found.append(str(ip_network(part.strip(), strict=False)))
-        except ValueError:
-            raise ConfigError(
-                f"{name} must list IP addresses or ranges like 10.0.0.0/8, not {part.strip()!r}"
-            ) from None
-    return tuple(found)
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(env: Mapping[str, str], name: str, default_seconds: int) -> int:
-    """Seconds, written as `90`, `90s`, `15m`, `24h` or `2d`."""
-    raw = env.get(name)
-    if raw is None:
-        return default_seconds
-    text = raw.strip().lower()
-    unit = _UNITS.get(text[-1:], 0)
-    number = text[:-1] if unit else text
-    if not number.isdigit() or int(number) == 0:
-        raise ConfigError(f"{name} must be a duration like 90s, 15m, 24h or 2d, not {raw!r}")
-    return int(number) * (unit or 1)
-
-
-def _optional_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
-    return _url(env, name, schemes, None) if env.get(name) else None

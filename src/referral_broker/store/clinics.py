@@ -8,7 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
-from referral_broker.domain.keys import ClinicStatus, KeyPurpose, KeyState
+from referral_broker.domain.keys import ClinicStatus, KeyPurpose, KeyState, check_key_move, key_sources_of
 from referral_broker.store.pool import Connection, Executor
 
 
@@ -150,6 +150,8 @@ async def activate_pending_keys(
 ) -> tuple[int, list[str]]:
     """Activate the clinic's pending keys that carry `fingerprint`, retire the keys they replace, and make
     the clinic active (unless suspended). Returns (keys activated, key ids now retiring)."""
+    check_key_move(KeyState.PENDING, KeyState.ACTIVE)
+    check_key_move(KeyState.ACTIVE, KeyState.RETIRING)
     activated = await conn.fetch(
         """UPDATE clinic_keys SET state = $2, verified_at = $3, verified_by = $4, state_changed_at = $3,
                                   state_changed_by = $4
@@ -193,10 +195,8 @@ async def key_by_key_id(conn: Executor, clinic_id: uuid.UUID, key_id: str) -> Cl
     return _key(row) if row else None
 
 
-async def move_key(
-    conn: Connection, key: uuid.UUID, *, sources: list[str], target: KeyState, now: datetime, by: str
-) -> bool:
-    """One conditional UPDATE: the key moves only from one of `sources` (taken from the key state machine)."""
+async def move_key(conn: Connection, key: uuid.UUID, *, target: KeyState, now: datetime, by: str) -> bool:
+    """One conditional UPDATE: the key moves only from a state the key state machine lets reach `target`."""
     result = await conn.execute(
         """UPDATE clinic_keys SET state = $2, state_changed_at = $3, state_changed_by = $4
            WHERE id = $1 AND state = ANY($5::text[])""",
@@ -204,7 +204,7 @@ async def move_key(
         target.value,
         now,
         by,
-        sources,
+        key_sources_of(target),
     )
     return result.split()[-1] == "1"
 

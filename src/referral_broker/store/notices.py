@@ -1,4 +1,4 @@
-"""Sealed notices to clinics (correction, erasure, withdrawal): stored, served, acknowledged, expired."""
+"""Sealed notices to clinics (correction, erasure, withdrawal): stored, served, acknowledged, refused, expired."""
 
 from __future__ import annotations
 
@@ -145,8 +145,3 @@ async def expire_older_than(conn: Connection, cutoff: datetime) -> int:
         cutoff,
     )
     return int(result.split()[-1])
-
-
-async def waiting_counts(conn: Executor) -> dict[str, int]:
-    rows = await conn.fetch("SELECT kind, count(*) AS n FROM clinic_notices WHERE status = 'waiting' GROUP BY kind")
-    return {r["kind"]: r["n"] for r in rows}

@@ -33,15 +33,6 @@ async def set_contact(
     )
 
 
-async def contact_of(conn: Executor, clinic_id: uuid.UUID) -> ClinicContact | None:
-    row = await conn.fetchrow(
-        """SELECT c.id AS clinic_id, c.slug, c.name, c.status, cc.email, cc.webhook_url
-           FROM clinics c LEFT JOIN clinic_contacts cc ON cc.clinic_id = c.id WHERE c.id = $1""",
-        clinic_id,
-    )
-    return ClinicContact(**dict(row)) if row else None
-
-
 async def plan(
     conn: Connection,
     *,

@@ -70,7 +70,3 @@ async def finish_all(conn: Executor, job: str, subject_ids: list[uuid.UUID], now
 
 async def finish(conn: Executor, job: str, subject_id: uuid.UUID, now: datetime, outcome: str) -> bool:
     return await finish_all(conn, job, [subject_id], now, outcome) == 1
-
-
-async def pending_count(conn: Executor) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM outbox WHERE done_at IS NULL") or 0)

@@ -24,8 +24,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     No `SET`, `LISTEN`, session-level advisory lock or cursor outside a transaction is used anywhere
     (advisory locks are `pg_advisory_xact_lock`). asyncpg still rolls back a transaction left open
     before calling this. Its default reset query (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
-    RESET ALL`) cost one more round trip on every acquire: 8 % of the api's time at saturation
-    (docs/performance.md).
+    RESET ALL`) cost one more round trip on every acquire (measured: docs/performance.md).
     """
 
 

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from referral_broker.domain.delivery import DeliveryStatus, sources_of
+from referral_broker.domain.delivery import DeliveryStatus, check_move, sources_of
 from referral_broker.store.pool import Connection, Executor
 
 #: Deliveries the broker still holds for the clinic: a key sealed into one of these still has work.
@@ -40,6 +40,7 @@ async def mark_refused(
     conn: Connection, clinic_id: uuid.UUID, ids: list[uuid.UUID], reason: str, now: datetime
 ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     """available → undeliverable for the clinic's own deliveries; returns (moved now, undeliverable before)."""
+    check_move(DeliveryStatus.AVAILABLE, DeliveryStatus.UNDELIVERABLE)
     moved = await conn.fetch(
         """UPDATE deliveries SET status = $3, envelope = NULL, last_error = $4, updated_at = $5
            WHERE clinic_id = $1 AND id = ANY($2::uuid[]) AND status = $6

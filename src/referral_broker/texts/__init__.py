@@ -33,8 +33,9 @@ OPS_PREFIX: Final = "ops."
 #: The operators' pages are written in these; any other Norwegian gets bokmål there.
 OPS_LANGUAGES: Final[tuple[str, ...]] = ("nb", "en")
 #: Texts only bokmål and English need: the versioned consent (its languages are the version's, decision 0031)
-#: and what goes out in both at once (`in_both`: the one-time code, e-mails and notices to clinics).
-BOTH_ONLY_PREFIXES: Final[tuple[str, ...]] = ("consent.", "code.", "clinic_mail.", "notice.")
+#: and what goes out in both at once (`in_both`: the one-time code, e-mails and notices to clinics, the
+#: explanation in a subject-access export).
+BOTH_ONLY_PREFIXES: Final[tuple[str, ...]] = ("consent.", "code.", "clinic_mail.", "notice.", "export.")
 
 
 def catalogue_path(language: str) -> Path:

@@ -27,12 +27,11 @@ from referral_broker.web.slow_clients import SlowClientGuard
 
 
 def create_app(
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     doorbell_factory: Callable[[Settings], Doorbell] | None = None,
     clock: Clock = system_clock,
 ) -> Litestar:
-    settings = settings or Settings.from_env()
     make_doorbell = doorbell_factory or (lambda s: ArqDoorbell(s.redis_url))
 
     @asynccontextmanager

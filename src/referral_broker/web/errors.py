@@ -20,12 +20,25 @@ log = logging.getLogger(__name__)
 #: bytes before any route runs (`web/readable_input`); these make anything that slips past a 400, not a 500.
 UNSTORABLE_TEXT: tuple[type[Exception], ...] = (CharacterNotInRepertoireError, UntranslatableCharacterError)
 
+#: The HTTP status of each refusal; the nearest class in the error's ancestry decides.
+REFUSAL_STATUS: dict[type[DomainError], int] = {
+    MalformedRequest: 400,
+    InvalidRequest: 422,
+    NotAuthenticated: 401,
+    NotAllowed: 403,
+    DomainError: 400,
+}
+
+
+def refusal_status(exc: DomainError) -> int:
+    return next(REFUSAL_STATUS[c] for c in type(exc).__mro__ if c in REFUSAL_STATUS)
+
 
 def invalid_request(_: Request[Any, Any, Any], exc: InvalidRequest) -> Response[dict[str, object]]:
     """422 names each wrong field; 400 when the request could not be read at all."""
     return Response(
         {"errors": [{"field": e.field, "code": e.code, "message": e.message} for e in exc.errors]},
-        status_code=400 if isinstance(exc, MalformedRequest) else 422,
+        status_code=refusal_status(exc),
     )
 
 
@@ -51,8 +64,7 @@ def _route(request: Request[Any, Any, Any]) -> str:
 
 
 def domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, object]]:
-    status = 401 if isinstance(exc, NotAuthenticated) else 403 if isinstance(exc, NotAllowed) else 400
-    return Response({"error": str(exc)}, status_code=status)
+    return Response({"error": str(exc)}, status_code=refusal_status(exc))
 
 
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, object]]:

@@ -1,0 +1,67 @@
+"""Withdrawal of consent (GDPR art. 7(3)) and erasure (art. 17): both stop what is undelivered and tell
+the clinics that have the referral by a sealed notice.
+
+Erasure keeps what the law asks of a controller that must show what it did: that a referral was
+forwarded to which clinics on which day and was erased on which day, with no person in it — the same
+anonymous remainder the five-month anonymisation leaves, plus the day of erasure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from referral_broker.domain.notice import NoticeKind
+from referral_broker.services import clinic_notices, manage, retention
+from referral_broker.services.context import BrokerContext
+from referral_broker.services.rights import linked
+from referral_broker.services.rights.sessions import RightsSession
+from referral_broker.store import audit
+from referral_broker.store import referrals as referral_store
+from referral_broker.store import retention as retention_store
+from referral_broker.store import rights as rights_store
+
+
+@dataclass(frozen=True)
+class Stopped:
+    cancelled: int  # deliveries stopped before the clinic received them
+    notices: int  # clinics told
+
+
+async def withdraw(ctx: BrokerContext, session: RightsSession, reference: str) -> Stopped:
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await linked.lock(conn, session, reference)
+        done = await manage.withdraw_locked(
+            ctx, conn, row.id, reference, first_time=row.withdrawn_at is None, actor="patient:rights"
+        )
+    await clinic_notices.ring(ctx, done.planned)
+    return Stopped(len(done.cancelled), len(done.planned.sealed))
+
+
+async def erase(ctx: BrokerContext, session: RightsSession, reference: str) -> Stopped:
+    """Erase now: stop what is undelivered, anonymise at once, tell the clinics. One transaction."""
+    now = ctx.clock()
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await linked.lock(conn, session, reference)
+        deliveries = await referral_store.deliveries_of(conn, row.id)
+        cancelled = await referral_store.cancel_undelivered(conn, row.id, now)
+        # Anonymising also expires the unserved notices about it: they may hold the old contact details.
+        category = retention.surviving_category(ctx, row.id.bytes, row.contact_ct)
+        await retention_store.anonymise(conn, [row.id], [category], now)
+        await rights_store.mark_erased(conn, row.id, now)
+        planned = await clinic_notices.seal_notices(
+            ctx, conn, kind=NoticeKind.ERASURE, reference=reference, deliveries=deliveries, requested_at=now
+        )
+        await audit.append(
+            conn,
+            at=now,
+            actor="patient",
+            action="rights.erased",
+            subject=str(row.id),
+            details={
+                "cancelled": [str(i) for i in cancelled],
+                "notices": len(planned.sealed),
+                "unsealable": planned.unsealable,
+            },
+        )
+    await clinic_notices.ring(ctx, planned)
+    return Stopped(len(cancelled), len(planned.sealed))

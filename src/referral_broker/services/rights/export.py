@@ -1,0 +1,100 @@
+"""Access and portability (GDPR art. 15, 20): everything held about the linked referrals as one JSON
+document in a versioned format, never content (the broker cannot read it)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import msgspec
+
+from referral_broker import texts
+from referral_broker.domain.referral import ContactCopy
+from referral_broker.domain.retention import LOCAL_TIME
+from referral_broker.services.context import BrokerContext
+from referral_broker.services.rights.linked import LinkedView, overview
+from referral_broker.services.rights.sessions import RightsSession
+from referral_broker.store import audit
+
+EXPORT_FORMAT = "referral-broker/subject-access/v1"
+_encode = msgspec.json.Encoder().encode
+
+
+class ExportedDelivery(msgspec.Struct):
+    clinic: str
+    clinic_name: str
+    status: str
+    created_at: datetime
+    made_available_at: datetime | None
+    received_by_clinic_at: datetime | None
+
+
+class ExportedNotice(msgspec.Struct):
+    clinic_delivery: str
+    kind: str
+    status: str
+    created_at: datetime
+    received_by_clinic_at: datetime | None
+
+
+class ExportedConsent(msgspec.Struct):
+    version: str
+    text_sha256: str
+    given_at: datetime
+    withdrawn_at: datetime | None
+
+
+class ExportedReferral(msgspec.Struct):
+    reference: str
+    submitted_at: datetime
+    contact_details: ContactCopy | None
+    consent: ExportedConsent
+    deliveries: list[ExportedDelivery]
+    notices_to_clinics: list[ExportedNotice]
+    anonymised_after: date
+
+
+class SubjectAccessExport(msgspec.Struct):
+    format: str
+    generated_at: datetime
+    looked_up_by: str
+    explanation: dict[str, str]
+    referrals: list[ExportedReferral]
+
+
+def _exported(v: LinkedView) -> ExportedReferral:
+    return ExportedReferral(
+        reference=v.reference,
+        submitted_at=v.submitted_at,
+        contact_details=v.contact,
+        consent=ExportedConsent(v.consent_version, v.consent_text_sha256, v.consent_at, v.withdrawn_at),
+        deliveries=[
+            ExportedDelivery(d.clinic_slug, d.clinic_name, d.status, d.created_at, d.dispatched_at, d.acknowledged_at)
+            for d in v.deliveries
+        ],
+        notices_to_clinics=[
+            ExportedNotice(str(n.delivery_id), n.kind, n.status, n.created_at, n.acknowledged_at) for n in v.notices
+        ],
+        anonymised_after=v.kept_until.astimezone(LOCAL_TIME).date(),
+    )
+
+
+async def export(ctx: BrokerContext, session: RightsSession) -> bytes:
+    views = await overview(ctx, session)
+    now = ctx.clock()
+    document = SubjectAccessExport(
+        format=EXPORT_FORMAT,
+        generated_at=now,
+        looked_up_by=session.channel,
+        explanation=dict(zip(texts.BOTH, texts.in_both("export.explanation"), strict=True)),
+        referrals=[_exported(v) for v in views],
+    )
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await audit.append(
+            conn,
+            at=now,
+            actor="patient",
+            action="rights.exported",
+            subject=str(session.code_id),
+            details={"referrals": [str(v.id) for v in views]},
+        )
+    return msgspec.json.format(_encode(document), indent=2)
