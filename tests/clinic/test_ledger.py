@@ -44,3 +44,19 @@ def test_a_damaged_ledger_stops_the_pull_with_exit_2(clinic: Clinic, capsys: pyt
     err = capsys.readouterr().err
     assert "line 1 cannot be read" in err and "Traceback" not in err
     assert clinic.broker.acknowledged == []
+
+
+def test_a_deleted_file_leaves_its_delivery_known_so_it_is_never_written_again(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.jsonl"
+    ledger = Ledger(path)
+    referral = FileRecord("d1", "RB-AAAAA-BBBBB", tmp_path / "RB-AAAAA-BBBBB.json")
+    notice = FileRecord("n1", "RB-AAAAA-BBBBB", tmp_path / "RB-AAAAA-BBBBB.withdrawal-n1.json", notice="withdrawal")
+    ledger.record_written([referral, notice])
+    ledger.record_acknowledged(["d1", "n1"])
+    assert sorted(r.delivery_id for r in ledger.records_of("RB-AAAAA-BBBBB")) == ["d1", "n1"]
+    ledger.record_deleted(ledger.records_of("RB-AAAAA-BBBBB"))
+    again = Ledger(path)
+    assert again.is_deleted("RB-AAAAA-BBBBB") and again.records_of("RB-AAAAA-BBBBB") == []
+    assert again.files() == {}
+    assert again.written_reference("d1") == "RB-AAAAA-BBBBB" and again.is_acknowledged("d1")
+    assert again.delivery_of("RB-AAAAA-BBBBB") == "d1"  # the reference is not free for another delivery

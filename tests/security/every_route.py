@@ -5,7 +5,6 @@ route table, so a new route is covered without being named here.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pyotp
 import pytest
 from litestar import Litestar
@@ -124,7 +124,7 @@ class Site:
 @pytest.fixture(name="site")
 async def site_fixture(settings: Settings, broker: BrokerContext, tmp_path: Path) -> AsyncIterator[Site]:
     outbox = tmp_path / "outbox"
-    changed = dataclasses.replace(settings, submit_rate=0, dev_outbox=outbox)
+    changed = msgspec.structs.replace(settings, submit_rate=0, dev_outbox=outbox)
     app = create_app(changed, doorbell_factory=lambda s: RecordingDoorbell())
     clinics = await enrol_patient_clinics(broker)
     made = await operators.create_operator(broker, "olga", "operator", PASSWORD, actor="test")

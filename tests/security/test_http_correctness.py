@@ -4,11 +4,11 @@ Content-Type, and a referral only from a JSON body (so no other site can post on
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from referral_broker.services.context import BrokerContext
@@ -42,7 +42,7 @@ async def test_head_answers_wherever_get_does_with_its_status_and_headers_and_no
 @pytest.fixture
 async def live(settings: Settings, broker: BrokerContext) -> Iterator[LiveServer]:
     await enrol_clinic(broker, "klinikk-a")
-    app = create_app(dataclasses.replace(settings, submit_rate=0), doorbell_factory=lambda s: RecordingDoorbell())
+    app = create_app(msgspec.structs.replace(settings, submit_rate=0), doorbell_factory=lambda s: RecordingDoorbell())
     server = LiveServer(app).start()
     try:
         yield server

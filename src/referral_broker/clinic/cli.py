@@ -1,4 +1,4 @@
-"""`referral-clinic`: init, fingerprint, pull, watch, status, export, key …, passphrase.
+"""`referral-clinic`: init, fingerprint, pull, watch, desk, status, export, key …, passphrase.
 
 Exit codes: 0 everything went through; 1 the command ran but something did not (an envelope refused,
 a write or an acknowledgement failed, the broker unreachable or refusing us, another pull running);
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None
             return _status(args, transport)
         if command == "export":
             return _export(args)
+        if command == "desk":
+            return _desk(args, transport)
         return key_commands.run(args, transport)
     except (ClinicDirProblem, PassphraseUnavailable, LedgerDamaged) as exc:
         say(str(exc))
@@ -99,8 +101,44 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--to", type=Path, help="where the bundles go (default OUT/fhir)")
     export.add_argument("--reference", action="append", help="only this referral (may be repeated)")
 
+    desk = commands.add_parser("desk", help="open the desk: a page in this computer's browser to read referrals")
+    desk.add_argument("--dir", required=True, type=Path, help="the clinic folder")
+    desk.add_argument("--out", required=True, type=Path, help="where the referral files are written")
+    desk.add_argument("--port", type=_port, default=0, help="the port on 127.0.0.1 (default: a free one)")
+    desk.add_argument("--no-browser", action="store_true", help="only print the link; open no browser")
+    desk.add_argument("--lang", choices=["nb", "en"], default="nb", help="the desk's language (default nb)")
+    desk.add_argument("--interval", type=_seconds, default=watch.DEFAULT_INTERVAL, help="seconds between pulls (60)")
+
     key_commands.add_parsers(commands)
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be between 0 and 65535")
+    return value
+
+
+def _desk(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
+    from referral_broker.clinic.desk import server  # the desk's web parts load only for this command
+
+    try:
+        return server.run(
+            args.dir,
+            args.out,
+            lang=args.lang,
+            port=args.port,
+            browser=not args.no_browser,
+            transport=transport,
+            interval=args.interval,
+        )
+    except server.DeskCannotStart as exc:
+        say(str(exc))
+        return EXIT_INCOMPLETE if exc.busy else EXIT_CANNOT_START
 
 
 def _pull_arguments(command: argparse.ArgumentParser) -> None:

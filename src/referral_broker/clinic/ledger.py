@@ -8,6 +8,9 @@ the file it finds as its own instead of refusing it forever.
 A notice (correction, erasure, withdrawal) is recorded the same way under its own id, with `notice`
 naming its kind and `reference` the referral it concerns; it never takes the referral's place in the
 reference → delivery map, so a notice and its referral do not collide.
+
+"deleted" records that the clinic deleted a written file from this computer (the desk's delete). The
+delivery stays known as written and acknowledged, so a delivery served again is never written again.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import msgspec
 from referral_broker.clinic import durable
 from referral_broker.domain.validation import DECODE_ERRORS
 
-Event = Literal["writing", "written", "acknowledged"]
+Event = Literal["writing", "written", "acknowledged", "deleted"]
 
 
 class LedgerDamaged(Exception):
@@ -63,6 +66,8 @@ class Ledger:
         self._by_reference: dict[str, str] = {}  # reference -> delivery id
         self._acknowledged: set[str] = set()
         self._files: dict[str, str] = {}
+        self._deleted_references: set[str] = set()
+        self._notices: dict[str, str] = {}  # notice id -> its kind
         self._needs_newline = False
         self._torn_at: int | None = None  # where a line torn by a crash begins, to be cut off
         for entry in self._read():
@@ -92,6 +97,21 @@ class Ledger:
         """delivery (or notice) id -> the file written for it."""
         return dict(self._files)
 
+    def records_of(self, reference: str) -> list[FileRecord]:
+        """The files still recorded for one referral: its own and its notices'."""
+        return [
+            FileRecord(d, reference, Path(f), self._notices.get(d))
+            for d, f in self._files.items()
+            if self._written.get(d) == reference
+        ]
+
+    def is_deleted(self, reference: str) -> bool:
+        return reference in self._deleted_references
+
+    def record_deleted(self, records: list[FileRecord]) -> None:
+        """These files are to be deleted from this computer: recorded (durably) before they go."""
+        self._append([self._entry("deleted", r.delivery_id, r.reference, r.file, r.notice) for r in records])
+
     def record_acknowledged(self, delivery_ids: list[str]) -> None:
         self._append([self._entry("acknowledged", d, None, None) for d in delivery_ids])
 
@@ -117,6 +137,12 @@ class Ledger:
                 self._files[entry.delivery_id] = entry.file
             if entry.notice is None:
                 self._by_reference[entry.reference] = entry.delivery_id
+            else:
+                self._notices[entry.delivery_id] = entry.notice
+        elif entry.event == "deleted":
+            self._files.pop(entry.delivery_id, None)
+            if entry.reference is not None:
+                self._deleted_references.add(entry.reference)
         elif entry.event == "acknowledged":
             self._acknowledged.add(entry.delivery_id)
 
