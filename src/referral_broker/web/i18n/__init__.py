@@ -30,9 +30,9 @@ DEFAULT_LANGUAGE: Final[Language] = texts.DEFAULT_LANGUAGE
 CATALOGUES: Final[dict[Language, dict[str, str]]] = {language: texts.messages(language) for language in LANGUAGES}
 #: The visitor's language choice: functional, not tracking; `__Host-` so no other host can set it.
 LANGUAGE_COOKIE: Final = "__Host-lang"
-#: `no` (Norwegian, written standard unsaid) gets bokmål; on the operators' pages Nynorsk does too.
-_ALIASES: Final = {"no": "nb"}
-_OPS_ALIASES: Final = {"no": "nb", "nn": "nb"}
+#: Norwegian a page does not speak gets bokmål: `no` (written standard unsaid) always, Nynorsk where there is no
+#: Nynorsk catalogue (the operators' pages). A language a page speaks is matched before any alias.
+_ALIASES: Final = {"no": "nb", "nn": "nb"}
 OSLO = ZoneInfo("Europe/Oslo")
 
 
@@ -63,8 +63,7 @@ def from_accept_language(header: str | None, available: tuple[Language, ...] = L
     """The first language of an `Accept-Language` header we speak, by the browser's weights."""
     if not header:
         return None
-    aliases = _ALIASES if "nn" in available else _OPS_ALIASES
-    chosen = negotiate_locale(_preferred(header), available, sep="-", aliases=aliases)
+    chosen = negotiate_locale(_preferred(header), available, sep="-", aliases=_ALIASES)
     return chosen if chosen in available else None
 
 
