@@ -27,8 +27,17 @@ async def test_the_sign_in_page_in_the_browser_s_language(client: AsyncTestClien
         page = (await client.get("/ops/login", headers={"accept-language": asked} if asked else {})).text
         assert f'<html lang="{lang}">' in page, asked
         assert f"<h1>{title}</h1>" in page, asked
-    assert '<html lang="nb">' in (await client.get("/ops/login?lang=nb")).text
     assert '<html lang="nb">' in (await client.get("/ops/login?lang=nn")).text
+
+
+async def test_the_switch_leads_to_the_other_language_and_is_remembered(client: AsyncTestClient[Any]) -> None:
+    english = (await client.get("/ops/login")).text
+    assert '<a class="ops-lang" href="?lang=nb" lang="nb" hreflang="nb">Norsk</a>' in english
+    switched = await client.get("/ops/login?lang=nb")
+    assert '<html lang="nb">' in switched.text
+    assert '<a class="ops-lang" href="?lang=en" lang="en" hreflang="en">English</a>' in switched.text
+    assert "__Host-lang=nb" in switched.headers["set-cookie"]
+    assert '<html lang="nb">' in (await client.get("/ops/login", headers={"accept-language": "en"})).text
 
 
 async def test_a_refused_sign_in_says_why_in_bokmal(

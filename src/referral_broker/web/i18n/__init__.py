@@ -15,6 +15,7 @@ from babel.dates import format_date, format_datetime
 from babel.lists import format_list
 from jinja2 import Environment, pass_context
 from jinja2.runtime import Context
+from litestar.datastructures import Cookie
 from markupsafe import Markup, escape
 
 from referral_broker import texts
@@ -30,6 +31,16 @@ DEFAULT_LANGUAGE: Final[Language] = texts.DEFAULT_LANGUAGE
 CATALOGUES: Final[dict[Language, dict[str, str]]] = {language: texts.messages(language) for language in LANGUAGES}
 #: The visitor's language choice: functional, not tracking; `__Host-` so no other host can set it.
 LANGUAGE_COOKIE: Final = "__Host-lang"
+_ONE_YEAR = 365 * 24 * 3600
+
+
+def language_cookie(language: Language) -> Cookie:
+    """Remembers a language chosen with `?lang=`: functional, not tracking; `__Host-` so no other host sets it."""
+    return Cookie(
+        key=LANGUAGE_COOKIE, value=language, path="/", max_age=_ONE_YEAR, secure=True, httponly=True, samesite="lax"
+    )
+
+
 #: Norwegian a page does not speak gets bokmål: `no` (written standard unsaid) always, Nynorsk where there is no
 #: Nynorsk catalogue (the operators' pages). A language a page speaks is matched before any alias.
 _ALIASES: Final = {"no": "nb", "nn": "nb"}

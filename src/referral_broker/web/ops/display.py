@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from litestar import Request
 from litestar.response import Template
 
-from referral_broker.web.i18n import LANGUAGE_COOKIE, OPS_LANGUAGES, Translator, choose_language
+from referral_broker.web.i18n import LANGUAGE_COOKIE, OPS_LANGUAGES, Translator, choose_language, language_cookie
 
 OSLO = ZoneInfo("Europe/Oslo")
 #: Without a choice (`?lang=`, the language cookie, the browser's languages) the operator pages are English.
@@ -37,9 +38,29 @@ def ops_page(
     status_code: int = 200,
     **options: Any,
 ) -> Template:
-    """An operator page in the operator's language: `t` for its texts, `show` for its times."""
+    """An operator page in the operator's language: `t` for its texts, `show` for its times, and on a page a GET
+    made, a link to it in the other language (`?lang=`, remembered in the language cookie)."""
     t = ops_translator(request)
-    return Template(template_name, context={"t": t, "show": Display(t), **context}, status_code=status_code, **options)
+    chosen = request.query_params.get("lang")
+    cookies = []
+    if chosen in OPS_LANGUAGES and chosen != request.cookies.get(LANGUAGE_COOKIE):
+        cookies.append(language_cookie(chosen))
+    switch = None
+    if request.method in ("GET", "HEAD"):
+        other = next(language for language in OPS_LANGUAGES if language != t.language)
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+        switch = {
+            "language": other,
+            "url": "?" + urlencode([*query, ("lang", other)]),
+            "name": Translator(other)("ops.site.language_name"),
+        }
+    return Template(
+        template_name,
+        context={"t": t, "show": Display(t), "ops_switch": switch, **context},
+        status_code=status_code,
+        cookies=cookies,
+        **options,
+    )
 
 
 class Display:

@@ -10,9 +10,15 @@ from litestar import MediaType, Request
 from litestar.datastructures import Cookie
 from litestar.response import Template
 
-from referral_broker.web.i18n import LANGUAGE_COOKIE, LANGUAGES, Language, Translator, as_language, choose_language
-
-_ONE_YEAR = 365 * 24 * 3600
+from referral_broker.web.i18n import (
+    LANGUAGE_COOKIE,
+    LANGUAGES,
+    Language,
+    Translator,
+    as_language,
+    choose_language,
+    language_cookie,
+)
 
 #: Marks "build the switch links from the current URL" (the default) apart from None ("no switch here"); any
 #: other `switch_url` is the page to link in each other language (`lang=` is added).
@@ -72,17 +78,7 @@ def render(
     cookies: list[Cookie] = []
     chosen = as_language(request.query_params.get("lang"))
     if chosen is not None and chosen != request.cookies.get(LANGUAGE_COOKIE):
-        cookies.append(
-            Cookie(
-                key=LANGUAGE_COOKIE,
-                value=chosen,
-                path="/",
-                max_age=_ONE_YEAR,
-                secure=True,
-                httponly=True,
-                samesite="lax",
-            )
-        )
+        cookies.append(language_cookie(chosen))
     return Template(
         template_name=template_name,
         context={
