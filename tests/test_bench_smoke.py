@@ -16,7 +16,7 @@ from bench import ab_pull, ceiling, openloop, scenarios, sweep
 from bench.bodies import bodies
 from bench.run import BEGIN, END, render, write_report
 
-from referral_broker.clinic.inbox import ClinicKeys
+from referral_broker.clinic.envelope_check import ClinicKeys
 from referral_broker.domain.enrolment import InboxItem
 from referral_broker.domain.referral import ReferralRequest, check_request
 from referral_broker.services import retention

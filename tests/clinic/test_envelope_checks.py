@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from referral_broker.clinic.inbox import ClinicKeys, Refused, open_referral
+from referral_broker.clinic.envelope_check import ClinicKeys, Refused, open_referral
 from referral_broker.crypto.clinic_identity import ClinicSecrets
 from referral_broker.crypto.envelope import BrokerSigner, seal
 from referral_broker.domain.enrolment import InboxItem

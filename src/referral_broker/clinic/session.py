@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from referral_broker.clinic.broker_client import BrokerClient
-from referral_broker.clinic.inbox import ClinicKeys
+from referral_broker.clinic.envelope_check import ClinicKeys
 from referral_broker.clinic.keystore import ClinicConfig, ClinicDir
 from referral_broker.crypto.clinic_identity import ClinicSecrets
 
