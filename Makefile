@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 # PostgreSQL and Redis come from the system: devstack starts private servers from their programs.
 SERVER_TOOLS := initdb=postgresql pg_ctl=postgresql pg_dump=postgresql-client redis-server=redis-server
 
-.PHONY: dev test lint typecheck typecheck-clinic-platforms contracts audit unit system-tools server-tools html-checker actionlint clean bench
+.PHONY: dev test lint typecheck typecheck-clinic-platforms contracts messages-check audit unit system-tools server-tools html-checker actionlint clean bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 dev: $(STAMP) server-tools
 	$(BIN)/python -m devstack
 
-test: lint typecheck contracts audit unit
+test: lint typecheck contracts messages-check audit unit
 
 lint: $(STAMP) actionlint
 	$(BIN)/ruff check src tests devstack bench
@@ -37,6 +37,11 @@ typecheck-clinic-platforms: $(STAMP)
 
 contracts: $(STAMP)
 	$(BIN)/lint-imports
+
+# Every text the templates and the code ask for is in every catalogue that needs it, translated: extracts with
+# `pybabel extract -F babel.cfg` into a temporary .pot and names what is missing (docs/decisions/0030).
+messages-check: $(STAMP)
+	$(BIN)/python -m referral_broker.texts.completeness
 
 # Known vulnerabilities in the installed dependencies fail the build. When PyPI's vulnerability data cannot
 # be reached from here (no network, or a mirror without it), say so loudly and go on.

@@ -1,6 +1,6 @@
 """The product's wheel holds the product and nothing of its development machinery: no private-server
-launcher, no dev stack, no tests or bench; and it still holds the migrations, templates and static files
-the programs read at run time."""
+launcher, no dev stack, no tests or bench; and it still holds the migrations, templates, static files and
+text catalogues the programs read at run time."""
 
 from __future__ import annotations
 
@@ -50,7 +50,13 @@ def test_the_wheel_holds_the_product_and_none_of_its_development_machinery(tmp_p
         assert not [n for n in names if forbidden in n], forbidden
 
     # Everything the programs read at run time, file for file as in the source tree.
-    for pattern in ("store/migrations/*.sql", "web/templates/**/*.html", "web/static/*", "py.typed"):
+    for pattern in (
+        "store/migrations/*.sql",
+        "web/templates/**/*.html",
+        "web/static/*",
+        "py.typed",
+        "texts/translations/*/LC_MESSAGES/messages.po",  # compiled in memory at first use: no .mo files
+    ):
         expected = {f"referral_broker/{p.relative_to(PACKAGE).as_posix()}" for p in PACKAGE.glob(pattern)}
         assert expected, pattern
         assert expected <= set(names), sorted(expected - set(names))

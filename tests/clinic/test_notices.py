@@ -14,8 +14,9 @@ import pytest
 from referral_broker.clinic import notice_file
 from referral_broker.clinic.cli import main
 from referral_broker.crypto.envelope import seal
-from referral_broker.domain.notice import NOTICE_MESSAGES, NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
+from referral_broker.domain.notice import NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
 from referral_broker.domain.referral import Patient, ReferralPayload
+from referral_broker.texts import notice_message
 from tests.clinic.broker_stand_in import CANARY_NAME
 from tests.clinic.conftest import POSIX_MODES, SLUG, Clinic
 
@@ -32,7 +33,7 @@ def notice_for(referral: ReferralPayload, kind: NoticeKind, **changes: object) -
         clinic=SLUG,
         issued_at=datetime.now(UTC),
         requested_at=datetime.now(UTC),
-        message=NOTICE_MESSAGES[kind],
+        message=notice_message(kind),
         patient=CORRECTED if kind == NoticeKind.CORRECTION else None,
     )
     return msgspec.structs.replace(notice, **changes)

@@ -4,14 +4,17 @@ error the rules can give has a message in each language."""
 from __future__ import annotations
 
 import re
-import string
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from litestar.testing import AsyncTestClient
 
-from referral_broker.web.i18n import CATALOGUES, LANGUAGES, Translator, choose_language, from_accept_language
+from referral_broker import texts
+from referral_broker.web.i18n import LANGUAGES, OPS_LANGUAGES, Translator, choose_language, from_accept_language
 from referral_broker.web.pages import TEMPLATES_DIR
 from referral_broker.web.patient.referral_form import messages_by_field, parse_birth_date
+from tests.conftest import EnrolledClinic
 
 #: Every (field, code) the form and the domain rules can report on a patient's form.
 FIELD_ERRORS = [
@@ -38,19 +41,28 @@ FIELD_ERRORS = [
 
 
 def _placeholders(text: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+    return set(re.findall(r"%\((\w+)\)s", text))
 
 
-def test_both_catalogues_have_the_same_keys_and_placeholders() -> None:
-    nb, en = CATALOGUES["nb"], CATALOGUES["en"]
-    assert set(nb) == set(en)
-    for key in nb:
-        if key == "date.format":  # each language picks from the same parts of a date
-            parts = {"day", "month", "month_name", "year", "hour", "minute"}
-            assert _placeholders(nb[key]) <= parts and _placeholders(en[key]) <= parts
-            continue
-        assert _placeholders(nb[key]) == _placeholders(en[key]), key
-        assert nb[key].strip() and en[key].strip(), key
+def _key(message_id: object) -> str:
+    return message_id if isinstance(message_id, str) else message_id[0]  # type: ignore[index,return-value]
+
+
+def test_every_catalogue_has_the_same_keys_and_placeholders() -> None:
+    nb = {m.id: m.string for m in texts.catalogue("nb") if m.id}
+    for language in LANGUAGES:
+        other = {m.id: m.string for m in texts.catalogue(language) if m.id}
+        needed = {key: text for key, text in nb.items() if texts.needs(language, _key(key))}
+        assert set(other) == set(needed), language
+        for key, text in needed.items():
+            theirs = other[key]
+            for mine, its in zip(
+                text if isinstance(text, tuple) else [text],
+                theirs if isinstance(theirs, tuple) else [theirs],
+                strict=True,
+            ):
+                assert _placeholders(mine) == _placeholders(its), (language, key)
+                assert mine.strip() and its.strip(), (language, key)
 
 
 def test_every_text_a_template_asks_for_exists() -> None:
@@ -58,16 +70,17 @@ def test_every_text_a_template_asks_for_exists() -> None:
     prefixes: set[str] = set()
     for template in TEMPLATES_DIR.glob("patient/*.html"):
         source = template.read_text()
-        keys |= set(re.findall(r"""\bt\(\s*["']([a-z_.]+)["']""", source))
-        prefixes |= set(re.findall(r"""\bt\(\s*["']([a-z_.]+\.)["']\s*~""", source))
-    keys |= set(re.findall(r"""\bt\(\s*["']([a-z_.]+)["']""", (TEMPLATES_DIR / "base.html").read_text()))
+        keys |= set(re.findall(r"""\b_\(\s*["']([a-z_.]+)["']""", source))
+        prefixes |= set(re.findall(r"""\b_\(\s*["']([a-z_.]+\.)["']\s*~""", source))
+    keys |= set(re.findall(r"""\b_\(\s*["']([a-z_.]+)["']""", (TEMPLATES_DIR / "base.html").read_text()))
     assert len(keys) > 40
+    nb = texts.keys("nb")
     for key in keys - prefixes:
-        assert key in CATALOGUES["nb"], key
+        assert key in nb, key
     for status in ("waiting", "available", "acknowledged", "dead", "cancelled", "expired"):
-        assert f"status.{status}" in CATALOGUES["nb"] and f"status.{status}_detail" in CATALOGUES["nb"]
+        assert f"status.{status}" in nb and f"status.{status}_detail" in nb
     for problem in ("not_found", "csrf", "too_many", "too_large", "refused", "generic"):
-        assert f"error_page.{problem}" in CATALOGUES["nb"] and f"error_page.{problem}_title" in CATALOGUES["nb"]
+        assert f"error_page.{problem}" in nb and f"error_page.{problem}_title" in nb
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -93,7 +106,10 @@ def test_every_field_error_has_its_own_message_in_each_language(language: str) -
         ("en-GB,en;q=0.9", "en"),
         ("nb-NO,nb;q=0.9,en;q=0.8", "nb"),
         ("no", "nb"),
-        ("nn-NO", "nb"),
+        ("nn-NO", "nn"),
+        ("nn", "nn"),
+        ("no-NO,nn;q=0.9", "nb"),
+        ("en;q=0.5,nn-NO;q=0.8,nb;q=0.7", "nn"),
         ("de-DE,en;q=0.5,nb;q=0.7", "nb"),
         ("de-DE,en;q=0.7,nb;q=0.5", "en"),
         ("en;q=0, nb;q=0.1", "nb"),
@@ -110,6 +126,15 @@ def test_link_then_cookie_then_browser_then_bokmal() -> None:
     assert choose_language(None, "en", "nb") == "en"
     assert choose_language("xx", None, "en") == "en"
     assert choose_language(None, "zz", "fr") == "nb"
+    assert choose_language("nn", "en", "en") == "nn"
+    assert choose_language(None, "nn", "en") == "nn"
+
+
+def test_the_operators_pages_speak_bokmal_for_nynorsk() -> None:
+    assert from_accept_language("nn-NO,en;q=0.5", OPS_LANGUAGES) == "nb"
+    assert choose_language("nn", None, None, OPS_LANGUAGES) == "nb"
+    assert choose_language(None, "nn", "en", OPS_LANGUAGES) == "nb"
+    assert choose_language(None, None, "en-GB", OPS_LANGUAGES) == "en"
 
 
 def test_times_are_written_in_norwegian_time_the_way_each_language_writes_them() -> None:
@@ -118,6 +143,36 @@ def test_times_are_written_in_norwegian_time_the_way_each_language_writes_them()
     assert Translator("en").when(moment) == "6 January 2026 at 00:30"
     assert Translator("en").listing(["A", "B", "C"]) == "A, B and C"
     assert Translator("nb").listing(["A", "B"]) == "A og B"
+
+
+@pytest.mark.parametrize(
+    ("language", "when", "day", "listing", "one", "two"),
+    [
+        ("nb", "06.01.2026 kl. 00:30", "6. januar 2026", "A, B og C", "1 klinikk passer", "2 klinikker passer"),
+        ("en", "6 January 2026 at 00:30", "6 January 2026", "A, B and C", "1 clinic matches", "2 clinics match"),
+        ("nn", "06.01.2026 kl. 00:30", "6. januar 2026", "A, B og C", "1 klinikk passar", "2 klinikkar passar"),
+    ],
+)
+def test_dates_lists_and_plurals_in_each_language(
+    language: str, when: str, day: str, listing: str, one: str, two: str
+) -> None:
+    t = Translator(language)
+    moment = datetime(2026, 1, 5, 23, 30, tzinfo=UTC)  # already 6 January in Oslo
+    assert t.when(moment) == when
+    assert t.day(moment) == day
+    assert t.listing(["A", "B", "C"]) == listing
+    assert t.listing([]) == "" and t.listing(["A"]) == "A"
+    assert t.ngettext("home.count", "home.count_plural", 1) % {"num": 1} == one
+    assert t.ngettext("home.count", "home.count_plural", 2) % {"num": 2} == two
+
+
+def test_every_catalogue_speaks_its_own_language() -> None:
+    assert LANGUAGES == ("nb", "en", "nn")
+    names = {language: Translator(language)("site.language_name") for language in LANGUAGES}
+    assert names == {"nb": "Bokmål", "en": "English", "nn": "Nynorsk"}
+    assert Translator("nn")("home.title") == "Finn ein klinikk"
+    with pytest.raises(KeyError):
+        Translator("nn")("ops.nav.dashboard")  # the operators' pages are not written in Nynorsk
 
 
 @pytest.mark.parametrize(
@@ -134,3 +189,25 @@ def test_times_are_written_in_norwegian_time_the_way_each_language_writes_them()
 )
 def test_birth_dates_as_people_type_them(typed: str, iso: str) -> None:
     assert parse_birth_date(typed).isoformat() == iso
+
+
+async def test_nynorsk_comes_from_the_browser_and_from_the_language_switch(
+    client: AsyncTestClient[Any], clinics: dict[str, EnrolledClinic]
+) -> None:
+    from_browser = (await client.get("/", headers={"accept-language": "nn-NO,nb;q=0.9,en;q=0.5"})).text
+    assert '<html lang="nn">' in from_browser and "<h1>Finn ein klinikk</h1>" in from_browser
+    # A bokmål page links to the page in Nynorsk and in English, each named in its own language.
+    bokmal = (await client.get("/?category=physiotherapy", headers={"accept-language": "nb"})).text
+    links = re.findall(r'<a class="language-switch" href="([^"]+)" lang="(\w+)"[^>]*>([^<]+)</a>', bokmal)
+    assert links == [
+        ("?category=physiotherapy&amp;lang=en", "en", "English"),
+        ("?category=physiotherapy&amp;lang=nn", "nn", "Nynorsk"),
+    ]
+    switched = await client.get("/?category=physiotherapy&lang=nn", headers={"accept-language": "nb"})
+    assert '<html lang="nn">' in switched.text and "2 klinikkar passar" in switched.text
+    assert "__Host-lang=nn" in switched.headers["set-cookie"]
+    # The choice is remembered over what the browser prefers; the form says the consent text is bokmål's.
+    form = (await client.get("/send?clinic=fysio-oslo", headers={"accept-language": "en"})).text
+    assert '<html lang="nn">' in form and "Send førespurnad" in form
+    assert "Samtykketeksten finst berre på bokmål og engelsk" in form
+    assert '<blockquote lang="nb"><p>Jeg samtykker til at opplysningene' in form

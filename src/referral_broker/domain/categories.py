@@ -1,14 +1,18 @@
-"""What clinics treat: one fixed vocabulary, so a category never carries free text about a person."""
+"""What clinics treat: one fixed vocabulary, so a category never carries free text about a person.
+
+The names people read are texts of the catalogues (`category.<slug>`)."""
 
 from __future__ import annotations
 
-CATEGORIES: dict[str, dict[str, str]] = {
-    "general": {"nb": "Allmennmedisin", "en": "General practice"},
-    "physiotherapy": {"nb": "Fysioterapi", "en": "Physiotherapy"},
-    "psychology": {"nb": "Psykologi", "en": "Psychology"},
-    "dermatology": {"nb": "Hudsykdommer", "en": "Dermatology"},
-    "orthopaedics": {"nb": "Ortopedi", "en": "Orthopaedics"},
-    "gynaecology": {"nb": "Gynekologi", "en": "Gynaecology"},
-    "ophthalmology": {"nb": "Øyesykdommer", "en": "Ophthalmology"},
-    "dental": {"nb": "Tannhelse", "en": "Dental care"},
-}
+from typing import Final
+
+CATEGORIES: Final[tuple[str, ...]] = (
+    "general",
+    "physiotherapy",
+    "psychology",
+    "dermatology",
+    "orthopaedics",
+    "gynaecology",
+    "ophthalmology",
+    "dental",
+)

@@ -1,34 +1,25 @@
-"""The consent a patient gives: the single source of its version and text."""
+"""The consent a patient gives: which version is current, and what identifies each version's texts.
+
+The wording is the catalogues' text `consent.<version>` in each of the version's languages; here is only
+what is recorded with a referral, pinned so that no catalogue edit can change what a recorded version
+means (docs/decisions/0031-consent-text-in-the-catalogue.md).
+"""
 
 from __future__ import annotations
 
-import hashlib
+from typing import Final
 
-import msgspec
+CONSENT_VERSION: Final = "2026-11-01"
 
-CONSENT_VERSION = "2026-11-01"
+#: The languages each version was written in. A new language is a new text, and so a new version.
+CONSENT_LANGUAGES: Final[dict[str, tuple[str, ...]]] = {"2026-11-01": ("nb", "en")}
 
-CONSENT_TEXT: dict[str, str] = {
-    "nb": (
-        "Jeg samtykker til at opplysningene i denne henvendelsen, også helseopplysninger, sendes kryptert "
-        "til klinikkene jeg har valgt, og bare til dem. Formidleren kan ikke lese hva henvendelsen gjelder. "
-        "Mine kontaktopplysninger lagres kryptert hos formidleren i fem måneder etter at henvendelsen er "
-        "sendt, og slettes deretter. Jeg kan når som helst trekke samtykket tilbake med lenken på "
-        "kvitteringen; da stanses alt som ennå ikke er levert."
-    ),
-    "en": (
-        "I consent to the information in this request, including health information, being sent encrypted "
-        "to the clinics I have chosen, and only to them. The broker cannot read what the request is about. "
-        "My contact details are kept encrypted by the broker for five months after the request is sent, and "
-        "then deleted. I can withdraw this consent at any time with the link on my receipt; everything not "
-        "yet delivered is then stopped."
-    ),
+#: SHA-256 of the msgspec JSON of each version's sorted (language, text) pairs.
+CONSENT_TEXT_SHA256: Final[dict[str, str]] = {
+    "2026-11-01": "81647baa0f9b2d7db5585fbc6ad0905406bb39aede2c55cfe36c87b57cd12271",
 }
 
 
 def consent_text_sha256(version: str = CONSENT_VERSION) -> str:
     """Hash of the consent texts of `version`, recorded with each referral as proof of what was shown."""
-    if version != CONSENT_VERSION:
-        raise KeyError(version)
-    canonical = msgspec.json.encode(sorted(CONSENT_TEXT.items()))
-    return hashlib.sha256(canonical).hexdigest()
+    return CONSENT_TEXT_SHA256[version]

@@ -44,27 +44,5 @@ class NoticePayload(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     clinic: str
     issued_at: datetime
     requested_at: datetime  # when the patient made the request
-    message: str  # what happened and what is asked of the clinic, in Norwegian and English
+    message: str  # what happened and what is asked of the clinic, in bokmål and English (`notice.<kind>`)
     patient: Patient | None = None  # correction: the patient's details as they are now
-
-
-NOTICE_MESSAGES: dict[NoticeKind, str] = {
-    NoticeKind.CORRECTION: (
-        "Pasienten har rettet kontaktopplysningene sine (personvernforordningen art. 16). "
-        "Oppdater henvisningen med opplysningene i denne meldingen.\n"
-        "The patient has corrected their contact details (GDPR art. 16). "
-        "Update the referral with the details in this notice."
-    ),
-    NoticeKind.ERASURE: (
-        "Pasienten har bedt om at opplysningene om seg blir slettet (personvernforordningen art. 17). "
-        "Henvisningsformidleren har slettet sin kopi. Slett henvisningen hos dere, med mindre dere har "
-        "plikt til å beholde den (for eksempel journalføringsplikt).\n"
-        "The patient has asked for their data to be erased (GDPR art. 17). The broker has erased its copy. "
-        "Erase the referral on your side unless you are obliged to keep it (for example a duty to keep records)."
-    ),
-    NoticeKind.WITHDRAWAL: (
-        "Pasienten har trukket tilbake samtykket til å sende denne henvisningen (personvernforordningen "
-        "art. 7 nr. 3). Ikke ta kontakt på grunnlag av den.\n"
-        "The patient has withdrawn consent to this referral (GDPR art. 7(3)). Do not act on it."
-    ),
-}

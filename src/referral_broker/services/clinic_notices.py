@@ -17,9 +17,10 @@ from datetime import datetime
 
 import msgspec
 
+from referral_broker import texts
 from referral_broker.crypto import envelope
 from referral_broker.domain.delivery import DeliveryStatus
-from referral_broker.domain.notice import NOTICE_MESSAGES, NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
+from referral_broker.domain.notice import NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
 from referral_broker.domain.referral import Patient
 from referral_broker.services import notifications
 from referral_broker.services.context import BrokerContext
@@ -81,7 +82,7 @@ async def seal_notices(
             clinic=target.slug,
             issued_at=now,
             requested_at=requested_at,
-            message=NOTICE_MESSAGES[kind],
+            message=texts.notice_message(kind),
             patient=patient if kind is NoticeKind.CORRECTION else None,
         )
         sealed = envelope.seal(

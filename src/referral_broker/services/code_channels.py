@@ -9,13 +9,11 @@ The senders (SMTP, the SMS gateway, the dev outbox) are adapters behind the `Cod
 
 from __future__ import annotations
 
-SUBJECT = "Din engangskode / Your one-time code"
+from referral_broker import texts
+
+SUBJECT = " / ".join(texts.in_both("code.subject"))
 
 
 def code_text(code: str, minutes: int) -> str:
-    return (
-        f"Engangskoden din hos henvisningsformidleren er {code}. Den gjelder i {minutes} minutter.\n"
-        "Ba du ikke om en kode, kan du se bort fra denne meldingen.\n\n"
-        f"Your one-time code at the referral broker is {code}. It is valid for {minutes} minutes.\n"
-        "If you did not ask for a code, you can ignore this message.\n"
-    )
+    """The code, in bokmål and English: the patient may have asked in either."""
+    return "\n".join(texts.in_both("code.text", code=code, minutes=minutes))

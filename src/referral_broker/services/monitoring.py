@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from referral_broker import texts
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, monitoring, notifications
 from referral_broker.store.audit import AuditEvent, BrokenLink
@@ -48,7 +49,19 @@ class ClinicWatch:
 @dataclass(frozen=True)
 class Flag:
     severity: str  # "alert" or "warning"
-    text: str
+    key: str  # its text in the catalogues (`ops.flag.…`)
+    values: dict[str, object] = field(default_factory=dict)
+    count: int | None = None  # for a text with a plural
+
+    def text_in(self, language: str) -> str:
+        if self.count is None:
+            return texts.text(language, self.key, **self.values)
+        return texts.ntext(language, self.key, self.count, **self.values)
+
+    @property
+    def text(self) -> str:
+        """In English, as the operators' pages were before they spoke bokmål too."""
+        return self.text_in("en")
 
 
 @dataclass(frozen=True)
@@ -106,37 +119,29 @@ async def dashboard(ctx: BrokerContext) -> Dashboard:
     return board
 
 
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else many or one + 's'}"
-
-
 def _flags(board: Dashboard, reminder_after: timedelta) -> list[Flag]:
     flags: list[Flag] = []
     if not board.heartbeats:
-        flags.append(Flag("alert", "No worker has reported yet: referrals are not being dispatched."))
+        flags.append(Flag("alert", "ops.flag.no_worker"))
     elif board.worker_stalled:
-        flags.append(Flag("alert", "The worker has stopped reporting: referrals are not being dispatched."))
+        flags.append(Flag("alert", "ops.flag.worker_stalled"))
     dead = sum(c.delivery.dead for c in board.clinics)
     if dead:
-        flags.append(
-            Flag("alert", f"{_count(dead, 'dead delivery', 'dead deliveries')}: not retried until an operator does.")
-        )
+        flags.append(Flag("alert", "ops.flag.dead", count=dead))
     for c in board.clinics:
         if c.overdue:
-            hours = reminder_after.total_seconds() / 3600
-            flags.append(
-                Flag("alert", f"{c.delivery.slug} has referrals waiting and has not pulled for over {hours:g} h.")
-            )
+            hours = f"{reminder_after.total_seconds() / 3600:g}"
+            flags.append(Flag("alert", "ops.flag.not_pulling", {"clinic": c.delivery.slug, "hours": hours}))
     failed = sum(c.delivery.notifications_failed for c in board.clinics)
     if failed:
-        flags.append(Flag("alert", f"{_count(failed, 'clinic notice')} could not be delivered (gave up)."))
+        flags.append(Flag("alert", "ops.flag.notices_failed", count=failed))
     retrying = sum(c.delivery.notifications_retrying for c in board.clinics)
     if retrying:
-        flags.append(Flag("warning", f"{_count(retrying, 'clinic notice')} failed and will be retried."))
+        flags.append(Flag("warning", "ops.flag.notices_retrying", count=retrying))
     if board.reconciler_lag is not None and board.reconciler_lag > RECONCILER_LAG_ALERT:
-        flags.append(Flag("alert", "Due jobs are waiting longer than a minute: the reconciler is not keeping up."))
+        flags.append(Flag("alert", "ops.flag.reconciler_lag"))
     if not board.email_configured and any(c.delivery.has_email for c in board.clinics):
-        flags.append(Flag("warning", "E-mail notices are off: REFERRAL_BROKER_SMTP_URL is not set."))
+        flags.append(Flag("warning", "ops.flag.email_off"))
     return flags
 
 

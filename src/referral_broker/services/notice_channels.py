@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from referral_broker import texts
+
 
 class ChannelFailed(Exception):
     """The notice did not go out through this channel this time; `reason` is short and names no one."""
@@ -31,31 +33,12 @@ class Notice:
     at: datetime
 
 
-_SUBJECTS = {
-    "available": "Nye henvisninger venter / New referrals are waiting",
-    "reminder": "Påminnelse: henvisninger venter / Reminder: referrals are waiting",
-}
-_OPENINGS = {
-    "available": (
-        "Det ligger nye henvisninger til {name} hos henvisningsformidleren.",
-        "New referrals for {name} are waiting at the referral broker.",
-    ),
-    "reminder": (
-        "Henvisninger til {name} har ventet en stund uten å bli hentet.",
-        "Referrals for {name} have been waiting for a while without being fetched.",
-    ),
-}
-
-
 def email_text(notice: Notice, broker_url: str) -> tuple[str, str]:
     """Subject and body: that something waits, and how to fetch it. Nothing about anyone."""
-    norwegian, english = (line.format(name=notice.clinic_name) for line in _OPENINGS[notice.kind])
-    body = (
-        f"{norwegian}\nHent dem med: referral-clinic pull\n\n"
-        f"{english}\nFetch them with: referral-clinic pull\n\n"
-        f"-- \n{broker_url}\n"
-    )
-    return _SUBJECTS[notice.kind], body
+    norwegian, english = texts.in_both(f"clinic_mail.opening.{notice.kind}", name=notice.clinic_name)
+    fetch_nb, fetch_en = texts.in_both("clinic_mail.fetch", command="referral-clinic pull")
+    body = f"{norwegian}\n{fetch_nb}\n\n{english}\n{fetch_en}\n\n-- \n{broker_url}\n"
+    return " / ".join(texts.in_both(f"clinic_mail.subject.{notice.kind}")), body
 
 
 class NoticeSender(Protocol):

@@ -1,8 +1,9 @@
 """What every HTML page of the service shares: the Jinja templates, the one stylesheet, CSRF protection.
 
 Templates live in `web/templates/` (`base.html` is the frame any audience's pages may extend; it expects
-`t`, a `web.i18n.Translator`, and `switch_url`); the stylesheet in `web/static/`. Autoescape is on, and
-an undefined template variable is an error rather than an empty string.
+`t`, a `web.i18n.Translator`, whose language `_()` and `ngettext()` speak, and `language_switch`); the
+stylesheet in `web/static/`. Autoescape is on, and an undefined template variable is an error rather than an
+empty string.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from litestar.template.config import TemplateConfig
 
 from referral_broker.services.page_secrets import csrf_secret
 from referral_broker.services.settings import Settings
+from referral_broker.web import i18n
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -40,6 +42,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    i18n.install(environment)
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
 
 

@@ -27,7 +27,8 @@ from referral_broker.clinic.desk.states import MARKABLE, State
 from referral_broker.clinic.desk.texts import N_, phone_shown, today_in_oslo
 from referral_broker.clinic.keystore import ClinicDirProblem
 from referral_broker.clinic.referral_view import ReferralUnreadable
-from referral_broker.domain.consent import CONSENT_TEXT
+from referral_broker.domain.consent import CONSENT_VERSION
+from referral_broker.texts import consent_texts
 
 log = logging.getLogger(__name__)
 MAX_FORM = 16 * 1024
@@ -283,7 +284,7 @@ class DeskApp:
         current = consent_is_current(referral)
         return {
             "today": today_in_oslo(datetime.now(UTC)),
-            "consent_text": CONSENT_TEXT[self.front.texts.lang] if current else "",
+            "consent_text": consent_texts(CONSENT_VERSION)[self.front.texts.lang] if current else "",
             "has_pdf": deletion.pdf_path(self.front.outdir, referral.reference).exists(),
         }
 

@@ -22,7 +22,8 @@ from referral_broker.clinic.desk.deletion import PDF_SUFFIX, pdf_path
 from referral_broker.clinic.desk.texts import N_, Texts, phone_shown, today_in_oslo
 from referral_broker.clinic.fhir import FHIR_SUFFIX
 from referral_broker.clinic.referral_view import LocalReferral, ReferralUnreadable, files_by_reference, load
-from referral_broker.domain.consent import CONSENT_TEXT
+from referral_broker.domain.consent import CONSENT_VERSION
+from referral_broker.texts import consent_texts
 
 FONT = "DejaVu"
 PDFS_A_PULL = 20
@@ -88,7 +89,7 @@ def render(referral: LocalReferral, texts: Texts, clinic_name: str) -> bytes:
     consent = referral.consent
     _pair(doc, _("Version"), consent.version)
     _pair(doc, _("Agreed"), texts.when(consent.accepted_at))
-    text = CONSENT_TEXT.get(texts.lang) if consent_is_current(referral) else None
+    text = consent_texts(CONSENT_VERSION).get(texts.lang) if consent_is_current(referral) else None
     if text:
         doc.ln(1)
         doc.set_font(FONT, "B", 10)

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_date, format_datetime
 from babel.messages.pofile import read_po
 
+from referral_broker import texts as broker_texts
 from referral_broker.domain.categories import CATEGORIES
 from referral_broker.domain.contact import age_on
 
@@ -89,8 +90,8 @@ class Texts:
     def category(self, slug: str | None) -> str:
         if slug is None:
             return self.gettext("Not given")
-        names = CATEGORIES.get(slug)
-        return names[self.lang] if names else slug
+        # The broker's catalogues name the categories (`category.<slug>`), as on the patient's pages.
+        return broker_texts.text(self.lang, f"category.{slug}") if slug in CATEGORIES else slug
 
 
 def phone_shown(e164: str) -> str:

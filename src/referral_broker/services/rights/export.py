@@ -7,12 +7,12 @@ from datetime import date, datetime
 
 import msgspec
 
+from referral_broker import texts
 from referral_broker.domain.referral import ContactCopy
 from referral_broker.domain.retention import LOCAL_TIME
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.rights.linked import LinkedView, overview
 from referral_broker.services.rights.sessions import RightsSession
-from referral_broker.services.rights.texts import EXPORT_EXPLANATION
 from referral_broker.store import audit
 
 EXPORT_FORMAT = "referral-broker/subject-access/v1"
@@ -85,7 +85,7 @@ async def export(ctx: BrokerContext, session: RightsSession) -> bytes:
         format=EXPORT_FORMAT,
         generated_at=now,
         looked_up_by=session.channel,
-        explanation=EXPORT_EXPLANATION,
+        explanation=dict(zip(texts.BOTH, texts.in_both("export.explanation"), strict=True)),
         referrals=[_exported(v) for v in views],
     )
     async with ctx.pool.acquire() as conn, conn.transaction():

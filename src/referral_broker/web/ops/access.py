@@ -15,13 +15,14 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.response import Redirect, Template
+from litestar.response import Redirect
 
 from referral_broker.domain.errors import MalformedRequest
 from referral_broker.services import operators
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.operators import Role, SignedIn
 from referral_broker.web.errors import UNSTORABLE_TEXT, as_malformed
+from referral_broker.web.ops.display import ops_page
 
 SESSION_COOKIE = "__Host-rb-ops"
 LOGIN_PATH = "/ops/login"
@@ -84,25 +85,25 @@ def sign_in_required(request: Request[Any, Any, Any], _: SignInRequired) -> Resp
     if request.method in _READING:
         response: Response[Any] = Redirect(LOGIN_PATH, status_code=303)
     else:
-        response = Template(
-            "ops/refused.html", context={"who": None, "problem": "signed-out"}, status_code=401, media_type="text/html"
+        response = ops_page(
+            request, "ops/refused.html", {"who": None, "problem": "signed-out"}, status_code=401, media_type="text/html"
         )
     response.set_cookie(expired_cookie())
     return response
 
 
 def role_required(request: Request[Any, Any, Any], exc: RoleRequired) -> Response[Any]:
-    return Template("ops/refused.html", context={"who": exc.who, "problem": "role"}, status_code=403)
+    return ops_page(request, "ops/refused.html", {"who": exc.who, "problem": "role"}, status_code=403)
 
 
 def csrf_refused(request: Request[Any, Any, Any], _: PermissionDeniedException) -> Response[Any]:
-    return Template("ops/refused.html", context={"who": None, "problem": "csrf"}, status_code=403)
+    return ops_page(request, "ops/refused.html", {"who": None, "problem": "csrf"}, status_code=403)
 
 
 def unreadable_refused(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """400: a path, query or form that is not readable text (`web/readable_input`), or that PostgreSQL cannot hold."""
     as_malformed(request, exc)  # logs a store-level refusal as the gap it is
-    return Template("ops/refused.html", context={"who": None, "problem": "unreadable"}, status_code=400)
+    return ops_page(request, "ops/refused.html", {"who": None, "problem": "unreadable"}, status_code=400)
 
 
 EXCEPTION_HANDLERS: Any = {

@@ -18,6 +18,7 @@ from referral_broker.services.monitoring import AuditFilter, ChainCheck
 from referral_broker.services.operators import SignedIn
 from referral_broker.web.ops import display
 from referral_broker.web.ops.access import broker_of
+from referral_broker.web.ops.display import ops_page
 
 PAGE_SIZE = 200
 #: What HTML's `datetime-local` input accepts as its value (a valid local date and time string).
@@ -57,12 +58,13 @@ async def _page(
             until=_when(form["until"]),
         )
     except ValueError:
-        error = "A time must look like 2026-11-22T14:30."
+        error = "ops.audit.bad_time"  # the key of its text
         wanted = AuditFilter()
     events = [] if error else await monitoring.audit_trail(broker, wanted, PAGE_SIZE)
-    return Template(
+    return ops_page(
+        request,
         "ops/audit.html",
-        context={
+        {
             "who": who,
             "form": {**form, "since": _as_field(form["since"]), "until": _as_field(form["until"])},
             "error": error,
@@ -70,7 +72,6 @@ async def _page(
             "page_size": PAGE_SIZE,
             "actions": await monitoring.audit_actions(broker),
             "check": check,
-            "show": display,
         },
         status_code=400 if error else 200,
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from referral_broker.store.monitoring import HourCounts
+from referral_broker.web.i18n import Translator
 from referral_broker.web.ops.display import OSLO, seconds
 
 WIDTH, HEIGHT = 720, 220
@@ -81,9 +82,14 @@ def _y(value: float, top_value: float) -> float:
     return TOP + PLOT_H - value / top_value * PLOT_H
 
 
-def throughput_chart(hours: list[HourCounts]) -> Chart:
+def _english(t: Translator | None) -> Translator:
+    return t or Translator("en")
+
+
+def throughput_chart(hours: list[HourCounts], t: Translator | None = None) -> Chart:
     """Per hour: referrals submitted, deliveries dispatched to inboxes, deliveries acknowledged."""
-    series = [("submitted", "submitted"), ("dispatched", "in an inbox"), ("acknowledged", "acknowledged")]
+    t = _english(t)
+    series = [(name, t(f"ops.chart.{name}")) for name in ("submitted", "dispatched", "acknowledged")]
     peak = max((max(h.submitted, h.dispatched, h.acknowledged) for h in hours), default=0)
     top_value = _nice_max(peak)
     slot = PLOT_W / max(len(hours), 1)
@@ -106,7 +112,7 @@ def throughput_chart(hours: list[HourCounts]) -> Chart:
                 )
             )
     return Chart(
-        title="Throughput per hour, last 24 hours",
+        title=t("ops.chart.throughput_title"),
         legend=series,
         bars=bars,
         x_ticks=_x_ticks(hours, slot),
@@ -115,9 +121,10 @@ def throughput_chart(hours: list[HourCounts]) -> Chart:
     )
 
 
-def latency_chart(hours: list[HourCounts]) -> Chart:
+def latency_chart(hours: list[HourCounts], t: Translator | None = None) -> Chart:
     """Per hour: median and 95th percentile of the time from submission to the clinic's inbox."""
-    series = [("p50", "median"), ("p95", "95th percentile")]
+    t = _english(t)
+    series = [(name, t(f"ops.chart.{name}")) for name in ("p50", "p95")]
     peak = max((h.latency_p95 or h.latency_p50 or 0.0 for h in hours), default=0.0)
     top_value = _nice_max(peak)
     slot = PLOT_W / max(len(hours), 1)
@@ -132,15 +139,15 @@ def latency_chart(hours: list[HourCounts]) -> Chart:
                 (
                     round(LEFT + i * slot + slot / 2, 1),
                     round(_y(value, top_value), 1),
-                    f"{_hour_label(h.hour)}:00 — {label} {seconds(value)}",
+                    f"{_hour_label(h.hour)}:00 — {label} {seconds(value, t)}",
                 )
             )
         lines.append(Line(name, " ".join(f"{x},{y}" for x, y, _ in dots), dots))
     return Chart(
-        title="Submission to inbox, last 24 hours",
+        title=t("ops.chart.latency_title"),
         legend=series,
         lines=lines,
         x_ticks=_x_ticks(hours, slot),
-        y_ticks=[Tick(round(_y(v, top_value), 1), seconds(v)) for v in (0, top_value / 2, top_value)],
+        y_ticks=[Tick(round(_y(v, top_value), 1), seconds(v, t)) for v in (0, top_value / 2, top_value)],
         empty=peak == 0 and not any(line.dots for line in lines),
     )

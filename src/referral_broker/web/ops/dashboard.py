@@ -18,13 +18,9 @@ from referral_broker.web.ops import display
 from referral_broker.web.ops.access import broker_of
 from referral_broker.web.ops.charts import latency_chart, throughput_chart
 
-#: What a finished action says; the query names one of these, so nothing a visitor sends is echoed.
-DONE = {
-    "retried": "The delivery is queued again; the worker dispatches it within seconds.",
-    "suspended": "The clinic is suspended: it is not offered to patients and its requests are refused.",
-    "reactivated": "The clinic is active again.",
-    "verified": "The fingerprint matched: the clinic's keys are active and it can receive referrals.",
-}
+#: What a finished action says (`ops.done.<action>`); the query names one of these, so nothing a visitor sends
+#: is echoed.
+DONE = frozenset({"retried", "suspended", "reactivated", "verified"})
 
 
 def _actor(who: SignedIn) -> str:
@@ -41,18 +37,19 @@ async def _page(
 ) -> Template:
     board = await monitoring.dashboard(broker_of(request))
     undeliverable = await clinic_keys.undeliverable_summary(broker_of(request))
-    return Template(
+    t = display.ops_translator(request)
+    return display.ops_page(
+        request,
         "ops/dashboard.html",
-        context={
+        {
             "who": who,
             "board": board,
             "undeliverable": undeliverable,
-            "throughput": throughput_chart(board.last_day),
-            "latency": latency_chart(board.last_day),
-            "done": DONE.get(done or ""),
+            "throughput": throughput_chart(board.last_day, t),
+            "latency": latency_chart(board.last_day, t),
+            "done": f"ops.done.{done}" if done in DONE else None,
             "error": error,
-            "show": display,
-            "reminder_after": display.seconds(broker_of(request).settings.pull_reminder_after_seconds),
+            "reminder_after": display.seconds(broker_of(request).settings.pull_reminder_after_seconds, t),
         },
         status_code=status,
     )

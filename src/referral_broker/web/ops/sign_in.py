@@ -18,15 +18,19 @@ from referral_broker.web.ops.access import (
     expired_cookie,
     session_cookie,
 )
+from referral_broker.web.ops.display import ops_page
 from referral_broker.web.patient.client_address import client_of
 
-_REFUSED = "The username, password or code is wrong."
-_THROTTLED = "Too many failed attempts from here. Wait a quarter of an hour, or sign in from another place."
+_REFUSED = "ops.login.refused"
+_THROTTLED = "ops.login.throttled"
 
 
-def _login_page(error: str | None, status_code: int = 200, headers: dict[str, str] | None = None) -> Template:
-    return Template(
-        "ops/login.html", context={"who": None, "error": error}, status_code=status_code, headers=headers or {}
+def _login_page(
+    request: Request[Any, Any, Any], error: str | None, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Template:
+    """`error` is the key of its text."""
+    return ops_page(
+        request, "ops/login.html", {"who": None, "error": error}, status_code=status_code, headers=headers or {}
     )
 
 
@@ -37,7 +41,7 @@ class SignInPages(Controller):
     async def login_form(self, request: Request[Any, Any, Any]) -> Response[Any]:
         if await operators.signed_in(broker_of(request), request.cookies.get(SESSION_COOKIE)):
             return Redirect("/ops", status_code=303)
-        return _login_page(None)
+        return _login_page(request, None)
 
     @post("/login", opt={"ops_public": True}, status_code=303)
     async def login(self, request: Request[Any, Any, Any]) -> Response[Any]:
@@ -53,9 +57,9 @@ class SignInPages(Controller):
         )
         if result.outcome == LoginOutcome.THROTTLED:
             minutes = int(operators.LOGIN_WINDOW.total_seconds())
-            return _login_page(_THROTTLED, 429, {"retry-after": str(minutes)})
+            return _login_page(request, _THROTTLED, 429, {"retry-after": str(minutes)})
         if result.outcome != LoginOutcome.SIGNED_IN or result.session_id is None:
-            return _login_page(_REFUSED, 401)
+            return _login_page(request, _REFUSED, 401)
         response: Response[Any] = Redirect("/ops", status_code=303)
         response.set_cookie(session_cookie(result.session_id))
         return response

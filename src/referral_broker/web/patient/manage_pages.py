@@ -19,7 +19,7 @@ from referral_broker.services import manage
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.manage import ManagedView, Withdrawal
 from referral_broker.store.referrals import DeliveryView
-from referral_broker.web.patient.page import language_of, render, switch_link
+from referral_broker.web.patient.page import render, switch_link
 
 _S = DeliveryStatus
 #: The states a patient is told about; queued and failed are both "waiting" to them.
@@ -60,7 +60,7 @@ def _state(d: DeliveryView, withdrawn_at: datetime | None, anonymised_at: dateti
 
 def not_found_page(request: Request[Any, Any, Any]) -> Template:
     """The one "not found" page, for unknown paths and unknown or wrong manage tokens alike."""
-    switch_url = switch_link(request, language_of(request), keep=[])  # the same for every token
+    switch_url = switch_link(request, keep=[])  # the same for every token
     return render(request, "patient/error.html", status_code=404, switch_url=switch_url, problem="not_found")
 
 

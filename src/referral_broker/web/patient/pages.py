@@ -79,7 +79,7 @@ def _form_page(
         request,
         "patient/form.html",
         status_code=422 if errors else 200,
-        switch_url=switch_link(request, t.language, keep=[("clinic", c.slug) for c in chosen]),
+        switch_url=switch_link(request, keep=[("clinic", c.slug) for c in chosen]),
         form=form,
         chosen=chosen,
         clinic_names=t.listing([c.name for c in chosen]),

@@ -30,7 +30,7 @@ from referral_broker.services.ports import CodeNotSent
 from referral_broker.services.rights import CHANNELS, CodeRefused, LinkedView, NotLinked, RightsSession, TooManyCodes
 from referral_broker.services.submit_limit import WindowCounter
 from referral_broker.web.i18n import Translator
-from referral_broker.web.patient.page import language_of, other_language, render
+from referral_broker.web.patient.page import language_of, render
 from referral_broker.web.patient.referral_form import messages_by_field
 from referral_broker.web.patient.rights_access import (
     admit_code_request,
@@ -53,8 +53,8 @@ def _t(request: Request[Any, Any, Any]) -> Translator:
 
 
 def _to_requests_switch(request: Request[Any, Any, Any]) -> str:
-    """The language switch of a page made by a POST: it leads to the list, in the other language."""
-    return f"{REQUESTS}?{urlencode([('lang', other_language(language_of(request)))])}"
+    """The language switch of a page made by a POST: it leads to the list, in another language."""
+    return REQUESTS
 
 
 def _back_to_start(arrival: str = "ended") -> Response[Any]:
@@ -80,7 +80,7 @@ def _start_page(
         "patient/rights.html",
         status_code=status_code,
         headers=headers,
-        switch_url=None if made_by_post else f"?{urlencode([('lang', other_language(language_of(request)))])}",
+        switch_url=None if made_by_post else "?",
         typed={"email": "", "phone": "", **(typed or {})},
         errors=messages_by_field(errors or [], _t(request), **_NO_NEEDS),
         problem=problem,

@@ -21,7 +21,7 @@ from referral_broker.services import clinic_notices, rights
 from referral_broker.services.manage import ManagedView
 from referral_broker.services.rights import LinkedView
 from referral_broker.store.referrals import ManagedReferral
-from referral_broker.web.i18n import OSLO, Translator
+from referral_broker.web.i18n import Translator
 from referral_broker.web.patient.manage_pages import ClinicState, clinic_states
 from referral_broker.web.patient.referral_form import BirthDateUnreadable, parse_birth_date
 
@@ -30,9 +30,7 @@ CONTACT_FIELDS = ("name", "email", "phone", "birth_date")
 
 def day(t: Translator, moment: datetime | date) -> str:
     """A day, written the way each language writes it, in Norwegian time."""
-    local = moment.astimezone(OSLO).date() if isinstance(moment, datetime) else moment
-    month_name = t("date.months").split(",")[local.month - 1]
-    return t("rights.day_format", day=local.day, month_name=month_name, year=local.year)
+    return t.day(moment)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,80 @@
+"""Texts that leave the pages keep their exact words now that they live in the catalogues: the consent text
+every referral's recorded hash vouches for, the one-time code message and the notices to clinics."""
+
+from __future__ import annotations
+
+import pytest
+
+from referral_broker import texts
+from referral_broker.domain.consent import CONSENT_LANGUAGES, CONSENT_VERSION, consent_text_sha256
+from referral_broker.domain.notice import NoticeKind
+from referral_broker.services import catalogue
+from referral_broker.services.code_channels import SUBJECT, code_text
+from referral_broker.web.i18n import Translator
+
+
+def test_every_consent_version_reads_as_the_text_its_recorded_hash_was_made_of() -> None:
+    # The hash referrals have recorded since 2026-11-01, from the texts as they were before the catalogues.
+    assert consent_text_sha256("2026-11-01") == "81647baa0f9b2d7db5585fbc6ad0905406bb39aede2c55cfe36c87b57cd12271"
+    for version, languages in CONSENT_LANGUAGES.items():
+        assert set(texts.consent_texts(version)) == set(languages)
+    assert texts.consent_texts(CONSENT_VERSION)["nb"].startswith("Jeg samtykker til at opplysningene")
+    assert catalogue.current_consent().text == texts.consent_texts(CONSENT_VERSION)
+
+
+def test_a_consent_text_edited_in_a_catalogue_is_refused_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = texts.text
+
+    def edited(language: str, key: str, /, **values: object) -> str:
+        found = original(language, key, **values)
+        return found.replace("fem måneder", "seks måneder") if key.startswith("consent.") else found
+
+    monkeypatch.setattr(texts, "text", edited)
+    texts.consent_texts.cache_clear()
+    try:
+        with pytest.raises(texts.ConsentTextChangedError):
+            texts.consent_texts(CONSENT_VERSION)
+    finally:
+        texts.consent_texts.cache_clear()
+
+
+def test_a_language_the_consent_was_not_written_in_shows_the_bokmal_text_it_agrees_to() -> None:
+    for language in texts.languages():
+        t = Translator(language)
+        expected = language if language in CONSENT_LANGUAGES[CONSENT_VERSION] else "nb"
+        assert t.consent_language() == expected
+        assert t.consent_text() == texts.consent_texts(CONSENT_VERSION)[expected]
+
+
+def test_the_one_time_code_message_reads_word_for_word_as_before() -> None:
+    assert SUBJECT == "Din engangskode / Your one-time code"
+    assert code_text("654321", 15) == (
+        "Engangskoden din hos henvisningsformidleren er 654321. Den gjelder i 15 minutter.\n"
+        "Ba du ikke om en kode, kan du se bort fra denne meldingen.\n\n"
+        "Your one-time code at the referral broker is 654321. It is valid for 15 minutes.\n"
+        "If you did not ask for a code, you can ignore this message.\n"
+    )
+
+
+def test_a_notice_tells_the_clinic_in_bokmal_then_english() -> None:
+    assert texts.notice_message(NoticeKind.WITHDRAWAL) == (
+        "Pasienten har trukket tilbake samtykket til å sende denne henvisningen (personvernforordningen "
+        "art. 7 nr. 3). Ikke ta kontakt på grunnlag av den.\n"
+        "The patient has withdrawn consent to this referral (GDPR art. 7(3)). Do not act on it."
+    )
+    for kind in NoticeKind:
+        norwegian, english = texts.notice_message(kind).split("\n")
+        assert norwegian and english and norwegian != english
+
+
+def test_category_names_come_from_each_language_s_catalogue() -> None:
+    assert Translator("nb").category("dermatology") == "Hudsykdommer"
+    assert Translator("en").category("dermatology") == "Dermatology"
+    assert Translator("en").category("not-a-category") == "not-a-category"
+    assert Translator("nn").category("ophthalmology") == "Augesjukdomar"
+
+
+def test_the_subject_access_export_explains_itself_word_for_word_as_before() -> None:
+    explanation = dict(zip(texts.BOTH, texts.in_both("export.explanation"), strict=True))
+    assert explanation["nb"].startswith("Dette er alt henvisningsformidleren har om deg knyttet til adressen")
+    assert explanation["en"].endswith("The clinics hold their own copy of what they received; ask them for it.")
