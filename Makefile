@@ -2,17 +2,22 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Three distributions from this repository (docs/decisions/0040-three-distributions.md): the shared protocol,
+# the clinic's program and the broker, each installed editable into one development venv.
+PYPROJECTS := protocol/pyproject.toml clinic/pyproject.toml pyproject.toml
+STAMP  := $(VENV)/.installed-$(shell cat $(PYPROJECTS) | sha1sum | cut -c1-12)
 # PostgreSQL and Redis come from the system: devstack starts private servers from their programs.
 SERVER_TOOLS := initdb=postgresql pg_ctl=postgresql pg_dump=postgresql-client redis-server=redis-server
 
+CODE := src protocol clinic tests devstack bench
+
 .PHONY: dev test lint typecheck contracts audit unit system-tools server-tools html-checker clean bench
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
+$(STAMP): $(PYPROJECTS)
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version' 
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./protocol -e ./clinic -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -23,8 +28,8 @@ dev: $(STAMP) server-tools
 test: lint typecheck contracts audit unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests devstack bench
-	$(BIN)/ruff format --check src tests devstack bench
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

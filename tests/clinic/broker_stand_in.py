@@ -10,11 +10,9 @@ from datetime import UTC, date, datetime
 import httpx
 import msgspec
 
-from referral_broker.crypto.encoding import key_id
-from referral_broker.crypto.envelope import BrokerSigner, seal
-from referral_broker.crypto.request_signature import RequestSignatureInvalid, verify_request
-from referral_broker.domain.consent import CONSENT_VERSION, consent_text_sha256
-from referral_broker.domain.enrolment import (
+from referral_protocol.consent import CONSENT_VERSION, consent_text_sha256
+from referral_protocol.encoding import key_id
+from referral_protocol.enrolment import (
     AckRequest,
     AckResult,
     ClinicStatusReport,
@@ -24,13 +22,15 @@ from referral_broker.domain.enrolment import (
     RefusalRequest,
     RefusalResult,
 )
-from referral_broker.domain.referral import (
+from referral_protocol.envelope import BrokerSigner, seal
+from referral_protocol.referral import (
     REFERRAL_PAYLOAD_FORMAT,
     Need,
     Patient,
     ReferralPayload,
     SealedConsent,
 )
+from referral_protocol.request_signature import RequestSignatureInvalid, verify_request
 
 CANARY_NAME = "Kari Canarysdatter"
 CANARY_NEED = "CANARY-NEED-7731 vondt i kneet"

@@ -8,12 +8,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from referral_broker.clinic.cli import main
-from referral_broker.crypto.broker_keys import format_public_key
-from referral_broker.crypto.clinic_identity import ClinicSecrets
-from referral_broker.crypto.envelope import BrokerSigner
-from referral_broker.crypto.keyfile import unlock
-from referral_broker.domain.referral import ReferralPayload
+from referral_clinic.cli import main
+from referral_protocol.clinic_identity import ClinicSecrets
+from referral_protocol.encoding import format_public_key
+from referral_protocol.envelope import BrokerSigner
+from referral_protocol.keyfile import unlock
+from referral_protocol.referral import ReferralPayload
 from tests.clinic.broker_stand_in import BrokerStandIn, referral_payload, sealed
 
 PASSPHRASE = "correct horse battery staple"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from referral_broker.clinic.desk.server import RunningDesk, open_desk
+from referral_clinic.desk.server import RunningDesk, open_desk
 from tests.clinic.conftest import PASSPHRASE, Clinic
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')

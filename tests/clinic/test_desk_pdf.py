@@ -14,10 +14,10 @@ import msgspec
 import pytest
 from babel.messages.extract import extract_from_dir
 
-from referral_broker.clinic import desk as desk_package
-from referral_broker.clinic.desk.texts import _catalogue
-from referral_broker.domain.notice import NoticeKind
-from referral_broker.domain.referral import Patient
+from referral_clinic import desk as desk_package
+from referral_clinic.desk.texts import _catalogue
+from referral_protocol.notice import NoticeKind
+from referral_protocol.referral import Patient
 from tests.clinic.broker_stand_in import CANARY_NEED, referral_payload
 from tests.clinic.conftest import SLUG
 from tests.clinic.desk_stand import DeskUnderTest, desk

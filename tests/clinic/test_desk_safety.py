@@ -13,9 +13,9 @@ import sys
 import httpx
 import pytest
 
-from referral_broker.clinic.cli import main
-from referral_broker.clinic.desk.server import DeskCannotStart, open_desk
-from referral_broker.domain.referral import Need, Patient
+from referral_clinic.cli import main
+from referral_clinic.desk.server import DeskCannotStart, open_desk
+from referral_protocol.referral import Need, Patient
 from tests.clinic.broker_stand_in import CANARY_NAME, referral_payload
 from tests.clinic.conftest import SLUG, Clinic
 from tests.clinic.desk_stand import DeskUnderTest, desk
@@ -159,7 +159,7 @@ def test_a_second_desk_on_the_same_folder_is_refused_with_a_clear_message(
 
 def test_the_desk_program_prints_its_one_time_link_serves_loopback_and_stops_on_sigterm(clinic: Clinic) -> None:
     program = subprocess.Popen(
-        [sys.executable, "-m", "referral_broker.clinic.cli", "desk", "--dir", str(clinic.dir), "--out",
+        [sys.executable, "-m", "referral_clinic.cli", "desk", "--dir", str(clinic.dir), "--out",
          str(clinic.out), "--no-browser"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -13,13 +13,13 @@ import httpx
 import msgspec
 import pytest
 
-from referral_broker.clinic import durable, referral_file
-from referral_broker.clinic.desk.front import FrontDesk
-from referral_broker.clinic.desk.states import STATES_FILE, State
-from referral_broker.clinic.desk.texts import Texts
-from referral_broker.clinic.keystore import ClinicDir
-from referral_broker.domain.notice import NoticeKind
-from referral_broker.domain.referral import ReferralPayload
+from referral_clinic import durable, referral_file
+from referral_clinic.desk.front import FrontDesk
+from referral_clinic.desk.states import STATES_FILE, State
+from referral_clinic.desk.texts import Texts
+from referral_clinic.keystore import ClinicDir
+from referral_protocol.notice import NoticeKind
+from referral_protocol.referral import ReferralPayload
 from tests.clinic.broker_stand_in import CANARY_NAME, CANARY_NEED, referral_payload
 from tests.clinic.conftest import SLUG, Clinic
 from tests.clinic.desk_stand import DeskUnderTest, desk, wait_until
@@ -63,7 +63,7 @@ def test_a_folder_that_cannot_be_read_shows_what_is_wrong_instead_of_the_passphr
 
 
 def test_after_unlocking_a_referral_arrives_by_itself_newest_first(clinic: Clinic) -> None:
-    from referral_broker.clinic.desk.server import open_desk
+    from referral_clinic.desk.server import open_desk
 
     running = open_desk(clinic.dir, clinic.out, lang="nb", transport=clinic.broker.transport, interval=0.1)
     running.serve_in_background()
@@ -106,7 +106,7 @@ def test_one_referral_is_shown_in_plain_norwegian_with_local_times(desk: DeskUnd
 
 
 def test_the_desk_speaks_english_when_the_clinic_chooses_it(clinic: Clinic) -> None:
-    from referral_broker.clinic.desk.server import open_desk
+    from referral_clinic.desk.server import open_desk
 
     running = open_desk(clinic.dir, clinic.out, lang="en", transport=clinic.broker.transport, interval=3600)
     running.serve_in_background()
@@ -328,8 +328,8 @@ def test_a_long_inbox_shows_the_newest_200_reads_each_file_once_and_search_reach
 ) -> None:
     from datetime import UTC, timedelta
 
-    from referral_broker.clinic.desk import front as front_module
-    from referral_broker.clinic.referral_file import ReceivedReferral
+    from referral_clinic.desk import front as front_module
+    from referral_clinic.referral_file import ReceivedReferral
 
     out = desk.clinic.out
     start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)

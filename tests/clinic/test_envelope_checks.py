@@ -5,11 +5,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from referral_broker.clinic.inbox import ClinicKeys, Refused, open_referral
-from referral_broker.crypto.clinic_identity import ClinicSecrets
-from referral_broker.crypto.envelope import BrokerSigner, seal
-from referral_broker.domain.enrolment import InboxItem
-from referral_broker.domain.referral import ReferralPayload
+from referral_clinic.inbox import ClinicKeys, Refused, open_referral
+from referral_protocol.clinic_identity import ClinicSecrets
+from referral_protocol.enrolment import InboxItem
+from referral_protocol.envelope import BrokerSigner, seal
+from referral_protocol.referral import ReferralPayload
 from tests.clinic.broker_stand_in import referral_payload, sealed
 from tests.clinic.conftest import SLUG, Clinic
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from referral_broker.clinic.cli import main
-from referral_broker.crypto.clinic_identity import ClinicSecrets, check_enrollment, fingerprint_of
-from referral_broker.crypto.encoding import format_public_key
-from referral_broker.crypto.envelope import BrokerSigner
-from referral_broker.crypto.keyfile import unlock
+from referral_clinic.cli import main
+from referral_protocol.clinic_identity import ClinicSecrets, check_enrollment, fingerprint_of
+from referral_protocol.encoding import format_public_key
+from referral_protocol.envelope import BrokerSigner
+from referral_protocol.keyfile import unlock
 from tests.clinic.conftest import PASSPHRASE, SLUG, Clinic, init_argv
 
 

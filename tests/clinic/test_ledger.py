@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from referral_broker.clinic.ledger import FileRecord, Ledger, LedgerDamaged
+from referral_clinic.ledger import FileRecord, Ledger, LedgerDamaged
 from tests.clinic.conftest import Clinic
 
 

@@ -11,11 +11,11 @@ from datetime import UTC, date, datetime
 import msgspec
 import pytest
 
-from referral_broker.clinic import notice_file
-from referral_broker.clinic.cli import main
-from referral_broker.crypto.envelope import seal
-from referral_broker.domain.notice import NOTICE_MESSAGES, NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
-from referral_broker.domain.referral import Patient, ReferralPayload
+from referral_clinic import notice_file
+from referral_clinic.cli import main
+from referral_protocol.envelope import seal
+from referral_protocol.notice import NOTICE_MESSAGES, NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
+from referral_protocol.referral import Patient, ReferralPayload
 from tests.clinic.broker_stand_in import CANARY_NAME
 from tests.clinic.conftest import SLUG, Clinic
 

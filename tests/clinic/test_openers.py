@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from referral_broker.clinic import openers
-from referral_broker.clinic.inbox import Refused
-from referral_broker.clinic.openers import CHUNK, Openers
-from referral_broker.domain.enrolment import InboxItem
+from referral_clinic import openers
+from referral_clinic.inbox import Refused
+from referral_clinic.openers import CHUNK, Openers
+from referral_protocol.enrolment import InboxItem
 from tests.clinic.conftest import Clinic
 
 PARENT = os.getpid()
@@ -78,8 +78,8 @@ def test_when_the_child_dies_the_rest_is_opened_here_and_nothing_is_missing() ->
 
 TOOL = """
 import os, sys, time
-from referral_broker.clinic.openers import Openers
-from referral_broker.domain.enrolment import InboxItem
+from referral_clinic.openers import Openers
+from referral_protocol.enrolment import InboxItem
 
 def where(item):
     return os.getpid()

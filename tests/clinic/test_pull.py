@@ -11,10 +11,10 @@ import httpx
 import msgspec
 import pytest
 
-from referral_broker.clinic import durable, referral_file
-from referral_broker.clinic.keystore import ClinicDir
-from referral_broker.crypto.clinic_identity import check_enrollment, fingerprint_of
-from referral_broker.domain.enrolment import AckRequest
+from referral_clinic import durable, referral_file
+from referral_clinic.keystore import ClinicDir
+from referral_protocol.clinic_identity import check_enrollment, fingerprint_of
+from referral_protocol.enrolment import AckRequest
 from tests.clinic.broker_stand_in import CANARY_NAME, CANARY_NEED
 from tests.clinic.conftest import Clinic
 
@@ -109,7 +109,7 @@ def test_crash_between_rename_and_ledger_line_is_recovered_without_duplicate(
         raise OSError(5, "Input/output error")
 
     with monkeypatch.context() as patched:
-        patched.setattr("referral_broker.clinic.ledger.Ledger.record_written", crash)
+        patched.setattr("referral_clinic.ledger.Ledger.record_written", crash)
         assert clinic.pull() == 1
     assert "Input/output error" in capsys.readouterr().err
     assert clinic.broker.acknowledged == []

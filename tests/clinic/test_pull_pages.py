@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from referral_broker.clinic import durable
-from referral_broker.domain.enrolment import AckRequest
+from referral_clinic import durable
+from referral_protocol.enrolment import AckRequest
 from tests.clinic.broker_stand_in import referral_payload
 from tests.clinic.conftest import SLUG, Clinic
 

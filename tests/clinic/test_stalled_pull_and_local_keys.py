@@ -8,14 +8,14 @@ import stat
 import msgspec
 import pytest
 
-from referral_broker.clinic import watch
-from referral_broker.clinic.broker_client import BrokerUnavailable
-from referral_broker.clinic.cli import main
-from referral_broker.clinic.inbox import PullReport
-from referral_broker.crypto.clinic_identity import ClinicSecrets
-from referral_broker.crypto.envelope import BrokerSigner
-from referral_broker.crypto.keyfile import unlock
-from referral_broker.domain.enrolment import KeyStatus
+from referral_clinic import watch
+from referral_clinic.broker_client import BrokerUnavailable
+from referral_clinic.cli import main
+from referral_clinic.inbox import PullReport
+from referral_protocol.clinic_identity import ClinicSecrets
+from referral_protocol.enrolment import KeyStatus
+from referral_protocol.envelope import BrokerSigner
+from referral_protocol.keyfile import unlock
 from tests.clinic.conftest import Clinic
 
 

@@ -11,8 +11,8 @@ UNUSED_BY_A_PULL = ("phonenumbers", "email_validator", "click", "pygments", "ric
 
 def test_the_clinic_tool_imports_nothing_a_pull_without_a_terminal_does_not_use() -> None:
     probe = (
-        "import sys, json, referral_broker.clinic.cli\n"
-        "from referral_broker.clinic.progress import PullProgress\n"
+        "import sys, json, referral_clinic.cli\n"
+        "from referral_clinic.progress import PullProgress\n"
         "PullProgress.on_terminal()\n"  # stderr is a pipe here, as under cron or a service
         f"print(json.dumps(sorted(m for m in {UNUSED_BY_A_PULL!r} if sys.modules.get(m) is not None)))"
     )
@@ -21,6 +21,6 @@ def test_the_clinic_tool_imports_nothing_a_pull_without_a_terminal_does_not_use(
 
 
 def test_httpx_still_works_without_its_command_line_client() -> None:
-    probe = "import referral_broker.clinic.cli, httpx\nprint(httpx.Client().base_url == httpx.URL(''))"
+    probe = "import referral_clinic.cli, httpx\nprint(httpx.Client().base_url == httpx.URL(''))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "True"

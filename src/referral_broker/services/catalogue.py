@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from referral_broker.domain.consent import CONSENT_TEXT, CONSENT_VERSION
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import clinics
+from referral_protocol.consent import CONSENT_TEXT, CONSENT_VERSION
 
 
 class ClinicChoice(msgspec.Struct, frozen=True):

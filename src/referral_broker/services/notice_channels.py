@@ -21,7 +21,7 @@ import aiosmtplib
 import httpx
 import msgspec
 
-from referral_broker.crypto.envelope import BrokerSigner
+from referral_protocol.envelope import BrokerSigner
 
 WEBHOOK_DOMAIN = b"referral-broker webhook v1\x00"
 SIGNATURE_HEADER = "Referral-Broker-Signature"

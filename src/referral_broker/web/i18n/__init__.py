@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
-from referral_broker.domain.categories import CATEGORIES
-from referral_broker.domain.consent import CONSENT_TEXT
 from referral_broker.web.i18n import en, nb
+from referral_protocol.categories import CATEGORIES
+from referral_protocol.consent import CONSENT_TEXT
 
 Language = Literal["nb", "en"]
 LANGUAGES: Final[tuple[Language, ...]] = ("nb", "en")
