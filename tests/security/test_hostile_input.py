@@ -5,9 +5,9 @@ the OpenAPI document publishes for the referral).
 
 Covered elsewhere, not repeated here: any flipped bit of an envelope refused
 (tests/test_crypto_envelopes.py::test_any_flipped_byte_is_refused, and through the clinic tool in
-tests/clinic/test_envelope_checks.py), a payload for clinic B re-sealed to A refused
-(tests/clinic/test_envelope_checks.py::test_payload_for_other_clinic_resealed_to_us_is_refused),
-replays skipped (tests/clinic/test_pull.py::test_replayed_envelope_is_skipped), padding round trips
+clinic/tests/test_envelope_checks.py), a payload for clinic B re-sealed to A refused
+(clinic/tests/test_envelope_checks.py::test_payload_for_other_clinic_resealed_to_us_is_refused),
+replays skipped (clinic/tests/test_pull.py::test_replayed_envelope_is_skipped), padding round trips
 (tests/test_crypto_envelopes.py).
 """
 

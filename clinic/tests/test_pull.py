@@ -11,12 +11,12 @@ import httpx
 import msgspec
 import pytest
 
+from broker_stand_in import CANARY_NAME, CANARY_NEED
+from clinic_folder import Clinic
 from referral_clinic import durable, referral_file
 from referral_clinic.keystore import ClinicDir
 from referral_protocol.clinic_identity import check_enrollment, fingerprint_of
 from referral_protocol.enrolment import AckRequest
-from tests.clinic.broker_stand_in import CANARY_NAME, CANARY_NEED
-from tests.clinic.conftest import Clinic
 
 
 def test_pull_writes_each_referral_durably_and_acknowledges_it(

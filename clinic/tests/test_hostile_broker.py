@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.clinic.conftest import Clinic
+from clinic_folder import Clinic
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from broker_stand_in import referral_payload, sealed
+from clinic_folder import SLUG, Clinic
 from referral_clinic.inbox import ClinicKeys, Refused, open_referral
 from referral_protocol.clinic_identity import ClinicSecrets
 from referral_protocol.enrolment import InboxItem
 from referral_protocol.envelope import BrokerSigner, seal
 from referral_protocol.referral import ReferralPayload
-from tests.clinic.broker_stand_in import referral_payload, sealed
-from tests.clinic.conftest import SLUG, Clinic
 
 
 def _assert_refused_untouched(clinic: Clinic, capsys: pytest.CaptureFixture[str], delivery_id: str, why: str) -> None:

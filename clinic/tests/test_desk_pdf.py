@@ -14,14 +14,14 @@ import msgspec
 import pytest
 from babel.messages.extract import extract_from_dir
 
+from broker_stand_in import CANARY_NEED, referral_payload
+from clinic_folder import SLUG
+from desk_stand import DeskUnderTest, desk
 from referral_clinic import desk as desk_package
 from referral_clinic.desk.texts import _catalogue
 from referral_protocol.notice import NoticeKind
 from referral_protocol.referral import Patient
-from tests.clinic.broker_stand_in import CANARY_NEED, referral_payload
-from tests.clinic.conftest import SLUG
-from tests.clinic.desk_stand import DeskUnderTest, desk
-from tests.clinic.test_notices import notice_for, serve_notice
+from test_notices import notice_for, serve_notice
 
 __all__ = ["desk"]
 ARTEFACTS = Path(os.environ.get("DESK_ARTEFACTS", Path(__file__).resolve().parents[2] / "test-artifacts" / "desk"))

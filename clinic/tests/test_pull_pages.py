@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from broker_stand_in import referral_payload
+from clinic_folder import SLUG, Clinic
 from referral_clinic import durable
 from referral_protocol.enrolment import AckRequest
-from tests.clinic.broker_stand_in import referral_payload
-from tests.clinic.conftest import SLUG, Clinic
 
 
 class DiskSteps:

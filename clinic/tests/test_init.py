@@ -10,12 +10,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from clinic_folder import PASSPHRASE, SLUG, Clinic, init_argv
 from referral_clinic.cli import main
 from referral_protocol.clinic_identity import ClinicSecrets, check_enrollment, fingerprint_of
 from referral_protocol.encoding import format_public_key
 from referral_protocol.envelope import BrokerSigner
 from referral_protocol.keyfile import unlock
-from tests.clinic.conftest import PASSPHRASE, SLUG, Clinic, init_argv
 
 
 class _Terminal(io.StringIO):

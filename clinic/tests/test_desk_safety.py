@@ -13,12 +13,12 @@ import sys
 import httpx
 import pytest
 
+from broker_stand_in import CANARY_NAME, referral_payload
+from clinic_folder import SLUG, Clinic
+from desk_stand import DeskUnderTest, desk
 from referral_clinic.cli import main
 from referral_clinic.desk.server import DeskCannotStart, open_desk
 from referral_protocol.referral import Need, Patient
-from tests.clinic.broker_stand_in import CANARY_NAME, referral_payload
-from tests.clinic.conftest import SLUG, Clinic
-from tests.clinic.desk_stand import DeskUnderTest, desk
 
 __all__ = ["desk"]
 

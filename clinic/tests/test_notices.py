@@ -11,13 +11,13 @@ from datetime import UTC, date, datetime
 import msgspec
 import pytest
 
+from broker_stand_in import CANARY_NAME
+from clinic_folder import SLUG, Clinic
 from referral_clinic import notice_file
 from referral_clinic.cli import main
 from referral_protocol.envelope import seal
 from referral_protocol.notice import NOTICE_MESSAGES, NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
 from referral_protocol.referral import Patient, ReferralPayload
-from tests.clinic.broker_stand_in import CANARY_NAME
-from tests.clinic.conftest import SLUG, Clinic
 
 CORRECTED = Patient(name="Kari Rettet", email="kari.ny@example.no", phone="+4799988877", birth_date=date(1990, 5, 17))
 

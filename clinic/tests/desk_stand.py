@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from clinic_folder import PASSPHRASE, Clinic
 from referral_clinic.desk.server import RunningDesk, open_desk
-from tests.clinic.conftest import PASSPHRASE, Clinic
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from clinic_folder import Clinic
 from referral_clinic.ledger import FileRecord, Ledger, LedgerDamaged
-from tests.clinic.conftest import Clinic
 
 
 def test_ledger_lines_survive_reopening(tmp_path: Path) -> None:

@@ -9,10 +9,12 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 import msgspec
 import pytest
 
+from broker_stand_in import CANARY_NAME, CANARY_NEED, referral_payload
+from clinic_folder import SLUG, Clinic
+from desk_stand import DeskUnderTest, desk, wait_until
 from referral_clinic import durable, referral_file
 from referral_clinic.desk.front import FrontDesk
 from referral_clinic.desk.states import STATES_FILE, State
@@ -20,10 +22,7 @@ from referral_clinic.desk.texts import Texts
 from referral_clinic.keystore import ClinicDir
 from referral_protocol.notice import NoticeKind
 from referral_protocol.referral import ReferralPayload
-from tests.clinic.broker_stand_in import CANARY_NAME, CANARY_NEED, referral_payload
-from tests.clinic.conftest import SLUG, Clinic
-from tests.clinic.desk_stand import DeskUnderTest, desk, wait_until
-from tests.clinic.test_notices import CORRECTED, notice_for, serve_notice
+from test_notices import CORRECTED, notice_for, serve_notice
 
 __all__ = ["desk"]
 
@@ -291,36 +290,6 @@ def test_a_damaged_referral_file_is_named_and_left_as_it_is(desk: DeskUnderTest)
     page = client.get(f"/referral/{referral.reference}")
     assert page.status_code == 500 and "kan være skadet" in page.text and damaged.name in page.text
     assert damaged.read_bytes().endswith(b'"patient": ')
-
-
-def test_every_desk_page_is_valid_html(desk: DeskUnderTest, tmp_path: Path) -> None:
-    from tests.patient_web.test_valid_html import html_errors
-
-    pages = tmp_path / "pages"  # tmp_path also holds the clinic's folders
-    pages.mkdir()
-
-    def keep(name: str, answer: httpx.Response, status: int) -> None:
-        assert answer.status_code == status, name
-        (pages / f"{name}.html").write_text(answer.text, encoding="utf-8")
-
-    client = desk.browser()
-    keep("unlock", client.get("/"), 200)
-    keep("wrong-passphrase", client.post("/unlock", data={"csrf": desk.csrf(client), "passphrase": "x" * 12}), 422)
-    desk.unlock(client)
-    referral = desk.clinic.serve()
-    desk.pull()
-    keep("inbox-new", client.get("/"), 200)
-    serve_notice(desk.clinic, notice_for(referral, NoticeKind.CORRECTION))
-    serve_notice(desk.clinic, notice_for(referral, NoticeKind.WITHDRAWAL))
-    desk.pull()
-    where = f"/referral/{referral.reference}"
-    for name, path in (("inbox", "/"), ("no-match", "/?q=zzz"), ("referral", where), ("print", f"{where}/print")):
-        keep(name, client.get(path), 200)
-    keep("delete", client.get(f"{where}/delete"), 200)
-    keep("not-found", client.get("/nothing"), 404)
-    keep("no-cookie", httpx.get(f"{desk.origin}/"), 401)
-    keep("foreign-host", client.get("/", headers={"Host": "rebound.example"}), 400)
-    assert html_errors(pages) == []
 
 
 def test_a_long_inbox_shows_the_newest_200_reads_each_file_once_and_search_reaches_the_rest(

@@ -1,4 +1,4 @@
-"""A clinic folder made by `referral-clinic init`, and a broker stand-in that serves it."""
+"""A clinic folder made by `referral-clinic init`, a broker stand-in that serves it, and their fixtures."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from broker_stand_in import BrokerStandIn, referral_payload, sealed
 from referral_clinic.cli import main
 from referral_protocol.clinic_identity import ClinicSecrets
 from referral_protocol.encoding import format_public_key
 from referral_protocol.envelope import BrokerSigner
 from referral_protocol.keyfile import unlock
 from referral_protocol.referral import ReferralPayload
-from tests.clinic.broker_stand_in import BrokerStandIn, referral_payload, sealed
 
 PASSPHRASE = "correct horse battery staple"
 SLUG = "fjord-fysio"

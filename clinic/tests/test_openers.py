@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from clinic_folder import Clinic
 from referral_clinic import openers
 from referral_clinic.inbox import Refused
 from referral_clinic.openers import CHUNK, Openers
 from referral_protocol.enrolment import InboxItem
-from tests.clinic.conftest import Clinic
 
 PARENT = os.getpid()
 

@@ -8,6 +8,7 @@ import stat
 import msgspec
 import pytest
 
+from clinic_folder import Clinic
 from referral_clinic import watch
 from referral_clinic.broker_client import BrokerUnavailable
 from referral_clinic.cli import main
@@ -16,7 +17,6 @@ from referral_protocol.clinic_identity import ClinicSecrets
 from referral_protocol.enrolment import KeyStatus
 from referral_protocol.envelope import BrokerSigner
 from referral_protocol.keyfile import unlock
-from tests.clinic.conftest import Clinic
 
 
 def test_a_full_page_of_bad_envelopes_no_longer_stalls_the_valid_ones_behind(
