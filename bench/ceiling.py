@@ -29,7 +29,7 @@ from referral_broker.domain.reference import new_reference
 from referral_broker.services.ports import JOB_DISPATCH
 from referral_broker.store import clinics as clinic_store
 from referral_broker.store import referrals as referral_store
-from referral_clinic.inbox import ClinicKeys, open_referral
+from referral_clinic.envelope_check import ClinicKeys, open_referral
 from referral_clinic.keystore import ClinicDir
 from referral_protocol import envelope
 from referral_protocol.consent import CONSENT_VERSION, consent_text_sha256

@@ -11,6 +11,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -355,21 +356,20 @@ def timed_pull(
 
 
 def file_system_floor(folder: Path, n: int = 2000) -> float:
-    """Microseconds to make one referral-sized file here, the way the clinic tool does (without a name and
-    linked where the file system can, else a temp file renamed: `durable`), with no fsync: what the file
-    system alone costs a referral, beside the pull's ceiling.
+    """Microseconds to make one referral-sized file here the way the clinic tool names them (a temp file in the
+    folder, linked to its name, the temp name removed: `durable`), with no fsync: what the file system alone
+    costs a referral, beside the pull's ceiling.
     The files are left in place (deleting them would make the next files dearer on some file systems)."""
     folder.mkdir(parents=True, exist_ok=True)
     data = os.urandom(2600)
-    unnamed = durable._unnamed_room(folder) > 0
-    folder_fd = os.open(folder, os.O_RDONLY)
-    try:
-        t0 = time.perf_counter()
-        for i in range(n):
-            temp = durable._make_temp(folder, data, unnamed=unnamed)
-            durable.give_name(temp, folder / f"RB-{i:05d}.json", folder_fd)
-            if isinstance(temp, int):
-                os.close(temp)
-        return (time.perf_counter() - t0) / n * 1e6
-    finally:
-        os.close(folder_fd)
+    t0 = time.perf_counter()
+    for i in range(n):
+        fd, name = tempfile.mkstemp(dir=folder, prefix=durable.TEMP_PREFIX, suffix=durable.TEMP_SUFFIX)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        temp = Path(name)
+        durable.give_name(temp, folder / f"RB-{i:05d}.json", replace=False)
+        temp.unlink()
+    return (time.perf_counter() - t0) / n * 1e6

@@ -20,7 +20,7 @@ from referral_broker.services import retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import clinics as clinic_store
 from referral_broker.store import monitoring
-from referral_clinic.inbox import ClinicKeys
+from referral_clinic.envelope_check import ClinicKeys
 from referral_protocol.enrolment import InboxItem
 from referral_protocol.referral import ReferralRequest, check_request
 from tests.conftest import enrol_clinic

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from email.utils import format_datetime
 
 import httpx
 import msgspec
@@ -91,7 +92,7 @@ class BrokerStandIn:
     key_states: dict[str, KeyStatus] = field(default_factory=dict)  # what `status` answers about keys
     key_requests: list[bytes] = field(default_factory=list)
     raw_page: bytes | None = None  # answer the inbox with these bytes, whatever they are
-    reads_on: bool = True  # False: a broker older than `after`, whose pages name no `next`
+    reads_on: bool = True  # False: pages that name no `next` (no released broker serves such)
     _nonces: set[str] = field(default_factory=set)
     _order: dict[str, int] = field(default_factory=dict)  # delivery id -> its place, as the broker's cursor
 
@@ -101,7 +102,13 @@ class BrokerStandIn:
 
     @property
     def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
+        return httpx.MockTransport(self._dated)
+
+    def _dated(self, request: httpx.Request) -> httpx.Response:
+        """Every answer says the broker's time, as uvicorn's do."""
+        response = self.handle(request)
+        response.headers["date"] = format_datetime(datetime.now(UTC), usegmt=True)
+        return response
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)

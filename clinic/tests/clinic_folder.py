@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import portable_simulation
+
+if portable_simulation.wanted():  # before anything imports the clinic package
+    portable_simulation.install()
+
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +25,8 @@ from referral_protocol.referral import ReferralPayload
 PASSPHRASE = "correct horse battery staple"
 SLUG = "fjord-fysio"
 BROKER_URL = "https://broker.test"
+#: Windows keeps no POSIX file modes (the user's profile folder's ACL protects the clinic folder there).
+POSIX_MODES = sys.platform != "win32"
 
 
 @dataclass

@@ -16,6 +16,7 @@ import pytest
 from broker_stand_in import CANARY_NAME, referral_payload
 from clinic_folder import SLUG, Clinic
 from desk_stand import DeskUnderTest, desk
+from referral_clinic import folder_lock
 from referral_clinic.cli import main
 from referral_clinic.desk.server import DeskCannotStart, open_desk
 from referral_protocol.referral import Need, Patient
@@ -155,6 +156,19 @@ def test_a_second_desk_on_the_same_folder_is_refused_with_a_clear_message(
     missing = clinic.dir.parent / "no-such-clinic"
     assert main(["desk", "--dir", str(missing), "--out", str(clinic.out), "--no-browser"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_desk_and_a_watch_never_both_pull_for_one_folder(desk: DeskUnderTest, clinic: Clinic) -> None:
+    with (
+        pytest.raises(folder_lock.ClinicDirBusy, match="the desk already pulls"),
+        folder_lock.hold_for_watching(clinic.dir),
+    ):
+        pass
+
+
+def test_the_desk_is_refused_while_a_watch_pulls_for_the_folder(clinic: Clinic) -> None:
+    with folder_lock.hold_for_watching(clinic.dir), pytest.raises(DeskCannotStart, match="watch"):
+        open_desk(clinic.dir, clinic.out, lang="nb")
 
 
 def test_the_desk_program_prints_its_one_time_link_serves_loopback_and_stops_on_sigterm(clinic: Clinic) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from broker_stand_in import referral_payload, sealed
 from clinic_folder import SLUG, Clinic
-from referral_clinic.inbox import ClinicKeys, Refused, open_referral
+from referral_clinic.envelope_check import ClinicKeys, Refused, open_referral
 from referral_protocol.clinic_identity import ClinicSecrets
 from referral_protocol.enrolment import InboxItem
 from referral_protocol.envelope import BrokerSigner, seal

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-from collections.abc import Callable
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,55 +18,49 @@ from referral_protocol.enrolment import AckRequest
 
 
 class DiskSteps:
-    """Records each wait for the disk (by what it names), each file's taking its name (a rename of a named
-    temp file, or the link of an unnamed one) and each acknowledgement."""
+    """Records each wait for the disk (by what it names), each file's taking its name (a hard link of a
+    durable temp file) and each acknowledgement."""
 
-    def __init__(self, clinic: Clinic, monkeypatch: pytest.MonkeyPatch, *, syncfs: bool, unnamed: bool) -> None:
+    def __init__(self, clinic: Clinic, monkeypatch: pytest.MonkeyPatch) -> None:
         self.clinic = clinic
         self.steps: list[str] = []
-        real_fsync, real_replace, real_link, real_ack = os.fsync, os.replace, os.link, clinic.broker._ack
+        self._names: dict[int, Path] = {}
+        real_open, real_fsync, real_link, real_ack = os.open, durable.fsync, os.link, clinic.broker._ack
+        real_mkstemp = durable.tempfile.mkstemp
+
+        def opened(path: Any, flags: int, mode: int = 0o777, **how: Any) -> int:
+            fd = real_open(path, flags, mode, **how)
+            self._names[fd] = Path(path)
+            return fd
+
+        def mkstemp(**how: Any) -> tuple[int, str]:
+            fd, name = real_mkstemp(**how)
+            self._names[fd] = Path(name)
+            return fd, name
 
         def fsync(fd: int) -> None:
-            self.steps.append(f"fsync {self.name(Path(os.readlink(f'/proc/self/fd/{fd}')))}")
+            self.steps.append(f"fsync {self.name(self._names[fd])}")
             real_fsync(fd)
-
-        def replace(src: str | Path, dst: str | Path) -> None:
-            self.steps.append(f"name {self.name(Path(dst))}")
-            real_replace(src, dst)
 
         def link(src: str | Path, dst: str | Path, **how: Any) -> None:
             self.steps.append(f"name {self.name(Path(dst))}")
             real_link(src, dst, **how)
 
-        monkeypatch.setattr(os, "link", link)
-        if unnamed:
-            assert durable._unnamed_room(clinic.dir) > 0, "this machine's file system has unnamed files (O_TMPFILE)"
-        else:
-            monkeypatch.setattr(durable, "_unnamed_room", lambda folder: 0)
-
         def ack(request: AckRequest) -> httpx.Response:
             self.steps.append(f"ack {len(request.delivery_ids)}")
             return real_ack(request)
 
-        monkeypatch.setattr(os, "fsync", fsync)
-        monkeypatch.setattr(os, "replace", replace)
+        monkeypatch.setattr(os, "open", opened)
+        monkeypatch.setattr(durable.tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(durable, "fsync", fsync)  # fsync(2), or F_FULLFSYNC on macOS
+        monkeypatch.setattr(os, "link", link)
         monkeypatch.setattr(clinic.broker, "_ack", ack)
-        if syncfs:
-            real_syncfs = durable._syncfs()
-            assert real_syncfs is not None, "this machine's kernel has syncfs with error reports (Linux 5.8+)"
-
-            def recording_syncfs(fd: int) -> int:
-                self.steps.append("syncfs")
-                return real_syncfs(fd)
-
-            monkeypatch.setattr(durable, "_syncfs", lambda: recording_syncfs)
-        else:
-            monkeypatch.setattr(durable, "_syncfs", lambda: None)
 
     def name(self, path: Path) -> str:
+        path = path.resolve()
         if path == self.clinic.out.resolve():
             return "out/"
-        if path.name.startswith(durable.TEMP_PREFIX) or path.name.endswith(" (deleted)"):  # named, or unnamed
+        if path.name.startswith(durable.TEMP_PREFIX):
             return "temp"
         if path.parent == self.clinic.out.resolve():
             return "referral"
@@ -84,61 +77,48 @@ def pulled_before(clinic: Clinic) -> None:
     assert clinic.pull() == 0
 
 
-@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed files", "named temp files"])
-def test_a_page_waits_for_the_disk_four_times_and_is_acknowledged_last(
-    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, unnamed: bool
-) -> None:
-    pulled_before(clinic)
-    for _ in range(5):
-        clinic.serve()
-    disk = DiskSteps(clinic, monkeypatch, syncfs=True, unnamed=unnamed)
-    assert clinic.pull() == 0
-    assert disk.of_the_page() == [
-        "fsync ledger.jsonl",  # the five "writing" lines, before any file takes its name
-        "syncfs",  # the five files' data, at once
-        *["name referral"] * 5,
-        "fsync out/",  # the five names
-        "fsync ledger.jsonl",  # then the five "written" lines: a "written" line on disk means a file on disk
-        "ack 5",
-    ]
-    events = [e["event"] for e in clinic.ledger_events()][3:]
-    assert events == ["writing"] * 5 + ["written"] * 5 + ["acknowledged"] * 5
-    assert len(list(clinic.out.glob("*.json"))) == 6
-
-
-@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed files", "named temp files"])
-def test_without_syncfs_each_file_is_fsynced_before_any_takes_its_name(
-    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, unnamed: bool
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows fsyncs no folder")
+def test_each_file_is_durable_before_any_takes_its_name_and_the_page_is_acknowledged_last(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pulled_before(clinic)
     for _ in range(3):
         clinic.serve()
-    disk = DiskSteps(clinic, monkeypatch, syncfs=False, unnamed=unnamed)
+    disk = DiskSteps(clinic, monkeypatch)
     assert clinic.pull() == 0
-    assert disk.of_the_page() == [
-        "fsync ledger.jsonl",
-        *["fsync temp"] * 3,
-        *["name referral"] * 3,
-        "fsync out/",
-        "fsync ledger.jsonl",
+    steps = disk.of_the_page()
+    named_from = steps.index("name referral")
+    # Before any file takes its name: the three "writing" lines, and each file's data (the writer thread
+    # fsyncs each file as it writes it, so the two may come in either order).
+    assert sorted(steps[:named_from]) == sorted(["fsync ledger.jsonl", *["fsync temp"] * 3])
+    assert steps[named_from:] == [
+        *["name referral"] * 3,  # linked: never over a file that has the name
+        "fsync out/",  # the three names
+        "fsync ledger.jsonl",  # then the "written" lines: a "written" line on disk means a file on disk
         "ack 3",
     ]
-
-
-def failing(number: int) -> Callable[[int], int]:
-    def syncfs(fd: int) -> int:
-        ctypes.set_errno(number)
-        return -1
-
-    return syncfs
+    events = [e["event"] for e in clinic.ledger_events()][3:]
+    assert events == ["writing"] * 3 + ["written"] * 3 + ["acknowledged"] * 3
+    assert len(list(clinic.out.glob("*.json"))) == 4
+    assert [f for f in clinic.out.iterdir() if f.name.startswith(durable.TEMP_PREFIX)] == []
 
 
 def test_a_page_whose_data_did_not_reach_the_disk_is_not_acknowledged_and_comes_again(
     clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     payloads = [clinic.serve() for _ in range(3)]
+    real_fsync = durable.fsync
     with monkeypatch.context() as patched:
-        patched.setattr(durable, "_syncfs", lambda: failing(errno.EIO))
+        calls = 0
+
+        def fsync(fd: int) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 3:  # of the "writing" lines and the three files (in either order), the third fails
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            real_fsync(fd)
+
+        patched.setattr(durable, "fsync", fsync)
         assert clinic.pull() == 1
     err = capsys.readouterr().err
     assert "cannot write: Input/output error" in err and "Traceback" not in err
@@ -171,10 +151,10 @@ def test_a_folder_that_cannot_be_written_acknowledges_nothing_new(
     clinic.serve()
     clinic.out.mkdir()
 
-    def full(folder: Path, data: bytes, *, unnamed: bool) -> Path:
+    def full(folder: Path, data: bytes) -> Path:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(durable, "_make_temp", full)
+    monkeypatch.setattr(durable, "write_temp", full)
     assert clinic.pull() == 1
     assert "cannot write: No space left on device" in capsys.readouterr().err
     assert clinic.broker.acknowledged == []
@@ -198,18 +178,18 @@ def test_a_disk_that_fails_on_one_page_files_no_later_page_and_the_next_pull_tak
 ) -> None:
     payloads = [clinic.serve() for _ in range(6)]
     clinic.out.mkdir()
-    real = durable._make_temp
+    real = durable.write_temp
     calls = 0
 
-    def full_after_two(folder: Path, data: bytes, *, unnamed: bool) -> durable.Temp:
+    def full_after_two(folder: Path, data: bytes) -> Path:
         nonlocal calls
         calls += 1
         if calls > 2:  # page 1 (two files) fits; page 2 does not
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real(folder, data, unnamed=unnamed)
+        return real(folder, data)
 
     with monkeypatch.context() as m:
-        m.setattr(durable, "_make_temp", full_after_two)
+        m.setattr(durable, "write_temp", full_after_two)
         assert clinic.pull("--limit", "2") == 1
     err = capsys.readouterr().err
     assert "cannot write: No space left on device" in err
@@ -246,15 +226,6 @@ def test_the_next_page_is_fetched_before_this_one_is_acknowledged(clinic: Clinic
     assert sorted(clinic.broker.acknowledged) == sorted(p.delivery_id for p in payloads)
 
 
-def test_a_broker_without_next_is_read_page_by_page_after_each_acknowledgement(clinic: Clinic) -> None:
-    for _ in range(3):
-        clinic.serve()
-    clinic.broker.reads_on = False
-    assert clinic.pull("--limit", "2") == 0
-    assert _steps(clinic) == ["GET inbox after=start", "POST ack", "GET inbox after=start", "POST ack"]
-    assert len(clinic.broker.acknowledged) == 3
-
-
 def test_an_acknowledgement_that_fails_stops_the_reading_and_the_next_pull_acknowledges_both_pages(
     clinic: Clinic, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -288,49 +259,59 @@ def test_a_file_that_takes_a_referrals_name_meanwhile_is_never_replaced(
 ) -> None:
     payload = clinic.serve()
     clinic.out.mkdir()
-    assert durable._unnamed_room(clinic.out) > 0, "this machine's file system has unnamed files (O_TMPFILE)"
     theirs = clinic.out / f"{payload.reference}.json"
-    real_syncfs = durable._syncfs()
-    assert real_syncfs is not None
+    real_write_temp = durable.write_temp
 
-    def someone_writes_meanwhile(fd: int) -> int:
+    def someone_writes_meanwhile(folder: Path, data: bytes) -> Path:
         theirs.write_text("not ours")  # after the tool looked, before the file takes its name
-        return real_syncfs(fd)
+        return real_write_temp(folder, data)
 
-    monkeypatch.setattr(durable, "_syncfs", lambda: someone_writes_meanwhile)
+    monkeypatch.setattr(durable, "write_temp", someone_writes_meanwhile)
     assert clinic.pull() == 1
     assert "cannot write: File exists" in capsys.readouterr().err
     assert theirs.read_text() == "not ours"
     assert clinic.broker.acknowledged == []
 
 
-def test_past_the_room_for_unnamed_files_a_page_goes_on_with_named_temp_files(
-    clinic: Clinic, monkeypatch: pytest.MonkeyPatch
+def test_without_hard_links_the_name_is_claimed_and_still_never_replaces_anothers_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert durable._unnamed_room(clinic.dir) > 0, "this machine's file system has unnamed files (O_TMPFILE)"
-    monkeypatch.setattr(durable, "UNNAMED_AT_ONCE", 2)
-    named: list[str] = []
-    real_link, real_replace = os.link, os.replace
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "this file system has no hard links")
 
-    def link(src: str, dst: Path, **how: Any) -> None:
-        named.append("link")
-        real_link(src, dst, **how)
+    monkeypatch.setattr(os, "link", no_links)  # FAT, exFAT, some network shares
+    durable.write_file(tmp_path / "ours.json", b"referral", replace=False)
+    assert (tmp_path / "ours.json").read_bytes() == b"referral"
+    (tmp_path / "theirs.json").write_bytes(b"not ours")
+    with pytest.raises(FileExistsError):
+        durable.write_file(tmp_path / "theirs.json", b"referral", replace=False)
+    assert (tmp_path / "theirs.json").read_bytes() == b"not ours"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ours.json", "theirs.json"]  # no temp file left
 
-    def replace(src: Path, dst: Path) -> None:
-        named.append("rename")
+
+def test_an_empty_claim_left_by_a_crash_is_written_again_by_the_next_pull(
+    clinic: Clinic, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = clinic.serve()
+    real_replace = os.replace
+
+    def crash_after_claiming(src: str | Path, dst: str | Path) -> None:
+        if Path(dst).parent == clinic.out.resolve():
+            raise OSError(errno.EIO, os.strerror(errno.EIO))  # the power goes after the claim, before the rename
         real_replace(src, dst)
 
-    monkeypatch.setattr(os, "link", link)
-    monkeypatch.setattr(os, "replace", replace)
-    payloads = [clinic.serve() for _ in range(5)]
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "this file system has no hard links")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "link", no_links)
+        patched.setattr(os, "replace", crash_after_claiming)
+        assert clinic.pull() == 1
+    path = clinic.out / f"{payload.reference}.json"
+    assert path.read_bytes() == b""  # the claim
+    assert clinic.broker.acknowledged == []
+    capsys.readouterr()
+
     assert clinic.pull() == 0
-    assert named[:5] == ["link", "link", "rename", "rename", "rename"]
-    assert sorted(f.name for f in clinic.out.glob("*.json")) == sorted(f"{p.reference}.json" for p in payloads)
-    assert [f for f in clinic.out.iterdir() if f.name.startswith(durable.TEMP_PREFIX)] == []
-    assert sorted(clinic.broker.acknowledged) == sorted(p.delivery_id for p in payloads)
-
-
-def test_without_unnamed_files_there_is_no_room_for_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert durable._unnamed_room(tmp_path) > 0
-    monkeypatch.delattr(os, "O_TMPFILE")  # not Linux
-    assert durable._unnamed_room(tmp_path) == 0
+    assert b"delivery_id" in path.read_bytes()
+    assert clinic.broker.acknowledged == [payload.delivery_id]

@@ -211,3 +211,23 @@ def test_every_configuration_variable_is_in_the_one_table() -> None:
         "REFERRAL_CLINIC_KDF_PROFILE",
     }
     assert documented - read - read_by_command_line_tools == set(), "documented variables nothing reads"
+
+
+def test_compose_and_kubernetes_believe_forwarded_addresses_only_from_their_proxy() -> None:
+    """Behind a proxy, the api must know the proxy, or every patient shares the proxy's submission limit."""
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    trusted = compose["services"]["api"]["environment"]["REFERRAL_BROKER_TRUSTED_PROXIES"]
+    (subnet,) = (c["subnet"] for c in compose["networks"]["backend"]["ipam"]["config"])
+    assert trusted == subnet, "compose trusts exactly its own network, through which the host's proxy comes"
+    assert all(p.startswith("127.0.0.1:") for p in compose["services"]["api"]["ports"])
+
+    docs = kustomize(OVERLAYS[0])
+    (config,) = (d for d in docs if d["kind"] == "ConfigMap")
+    variables = {k: v for k, v in config["data"].items() if not k.endswith("_FILE")}
+    settings = Settings.from_env({**variables, "DATABASE_URL": "postgresql://x/y"})
+    assert settings.trusted_proxies, "Kubernetes names the ingress's addresses"
+    # Safe only because nothing but the ingress controller's pods may reach the api's port.
+    (policy,) = (d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "referral-broker-api")
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    assert peer == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}

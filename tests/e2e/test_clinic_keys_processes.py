@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import signal
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
+from referral_clinic import broker_client
+from referral_clinic.session import unlock
 from tests.conftest import referral_json
-from tests.e2e.test_pipeline_processes import Broker, broker  # noqa: F401 - the fixture
+from tests.e2e.test_pipeline_processes import PASSPHRASE, Broker, broker  # noqa: F401 - the fixture
 from tests.processes import Program, program, run, wait_for_http, wait_for_value
 
 pytestmark = pytest.mark.e2e
@@ -205,3 +208,20 @@ async def test_watch_keeps_pulling_through_a_broker_restart_and_stops_cleanly(br
     ledger = [json.loads(line) for line in (folder / "ledger.jsonl").read_text().splitlines()]
     assert sorted(e["reference"] for e in ledger if e["event"] == "written") == sorted(references)  # no duplicate
     assert not list(Path(inbox).glob(".incoming-*"))
+
+
+def test_a_clinic_computer_whose_clock_is_off_is_told_so_by_the_real_broker(
+    broker: Broker,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real server's answers carry `Date` (uvicorn), from which the tool tells the clock is off."""
+    folder = broker.clinic("klinikk-a")
+    session = unlock(folder, PASSPHRASE)
+    for off, said in ((timedelta(minutes=7), "7 minutes fast"), (-timedelta(minutes=7), "7 minutes slow")):
+        monkeypatch.setattr(broker_client, "local_clock", lambda off=off: datetime.now(UTC) + off)
+        with session.client() as client, pytest.raises(broker_client.ClockOff) as refused:
+            client.status()
+        assert refused.value.status == 401 and said in str(refused.value)
+    monkeypatch.setattr(broker_client, "local_clock", lambda: datetime.now(UTC))
+    with session.client() as client:
+        assert client.status().clinic == "klinikk-a"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from urllib.parse import quote
@@ -20,7 +22,7 @@ from referral_protocol.enrolment import (
     RefusalRequest,
     RefusalResult,
 )
-from referral_protocol.request_signature import sign_request
+from referral_protocol.request_signature import MAX_AGE, sign_request
 from referral_protocol.validation import DECODE_ERRORS
 
 INBOX_PATH = "/api/v1/clinic/inbox"
@@ -29,6 +31,10 @@ REFUSE_PATH = "/api/v1/clinic/inbox/refuse"
 STATUS_PATH = "/api/v1/clinic/status"
 KEYS_PATH = "/api/v1/clinic/keys"
 TIMEOUT_SECONDS = 30.0
+#: A signature made this far ahead of the broker's clock is refused (the verifier's own tolerance), as is one
+#: older than MAX_AGE when it arrives: a 401 with the clock that far off is put down to the clock.
+CLOCK_AHEAD_FROM = timedelta(seconds=5)
+CLOCK_BEHIND_FROM = MAX_AGE - timedelta(seconds=30)
 
 
 def _tool_version() -> str:
@@ -58,6 +64,28 @@ class BrokerRefusedClinic(Exception):
     def __init__(self, status: int, detail: str = "") -> None:
         super().__init__(f"the broker refused this clinic's signed request (HTTP {status})" + detail)
         self.status = status
+
+
+class ClockOff(BrokerRefusedClinic):
+    """The broker refused a signed request, and its `Date` shows this computer's clock is off: the signature's
+    time was outside what the broker accepts (MAX_AGE). Nothing is wrong with the key."""
+
+    def __init__(self, status: int, off_by: timedelta) -> None:
+        self.status = status
+        self.off_by = off_by  # this computer's clock minus the broker's
+        Exception.__init__(
+            self,
+            f"this computer's clock is {_duration(abs(off_by))} {'fast' if off_by > timedelta(0) else 'slow'}, "
+            f"so the broker refuses its requests (they may be at most {_duration(MAX_AGE)} off): set the "
+            "computer's date and time right, or better turn on automatic time (Windows: Settings > Time & "
+            "language > Set time automatically; macOS: System Settings > General > Date & Time; Linux: "
+            "`timedatectl set-ntp true`), then pull again",
+        )
+
+
+def local_clock() -> datetime:
+    """This computer's clock: what its requests are signed with (a test moves it)."""
+    return datetime.now(UTC)
 
 
 class BrokerRefusedRequest(Exception):
@@ -136,12 +164,16 @@ class BrokerClient:
         headers = {"accept": "application/json"}
         if body:
             headers["content-type"] = "application/json"
-        signed = sign_request(method, str(url), headers, body, key_id=self._key_id, seed=self._seed)
+        now = local_clock()
+        signed = sign_request(method, str(url), headers, body, key_id=self._key_id, seed=self._seed, created=now)
         try:
             response = self._http.request(method, url, headers=signed, content=body or None)
         except httpx.HTTPError as exc:
             raise BrokerUnavailable(f"cannot reach the broker at {self._base}: {_describe(exc)}") from None
         if response.status_code in (401, 403):
+            off_by = _clock_off_by(response, now) if response.status_code == 401 else None
+            if off_by is not None:
+                raise ClockOff(response.status_code, off_by)
             raise BrokerRefusedClinic(response.status_code, _broker_says(response))
         if response.status_code == 400 and method == "POST" and path_and_query == KEYS_PATH:
             raise BrokerRefusedRequest(f"the broker refused the key request{_broker_says(response) or ''}")
@@ -150,6 +182,28 @@ class BrokerClient:
                 f"the broker answered HTTP {response.status_code} to {method} {url.path}; try again later"
             )
         return response.content
+
+
+def _clock_off_by(response: httpx.Response, sent_at: datetime) -> timedelta | None:
+    """How far this computer's clock is from the broker's, by the answer's `Date` (whole seconds), when far
+    enough to be why a signed request was refused; else None."""
+    try:
+        broker_time = parsedate_to_datetime(response.headers.get("date", ""))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if broker_time.tzinfo is None:
+        return None
+    off_by = sent_at - broker_time
+    return off_by if off_by > CLOCK_AHEAD_FROM or off_by < -CLOCK_BEHIND_FROM else None
+
+
+def _duration(span: timedelta) -> str:
+    seconds = round(span.total_seconds())
+    if seconds < 90:
+        return f"{seconds} seconds"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} minutes"
+    return f"{round(seconds / 3600)} hours" if seconds < 48 * 3600 else f"{round(seconds / 86400)} days"
 
 
 def _describe(exc: httpx.HTTPError) -> str:

@@ -17,13 +17,14 @@ from typing import Any
 import httpx
 import msgspec
 
-from referral_clinic import durable, fhir, key_commands, keystore, watch
-from referral_clinic.broker_client import BrokerRefusedClinic, BrokerRefusedRequest, BrokerUnavailable
-from referral_clinic.inbox import DEFAULT_LIMIT, Inbox, PullReport
+from referral_clinic import durable, fhir, folder_lock, key_commands, keystore, watch
+from referral_clinic.broker_client import BrokerRefusedClinic, BrokerRefusedRequest, BrokerUnavailable, ClockOff
+from referral_clinic.inbox import DEFAULT_LIMIT, Inbox
 from referral_clinic.keystore import ClinicDir, ClinicDirBusy, ClinicDirProblem
 from referral_clinic.ledger import Ledger, LedgerDamaged
 from referral_clinic.passphrase import PassphraseUnavailable, kdf_profile, read_passphrase
 from referral_clinic.progress import PullProgress
+from referral_clinic.pull_report import PullReport
 from referral_clinic.session import Session, say, shown, unlock
 from referral_protocol.clinic_identity import fingerprint_of
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None
         if command == "desk":
             return _desk(args, transport)
         return key_commands.run(args, transport)
-    except (ClinicDirProblem, PassphraseUnavailable, LedgerDamaged) as exc:
+    except (ClinicDirProblem, PassphraseUnavailable, LedgerDamaged, folder_lock.ClinicDirUnusable) as exc:
         say(str(exc))
         return EXIT_CANNOT_START
     except (ClinicDirBusy, BrokerUnavailable, BrokerRefusedClinic, BrokerRefusedRequest) as exc:
@@ -253,6 +254,8 @@ def _pull(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> in
         )
     if args.json:
         print(json.dumps(report.as_json(), sort_keys=True))
+    else:
+        print_received(report)
     print_report(report, session, summary=not args.json)
     if report.broker_error is None:
         _offer_destroy(session, transport, set())
@@ -269,6 +272,13 @@ def output_folder(path: Path) -> Path:
     return path
 
 
+def print_received(report: PullReport) -> None:
+    """One line a referral or notice received, then what arrived in all, in plain words (stdout)."""
+    for received in report.received:
+        print(received.line())
+    print(report.plain_summary())
+
+
 def print_report(report: PullReport, session: Session, *, summary: bool = True) -> None:
     for delivery, reason in report.refused.items():
         told = " (reported to the broker: it leaves the inbox)" if delivery in report.reported else ""
@@ -278,11 +288,9 @@ def print_report(report: PullReport, session: Session, *, summary: bool = True) 
     for delivery, reason in report.not_acknowledged.items():
         say(f"not acknowledged: delivery {shown(delivery)}: {reason}")
     if summary:
-        print(report.summary())
-    if report.stalled:
-        say("a full page of envelopes this machine cannot take waits at the head of the inbox; see the reasons above")
+        print(f"details: {report.summary()}")
     error = report.broker_error
-    if isinstance(error, BrokerRefusedClinic):
+    if isinstance(error, BrokerRefusedClinic) and not isinstance(error, ClockOff):
         fingerprint = key_commands.identity_fingerprint(session.clinic)
         say(f"{error}; the key may not be verified yet: ask the broker to verify fingerprint {fingerprint}")
     elif error is not None:
@@ -311,6 +319,11 @@ def _offer_destroy(session: Session, transport: httpx.BaseTransport | None, offe
 def _watch(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
     clinic = ClinicDir(args.dir)
     clinic.load_config()
+    with folder_lock.hold_for_watching(clinic.path):  # before the passphrase: a second watch is told at once
+        return _keep_pulling(args, transport, clinic)
+
+
+def _keep_pulling(args: argparse.Namespace, transport: httpx.BaseTransport | None, clinic: ClinicDir) -> int:
     passphrase = read_passphrase()  # held for the loop: the key file is opened again when it changes
     session = unlock(args.dir, passphrase)
     opened_at = clinic.key_file.stat().st_mtime_ns
@@ -337,6 +350,8 @@ def _watch(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> i
         except OSError as exc:
             say(f"cannot use {outdir} or {args.dir}: {exc.strerror or exc}")
             return None
+        if report.received:
+            print_received(report)
         print_report(report, session, summary=False)
         if report.pulled or (report.broker_error is None and report.acknowledged):
             say(f"{datetime.now(UTC).isoformat(timespec='seconds')} {report.summary()}")

@@ -35,7 +35,6 @@ from referral_protocol.clinic_identity import (
     rotation_request,
 )
 from referral_protocol.encoding import key_id
-from referral_protocol.keyfile import write_private
 
 ROTATION_REQUEST_FILE = "rotation-request.json"
 FINISHED_STATES = ("retired", "revoked")
@@ -129,7 +128,7 @@ def _add(args: argparse.Namespace) -> int:
     for warning in warnings:
         say(f"warning: {warning}")
     request = new_machine_request(secrets_, datetime.now(UTC))
-    write_private(clinic.key_request_file, msgspec.json.encode(request) + b"\n", overwrite=True)
+    durable.write_file(clinic.key_request_file, msgspec.json.encode(request) + b"\n", replace=True)
     fingerprint = key_request_fingerprint(request)
     print(f"created {args.dir} for clinic {config.slug!r} with keys of its own")
     print(f"fingerprint: {fingerprint}")
@@ -179,7 +178,7 @@ def _rotate(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> 
             data = msgspec.json.encode(request)
             # The new key is on disk before the broker hears of it, so nothing is ever sealed to a key we lack.
             clinic.save_secrets(rotated, passphrase, profile)
-            write_private(clinic.path / ROTATION_REQUEST_FILE, data + b"\n", overwrite=True)
+            durable.write_file(clinic.path / ROTATION_REQUEST_FILE, data + b"\n", replace=True)
             answer = client.request_key(data)
     fingerprint = key_request_fingerprint(request)
     if answer.fingerprint != fingerprint:

@@ -3,14 +3,14 @@
 Layout of DIR (mode 0700): `clinic.key` (ClinicSecrets, locked with the passphrase, mode 0600),
 `config.json` (broker URL, pinned broker key, slug, name), `enrollment.json` (public keys for the
 broker's operator; a folder made by `key add` has `key-request.json` instead), `ledger.jsonl` (what
-was written and acknowledged), `last-pull.json` (when and what the last pull did) and `.lock`.
+was written and acknowledged), `last-pull.json` (when and what the last pull did), and the lock files
+`.lock` and `.watch.lock` (`folder_lock`).
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import stat
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from referral_clinic import durable, folder_lock
+from referral_clinic.folder_lock import ClinicDirBusy as ClinicDirBusy  # where callers look for it
 from referral_protocol.clinic_identity import (
     ClinicSecrets,
     EnrollmentInvalid,
@@ -29,7 +31,7 @@ from referral_protocol.clinic_identity import (
 from referral_protocol.encoding import format_public_key, parse_public_key
 from referral_protocol.enrolment import Enrollment
 from referral_protocol.errors import KeyFileError
-from referral_protocol.keyfile import lock, unlock, write_private
+from referral_protocol.keyfile import lock, unlock
 from referral_protocol.referral import Slug
 from referral_protocol.validation import DECODE_ERRORS
 
@@ -40,17 +42,12 @@ ENROLLMENT_FILE = "enrollment.json"
 LEDGER_FILE = "ledger.jsonl"
 KEY_REQUEST_FILE = "key-request.json"
 LAST_PULL_FILE = "last-pull.json"
-LOCK_FILE = ".lock"
 MAX_NAME = 200
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
 class ClinicDirProblem(Exception):
     """The clinic folder or something given to make it is not usable; the message says what to do."""
-
-
-class ClinicDirBusy(Exception):
-    """Another `referral-clinic` process holds the folder's lock."""
 
 
 class ClinicConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -107,7 +104,7 @@ class ClinicDir:
             locked_key = lock(msgspec.json.encode(secrets_), passphrase, profile=profile)
         except KeyFileError as exc:
             raise ClinicDirProblem(str(exc)) from None
-        write_private(self.key_file, locked_key, overwrite=True)
+        durable.write_file(self.key_file, locked_key, replace=True)
 
     def load_config(self) -> ClinicConfig:
         self._require_initialised()
@@ -146,19 +143,12 @@ class ClinicDir:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the folder's exclusive lock, so two pulls (or inits) never interleave."""
+        """Hold the folder's lock (`folder_lock.hold`), so two pulls (or inits) never interleave."""
         try:
-            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise ClinicDirProblem(f"cannot use {self.path}: {exc.strerror}") from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ClinicDirBusy(f"another referral-clinic is working in {self.path}; try again later") from None
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock
+            with folder_lock.hold(self.path):
+                yield
+        except folder_lock.ClinicDirUnusable as exc:
+            raise ClinicDirProblem(str(exc)) from None
 
     def _require_initialised(self) -> None:
         if not self.path.is_dir():
@@ -203,9 +193,9 @@ def create(
         except KeyFileError as exc:
             raise ClinicDirProblem(str(exc)) from None
         # The key is written last: a crash before it leaves a folder that `init` may simply redo.
-        write_private(clinic.config_file, msgspec.json.format(msgspec.json.encode(config)) + b"\n", overwrite=True)
-        write_private(clinic.enrollment_file, msgspec.json.encode(enrollment) + b"\n", overwrite=True)
-        write_private(clinic.key_file, locked_key)
+        durable.write_file(clinic.config_file, msgspec.json.format(msgspec.json.encode(config)) + b"\n", replace=True)
+        durable.write_file(clinic.enrollment_file, msgspec.json.encode(enrollment) + b"\n", replace=True)
+        durable.write_file(clinic.key_file, locked_key, replace=False)
     return Created(enrollment=enrollment, warnings=warnings)
 
 
@@ -219,7 +209,7 @@ def _make_private_folder(folder: Path) -> list[str]:
             raise ClinicDirProblem(f"cannot create {folder}: {exc.strerror}") from None
         folder.chmod(0o700)  # mkdir's mode is narrowed by the umask, never widened; say it exactly
         return []
-    if folder.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if sys.platform != "win32" and folder.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):  # Windows: ACLs, no modes
         return [f"{folder} can be read by other users of this machine; consider `chmod 700 {folder}`"]
     return []
 
@@ -281,8 +271,8 @@ def create_joined(
             locked_key = lock(msgspec.json.encode(secrets_), passphrase, profile=profile)
         except KeyFileError as exc:
             raise ClinicDirProblem(str(exc)) from None
-        write_private(clinic.config_file, msgspec.json.format(msgspec.json.encode(config)) + b"\n", overwrite=True)
-        write_private(clinic.key_file, locked_key)
+        durable.write_file(clinic.config_file, msgspec.json.format(msgspec.json.encode(config)) + b"\n", replace=True)
+        durable.write_file(clinic.key_file, locked_key, replace=False)
     return secrets_, warnings
 
 

@@ -10,7 +10,7 @@ import sys
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from referral_clinic.inbox import PullReport
+from referral_clinic.pull_report import PullReport
 
 if TYPE_CHECKING:  # rich is imported only when there is a terminal to show progress on (about 40 ms)
     from rich.console import Console

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from referral_clinic.broker_client import BrokerClient
-from referral_clinic.inbox import ClinicKeys
+from referral_clinic.envelope_check import ClinicKeys
 from referral_clinic.keystore import ClinicConfig, ClinicDir
 from referral_protocol.clinic_identity import ClinicSecrets
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
 
-from referral_clinic.inbox import PullReport
+from referral_clinic.pull_report import PullReport
 from referral_clinic.session import say
 
 DEFAULT_INTERVAL = 60.0

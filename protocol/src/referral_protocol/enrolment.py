@@ -42,9 +42,8 @@ InboxCursor = Annotated[str, Meta(min_length=1, max_length=80, pattern=r"^(start
 class InboxPage(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
     """`GET /api/v1/clinic/inbox`: what waits for the calling clinic, oldest first.
 
-    Asked with `after` (`start`, then each page's `next`), a page also says where the next one begins,
-    so a clinic can fetch it while it still files and acknowledges this one; without `after` there is
-    no `next` and the first page is always the oldest waiting (what older clinic tools expect)."""
+    A page with `more` says where the next one begins (`next`), to be asked for with `after`, so a clinic
+    can fetch it while it still files and acknowledges this one; without `after` the page is the first."""
 
     items: list[InboxItem]
     more: bool

@@ -55,9 +55,17 @@ class _OneKey(HTTPSignatureKeyResolver):
 
 
 def sign_request(
-    method: str, url: str, headers: Mapping[str, str], body: bytes | None, *, key_id: str, seed: bytes
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    *,
+    key_id: str,
+    seed: bytes,
+    created: datetime.datetime | None = None,
 ) -> dict[str, str]:
-    """Return `headers` plus `Signature-Input`, `Signature` and, with a body, `Content-Digest`."""
+    """Return `headers` plus `Signature-Input`, `Signature` and, with a body, `Content-Digest`; signed as made
+    at `created` (now, by this computer's clock, unless given)."""
     message = _Message(method.upper(), url, dict(headers))
     signer = HTTPMessageSigner(
         signature_algorithm=algorithms.ED25519,
@@ -69,7 +77,7 @@ def sign_request(
         nonce=secrets.token_urlsafe(18),
         tag=TAG,
         covered_component_ids=_COVERED,
-        created=datetime.datetime.now(datetime.UTC),
+        created=created or datetime.datetime.now(datetime.UTC),
         body=body if body else None,
     )
     return message.headers

@@ -63,8 +63,8 @@ async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int, after: s
     """Referrals first, oldest first; then notices about referrals the clinic has received (a page is
     never all notices while referrals wait, so a referral is always served before its notices).
 
-    With `after` (`INBOX_START`, or a page's `next`) the page begins where the one before ended and says
-    where the next begins, so the clinic reads on while it still files and acknowledges. What it left
+    Each page says where the next begins (`next`); with `after` (`INBOX_START`, or a page's `next`) it
+    begins where the one before ended, so the clinic reads on while it still files and acknowledges. What it left
     waiting (skipped, or not yet acknowledged) is not served again in that reading; the next reading
     from `INBOX_START` begins with it."""
     limit = max(1, min(limit, MAX_PAGE))
@@ -96,8 +96,6 @@ async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int, after: s
         elif place is None or place.kind == "r":
             place = _Place("n")  # the referrals ended with this page: the next one begins with the notices
     await clinics.record_pull(ctx.pool, clinic.id, ctx.clock())
-    if after is None:
-        return InboxPage(items=items, more=more)
     return InboxPage(items=items, more=more, next=place.cursor() if more and place is not None else None)
 
 

@@ -2,7 +2,8 @@
 
 waitress serves (pure Python, runs on Windows, macOS and Linux). The listening socket is made here,
 bound to 127.0.0.1 and nothing else, then handed to waitress, so no option or default can widen it.
-One desk per clinic folder: `DIR/desk.lock` (filelock, portable) is held while the desk runs.
+One desk, or `watch`, per clinic folder: the folder's watcher lock (`folder_lock.take_for_watching`) is held
+while the desk runs; its pulls take the folder's own lock as every pull does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from filelock import FileLock, Timeout
+from filelock import FileLock
 from waitress import wasyncore
 from waitress.server import create_server
 
@@ -25,9 +26,8 @@ from referral_clinic.desk.front import FrontDesk
 from referral_clinic.desk.guard import LOOPBACK, Guard
 from referral_clinic.desk.states import StatesDamaged
 from referral_clinic.desk.texts import Texts
+from referral_clinic.folder_lock import ClinicDirBusy, ClinicDirUnusable, take_for_watching
 from referral_clinic.keystore import ClinicDirProblem
-
-DESK_LOCK = "desk.lock"
 
 
 class DeskCannotStart(Exception):
@@ -91,17 +91,16 @@ def open_desk(
         raise DeskCannotStart(f"{folder} does not exist; create it with `referral-clinic init`")
     if outdir.exists() and not outdir.is_dir():
         raise DeskCannotStart(f"{outdir} exists and is not a folder")
-    lock = FileLock(folder / DESK_LOCK)
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
+        lock = take_for_watching(folder)
+    except ClinicDirBusy:
         raise DeskCannotStart(
-            f"another desk is already open on {folder}: use its browser tab, or close it (Ctrl-C in its window) "
-            "and start this one again",
+            f"another desk is already open on {folder}, or `referral-clinic watch` pulls for it: use the desk's "
+            "browser tab, or close the other one (Ctrl-C in its window) and start this one again",
             busy=True,
         ) from None
-    except OSError as exc:
-        raise DeskCannotStart(f"cannot use {folder}: {exc.strerror}") from None
+    except ClinicDirUnusable as exc:
+        raise DeskCannotStart(str(exc)) from None
     try:
         listener = _loopback_socket(port)
         try:
