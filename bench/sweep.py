@@ -27,8 +27,8 @@ import msgspec
 from bench.stack import BIN, Stack
 from referral_broker.crypto.broker_keys import load_keys
 from referral_broker.domain.ids import new_id
-from referral_broker.domain.referral import ContactCopy
 from referral_broker.store import monitoring
+from referral_protocol.referral import ContactCopy
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 YEAR = timedelta(days=365)

@@ -25,11 +25,11 @@ import redis.asyncio as aioredis
 
 import devstack
 from referral_broker.crypto.broker_keys import init_keys
-from referral_broker.crypto.clinic_identity import ClinicSecrets, make_enrollment
 from referral_broker.services import enrolment
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from referral_broker.store.migrate import apply_migrations
+from referral_protocol.clinic_identity import ClinicSecrets, make_enrollment
 
 os.environ.setdefault("REFERRAL_CLINIC_KDF_PROFILE", "interactive")
 

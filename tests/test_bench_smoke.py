@@ -16,13 +16,13 @@ from bench import ab_pull, ceiling, openloop, scenarios, sweep
 from bench.bodies import bodies
 from bench.run import BEGIN, END, render, write_report
 
-from referral_broker.clinic.envelope_check import ClinicKeys
-from referral_broker.domain.enrolment import InboxItem
-from referral_broker.domain.referral import ReferralRequest, check_request
 from referral_broker.services import retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import clinics as clinic_store
 from referral_broker.store import monitoring
+from referral_clinic.envelope_check import ClinicKeys
+from referral_protocol.enrolment import InboxItem
+from referral_protocol.referral import ReferralRequest, check_request
 from tests.conftest import enrol_clinic
 
 

@@ -10,13 +10,13 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from referral_broker.crypto.encoding import key_id
-from referral_broker.crypto.envelope import open_envelope
-from referral_broker.crypto.request_signature import sign_request
 from referral_broker.services import dispatch
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from referral_broker.web.app import create_app
+from referral_protocol.encoding import key_id
+from referral_protocol.envelope import open_envelope
+from referral_protocol.request_signature import sign_request
 from tests.conftest import EnrolledClinic, RecordingDoorbell, enrol_clinic, referral_json
 
 BASE = "http://testserver.local"
@@ -128,9 +128,9 @@ async def test_stale_request_is_refused(
         def now(cls, tz: dt.tzinfo | None = None) -> Any:
             return stale
 
-    monkeypatch.setattr("referral_broker.crypto.request_signature.datetime.datetime", Past)
+    monkeypatch.setattr("referral_protocol.request_signature.datetime.datetime", Past)
     headers = _signed(a, "GET", "/api/v1/clinic/inbox")
-    monkeypatch.setattr("referral_broker.crypto.request_signature.datetime.datetime", real)
+    monkeypatch.setattr("referral_protocol.request_signature.datetime.datetime", real)
     response = await client.get("/api/v1/clinic/inbox", headers=headers)
     assert response.status_code == 401
 

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from referral_broker.domain.enrolment import INBOX_START, AckRequest, InboxPage
-from referral_broker.domain.errors import InvalidRequest
-from referral_broker.domain.referral import ReferralRequest
 from referral_broker.services import clinic_inbox, dispatch, intake
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import clinics
 from referral_broker.store.clinics import ClinicRow
+from referral_protocol.enrolment import INBOX_START, AckRequest, InboxPage
+from referral_protocol.errors import InvalidRequest
+from referral_protocol.referral import ReferralRequest
 from tests.conftest import enrol_clinic, referral_json
 
 

@@ -13,11 +13,11 @@ import uuid
 import msgspec
 import pytest
 
-from referral_broker.domain.enrolment import AckRequest
-from referral_broker.domain.referral import ReferralRequest
 from referral_broker.services import clinic_inbox, dispatch, intake
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import clinics
+from referral_protocol.enrolment import AckRequest
+from referral_protocol.referral import ReferralRequest
 from tests.conftest import enrol_clinic, referral_json
 
 

@@ -11,23 +11,23 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from referral_broker.crypto.clinic_identity import (
-    ClinicSecrets,
-    endorse,
-    key_request_fingerprint,
-    new_machine_request,
-    rotation_request,
-)
-from referral_broker.crypto.encoding import key_id
-from referral_broker.crypto.request_signature import sign_request
 from referral_broker.domain.keys import KeyState
-from referral_broker.domain.referral import ReferralRequest
 from referral_broker.services import clinic_keys, dispatch, enrolment, intake
 from referral_broker.services.clinic_keys import KeyChangeRefused
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from referral_broker.store import clinics
 from referral_broker.web.app import create_app
+from referral_protocol.clinic_identity import (
+    ClinicSecrets,
+    endorse,
+    key_request_fingerprint,
+    new_machine_request,
+    rotation_request,
+)
+from referral_protocol.encoding import key_id
+from referral_protocol.referral import ReferralRequest
+from referral_protocol.request_signature import sign_request
 from tests.conftest import EnrolledClinic, RecordingDoorbell, enrol_clinic, referral_json
 
 BASE = "http://testserver.local"

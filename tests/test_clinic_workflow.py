@@ -20,7 +20,11 @@ def test_the_clinic_workflow_runs_the_clinic_tests_on_windows_macos_and_linux() 
     assert set(job["strategy"]["matrix"]["os"]) == {"windows-latest", "macos-latest", "ubuntu-latest"}
     assert job["runs-on"] == "${{ matrix.os }}"
     commands = [step.get("run", "") for step in job["steps"]]
-    assert any("pytest" in c and c.rstrip().endswith("tests/clinic") for c in commands)
+    assert any("pytest" in c and c.rstrip().endswith("clinic/tests") for c in commands)
+    # As at a clinic: the protocol and the clinic's program, not the broker's distribution.
+    lines = [line for c in commands for line in c.splitlines()]
+    installs = [line for line in lines if "pip install" in line and "--upgrade pip" not in line]
+    assert installs and all("./protocol" in c and "./clinic" in c and ".[dev]" not in c for c in installs)
 
 
 @pytest.mark.skipif(

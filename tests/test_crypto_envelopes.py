@@ -12,17 +12,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from referral_broker.crypto import envelope, keyfile
-from referral_broker.crypto.clinic_identity import (
+from referral_broker.crypto.contact import ContactDecryptionFailed, ContactVault
+from referral_protocol import envelope, keyfile
+from referral_protocol.clinic_identity import (
     ClinicSecrets,
     EnrollmentInvalid,
     check_enrollment,
     make_enrollment,
 )
-from referral_broker.crypto.contact import ContactDecryptionFailed, ContactVault
-from referral_broker.crypto.encoding import normalise_fingerprint
-from referral_broker.crypto.padding import BUCKETS, pad, unpad
-from referral_broker.domain.errors import EnvelopeRejected, KeyFileError
+from referral_protocol.encoding import normalise_fingerprint
+from referral_protocol.errors import EnvelopeRejected, KeyFileError
+from referral_protocol.padding import BUCKETS, pad, unpad
 
 BROKER = envelope.BrokerSigner.generate()
 CLINIC_A = ClinicSecrets.generate("clinic-a")

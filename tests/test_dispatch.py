@@ -9,12 +9,12 @@ from datetime import timedelta
 import msgspec
 import pytest
 
-from referral_broker.domain.referral import ReferralRequest
 from referral_broker.services import dispatch, intake, reconcile
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.dispatch import DispatchOutcome
 from referral_broker.services.ports import JOB_DISPATCH
 from referral_broker.store import audit
+from referral_protocol.referral import ReferralRequest
 from tests.conftest import RecordingDoorbell, enrol_clinic, referral_json
 
 

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from referral_broker.domain.contact import ContactInvalid, age_on, normalise_email, normalise_phone
 from referral_broker.domain.delivery import TRANSITIONS, DeliveryStatus, can_move, check_move, sources_of
-from referral_broker.domain.errors import IllegalTransition, InvalidRequest
 from referral_broker.domain.keys import KEY_TRANSITIONS, KeyState, check_key_move, key_sources_of
-from referral_broker.domain.referral import ReferralRequest, check_request
-from referral_broker.domain.validation import decode_json
+from referral_protocol.contact import ContactInvalid, age_on, normalise_email, normalise_phone
+from referral_protocol.errors import IllegalTransition, InvalidRequest
+from referral_protocol.referral import ReferralRequest, check_request
+from referral_protocol.validation import decode_json
 from tests.conftest import referral_json
 
 

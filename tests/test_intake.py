@@ -9,11 +9,11 @@ import asyncpg
 import msgspec
 import pytest
 
-from referral_broker.domain.errors import InvalidRequest
-from referral_broker.domain.referral import ContactCopy, ReferralRequest
 from referral_broker.services import intake
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import JOB_DISPATCH
+from referral_protocol.errors import InvalidRequest
+from referral_protocol.referral import ContactCopy, ReferralRequest
 from tests.conftest import RecordingDoorbell, enrol_clinic, referral_json
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from referral_broker.cli.broker import main
 from referral_broker.crypto.broker_keys import init_keys
-from referral_broker.crypto.clinic_identity import ClinicSecrets, make_enrollment
 from referral_broker.services.settings import ConfigError, Settings
 from referral_broker.store.migrate import apply_migrations, migration_files
+from referral_protocol.clinic_identity import ClinicSecrets, make_enrollment
 from tests.conftest import Servers
 
 

@@ -14,12 +14,12 @@ import msgspec
 import pytest
 
 from referral_broker.cli.broker import main
-from referral_broker.domain.referral import ReferralRequest
 from referral_broker.domain.retention import months_before
 from referral_broker.services import clinic_inbox, dispatch, intake, retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, clinics
 from referral_broker.store.retention import DUE_BATCH_SQL
+from referral_protocol.referral import ReferralRequest
 from tests.conftest import enrol_clinic, referral_json
 from tests.processes import program
 
@@ -75,7 +75,7 @@ async def test_untouched_at_five_months_minus_a_day_anonymised_at_five_months_pl
     clinic_a = await clinics.by_slug(broker.pool, "a")
     assert clinic_a is not None
     page = await clinic_inbox.list_inbox(broker, clinic_a, 10)
-    from referral_broker.domain.enrolment import AckRequest
+    from referral_protocol.enrolment import AckRequest
 
     await clinic_inbox.acknowledge(broker, clinic_a, AckRequest([page.items[0].delivery_id]))
     five_months = datetime(2026, 8, 10, 12, 0, tzinfo=UTC)

@@ -11,15 +11,15 @@ from typing import Any
 import msgspec
 import pytest
 
-from referral_broker.crypto.envelope import open_envelope
-from referral_broker.domain.enrolment import AckRequest, Refusal, RefusalRequest
-from referral_broker.domain.errors import InvalidRequest
-from referral_broker.domain.notice import NOTICE_PAYLOAD_FORMAT, NoticePayload
-from referral_broker.domain.referral import ContactCopy, Patient, ReferralRequest
 from referral_broker.services import clinic_inbox, clinic_status, dispatch, intake, manage, retention, rights
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import CodeNotSent
 from referral_broker.store import clinics, notices
+from referral_protocol.enrolment import AckRequest, Refusal, RefusalRequest
+from referral_protocol.envelope import open_envelope
+from referral_protocol.errors import InvalidRequest
+from referral_protocol.notice import NOTICE_PAYLOAD_FORMAT, NoticePayload
+from referral_protocol.referral import ContactCopy, Patient, ReferralRequest
 from tests.conftest import EnrolledClinic, enrol_clinic, referral_json
 
 SECRET_NEED = "Canary-need-7Q2 vondt i skulderen"

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from referral_broker.crypto.clinic_identity import ClinicSecrets, endorse, new_machine_request
-from referral_broker.crypto.encoding import key_id
-from referral_broker.domain.errors import InvalidRequest
-from referral_broker.domain.referral import ReferralRequest
 from referral_broker.services import clinic_keys, enrolment, intake, operator_actions
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.sealing_targets import SealingTargets
 from referral_broker.store import clinics
+from referral_protocol.clinic_identity import ClinicSecrets, endorse, new_machine_request
+from referral_protocol.encoding import key_id
+from referral_protocol.errors import InvalidRequest
+from referral_protocol.referral import ReferralRequest
 from tests.conftest import EnrolledClinic, enrol_clinic, referral_json
 
 

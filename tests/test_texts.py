@@ -6,36 +6,40 @@ from __future__ import annotations
 import pytest
 
 from referral_broker import texts
-from referral_broker.domain.consent import CONSENT_LANGUAGES, CONSENT_VERSION, consent_text_sha256
-from referral_broker.domain.notice import NoticeKind
 from referral_broker.services import catalogue
 from referral_broker.services.code_channels import SUBJECT, code_text
 from referral_broker.web.i18n import Translator
+from referral_protocol import wording
+from referral_protocol.consent import CONSENT_LANGUAGES, CONSENT_VERSION, consent_text_sha256
+from referral_protocol.notice import NoticeKind
 
 
 def test_every_consent_version_reads_as_the_text_its_recorded_hash_was_made_of() -> None:
     # The hash referrals have recorded since 2026-11-01, from the texts as they were before the catalogues.
     assert consent_text_sha256("2026-11-01") == "81647baa0f9b2d7db5585fbc6ad0905406bb39aede2c55cfe36c87b57cd12271"
     for version, languages in CONSENT_LANGUAGES.items():
-        assert set(texts.consent_texts(version)) == set(languages)
-    assert texts.consent_texts(CONSENT_VERSION)["nb"].startswith("Jeg samtykker til at opplysningene")
-    assert catalogue.current_consent().text == texts.consent_texts(CONSENT_VERSION)
+        assert set(wording.consent_texts(version)) == set(languages)
+    assert wording.consent_texts(CONSENT_VERSION)["nb"].startswith("Jeg samtykker til at opplysningene")
+    assert catalogue.current_consent().text == wording.consent_texts(CONSENT_VERSION)
 
 
 def test_a_consent_text_edited_in_a_catalogue_is_refused_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = texts.text
+    original = wording.messages
 
-    def edited(language: str, key: str, /, **values: object) -> str:
-        found = original(language, key, **values)
-        return found.replace("fem måneder", "seks måneder") if key.startswith("consent.") else found
+    def edited(language: str) -> dict[str, str]:
+        found = dict(original(language))
+        key = f"consent.{CONSENT_VERSION}"
+        if key in found:
+            found[key] = found[key].replace("fem måneder", "seks måneder")
+        return found
 
-    monkeypatch.setattr(texts, "text", edited)
-    texts.consent_texts.cache_clear()
+    monkeypatch.setattr(wording, "messages", edited)
+    wording.consent_texts.cache_clear()
     try:
-        with pytest.raises(texts.ConsentTextChangedError):
-            texts.consent_texts(CONSENT_VERSION)
+        with pytest.raises(wording.ConsentTextChangedError):
+            wording.consent_texts(CONSENT_VERSION)
     finally:
-        texts.consent_texts.cache_clear()
+        wording.consent_texts.cache_clear()
 
 
 def test_a_language_the_consent_was_not_written_in_shows_the_bokmal_text_it_agrees_to() -> None:
@@ -43,7 +47,7 @@ def test_a_language_the_consent_was_not_written_in_shows_the_bokmal_text_it_agre
         t = Translator(language)
         expected = language if language in CONSENT_LANGUAGES[CONSENT_VERSION] else "nb"
         assert t.consent_language() == expected
-        assert t.consent_text() == texts.consent_texts(CONSENT_VERSION)[expected]
+        assert t.consent_text() == wording.consent_texts(CONSENT_VERSION)[expected]
 
 
 def test_the_one_time_code_message_reads_word_for_word_as_before() -> None:

@@ -13,8 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 THREAT_MODEL = ROOT / "docs" / "threat-model.md"
 
-#: `tests/x/test_y.py` followed by any `::name` parts, e.g. `tests/a.py::test_b, ::test_c`.
-_REFERENCE = re.compile(r"(tests/[\w/]+\.py)((?:(?:::|,\s*::)\w+)*)")
+#: `tests/x/test_y.py` (or the clinic program's `clinic/tests/…`) followed by any `::name` parts, e.g.
+#: `tests/a.py::test_b, ::test_c`.
+_REFERENCE = re.compile(r"((?<![\w/])(?:clinic/)?tests/[\w/]+\.py)((?:(?:::|,\s*::)\w+)*)")
 
 
 def _references(text: str) -> dict[str, set[str]]:

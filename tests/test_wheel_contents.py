@@ -1,6 +1,6 @@
-"""The product's wheel holds the product and nothing of its development machinery: no private-server
-launcher, no dev stack, no tests or bench; and it still holds the migrations, templates, static files and
-text catalogues the programs read at run time."""
+"""The broker's wheel holds the broker and nothing of its development machinery: no private-server
+launcher, no dev stack, no tests or bench, and not the clinic's program; and it still holds the migrations,
+templates, static files and text catalogues the programs read at run time."""
 
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ def test_the_wheel_holds_the_product_and_none_of_its_development_machinery(tmp_p
         assert expected <= set(names), sorted(expected - set(names))
     sources = {f"referral_broker/{p.relative_to(PACKAGE).as_posix()}" for p in PACKAGE.rglob("*.py")}
     assert sources == {n for n in names if n.endswith(".py")}
-    # Both programs are still installed by the wheel, and nothing else.
+    # The broker's program only: the clinic's program and the protocol are distributions of their own.
     scripts = [line.split(" = ")[0] for line in entry_points.splitlines() if " = " in line]
-    assert scripts == ["referral-broker", "referral-clinic"], entry_points
+    assert scripts == ["referral-broker"], entry_points
+    assert not [n for n in names if n.startswith("referral_broker/clinic/") or "referral_clinic" in n]
+    assert not [n for n in names if "referral_protocol" in n]

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from referral_broker.clinic.desk.server import RunningDesk, open_desk
-from referral_broker.domain.notice import NoticeKind
+from broker_stand_in import CANARY_NAME, CANARY_NEED
+from clinic_folder import PASSPHRASE, Clinic, clinic, clinic_env
+from referral_clinic.desk.server import RunningDesk, open_desk
+from referral_protocol.notice import NoticeKind
+from test_notices import CORRECTED, notice_for, serve_notice
 from tests.browser.conftest import assert_accessible
-from tests.clinic.broker_stand_in import CANARY_NAME, CANARY_NEED
-from tests.clinic.conftest import PASSPHRASE, Clinic, clinic, clinic_env
-from tests.clinic.test_notices import CORRECTED, notice_for, serve_notice
 
 __all__ = ["clinic", "clinic_env"]
 

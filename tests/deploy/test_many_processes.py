@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from devstack import free_port
-from referral_broker.crypto.encoding import key_id
-from referral_broker.crypto.request_signature import sign_request
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
+from referral_protocol.encoding import key_id
+from referral_protocol.request_signature import sign_request
 from tests.conftest import EnrolledClinic, Servers, enrol_clinic, referral_json
 from tests.processes import Program, program, wait_for_http, wait_for_value
 

@@ -18,8 +18,8 @@ import asyncpg
 import httpx
 import pytest
 
-from referral_broker.clinic import broker_client
-from referral_broker.clinic.session import unlock
+from referral_clinic import broker_client
+from referral_clinic.session import unlock
 from tests.conftest import referral_json
 from tests.e2e.test_pipeline_processes import PASSPHRASE, Broker, broker  # noqa: F401 - the fixture
 from tests.processes import Program, program, run, wait_for_http, wait_for_value

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from referral_broker.clinic.desk.server import open_desk
-from tests.clinic.desk_stand import wait_until
+from desk_stand import wait_until
+from referral_clinic.desk.server import open_desk
 from tests.conftest import referral_json
 from tests.e2e.test_pipeline_processes import PASSPHRASE, Broker, broker
 from tests.e2e.test_rights_processes import Browser

@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from referral_broker.crypto.broker_keys import load_keys
-from referral_broker.domain.referral import ContactCopy
+from referral_protocol.referral import ContactCopy
 from tests.conftest import Servers
 from tests.e2e.test_pipeline_processes import Broker, _pg_dump, started_broker
 from tests.ops.notice_sinks import MailSink, mail_sink  # noqa: F401 - the fixture

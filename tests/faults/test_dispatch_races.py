@@ -19,11 +19,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from referral_broker.domain.referral import ReferralRequest
 from referral_broker.services import dispatch, intake, notifications, reconcile
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import JOB_DISPATCH
 from referral_broker.services.settings import Settings
+from referral_protocol.referral import ReferralRequest
 from tests.conftest import RecordingDoorbell, enrol_clinic, referral_json
 
 RUNS = 200

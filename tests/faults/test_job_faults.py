@@ -27,7 +27,6 @@ from arq.worker import Worker
 from litestar.testing import AsyncTestClient
 
 from referral_broker.adapters.arq_doorbell import WITHDRAWN_KEPT_MS, ArqDoorbell, redis_settings
-from referral_broker.domain.referral import ReferralRequest
 from referral_broker.queue import jobs
 from referral_broker.queue.worker import worker_options
 from referral_broker.services import intake, monitoring
@@ -35,6 +34,7 @@ from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import JOB_DISPATCH, job_id
 from referral_broker.services.settings import Settings
 from referral_broker.web.app import create_app
+from referral_protocol.referral import ReferralRequest
 from tests.conftest import RecordingDoorbell, enrol_clinic, referral_json
 from tests.faults.stack import queued_dispatch_jobs
 

@@ -24,9 +24,9 @@ import redis
 
 from devstack import RedisServer
 from devstack.stack import Stack
-from referral_broker.clinic.keystore import ClinicDir
-from referral_broker.crypto.encoding import key_id
-from referral_broker.crypto.request_signature import sign_request
+from referral_clinic.keystore import ClinicDir
+from referral_protocol.encoding import key_id
+from referral_protocol.request_signature import sign_request
 from tests.e2e.test_pipeline_processes import PASSPHRASE
 from tests.faults.stack import (
     DELIVERED_ONCE,

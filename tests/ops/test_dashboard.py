@@ -10,11 +10,11 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from referral_broker.crypto.encoding import key_id
-from referral_broker.crypto.request_signature import sign_request
 from referral_broker.services import clinic_inbox, dispatch, monitoring
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import clinics
+from referral_protocol.encoding import key_id
+from referral_protocol.request_signature import sign_request
 from tests.conftest import EnrolledClinic, enrol_clinic
 from tests.ops.conftest import BASE, Account, Clock, OpsApp, post_form, sign_in, submit_and_dispatch
 

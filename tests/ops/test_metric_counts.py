@@ -16,13 +16,13 @@ import asyncpg
 import msgspec
 import pytest
 
-from referral_broker.domain.enrolment import AckRequest
-from referral_broker.domain.referral import ReferralRequest
 from referral_broker.services import clinic_inbox, dispatch, intake, manage, retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from referral_broker.store import clinics, migrate, monitoring
 from referral_broker.store.migrate import apply_migrations
+from referral_protocol.enrolment import AckRequest
+from referral_protocol.referral import ReferralRequest
 from tests.conftest import RecordingDoorbell, Servers, enrol_clinic, referral_json
 
 BOUNDS = [0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400]

@@ -11,12 +11,12 @@ import msgspec
 from litestar.testing import AsyncTestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from referral_broker.domain.enrolment import AckRequest
 from referral_broker.services import clinic_inbox, dispatch, retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from referral_broker.store import clinics
 from referral_broker.web.app import create_app
+from referral_protocol.enrolment import AckRequest
 from tests.conftest import enrol_clinic, referral_json
 from tests.ops.conftest import BASE, Clock, submit_and_dispatch
 from tests.ops.notice_sinks import free_port

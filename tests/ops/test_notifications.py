@@ -17,8 +17,6 @@ from nacl.signing import VerifyKey
 
 from referral_broker.adapters.configured import ConfiguredNoticeSender
 from referral_broker.adapters.webhook import SIGNATURE_HEADER, WEBHOOK_DOMAIN
-from referral_broker.domain.referral import Receipt, ReferralRequest
-from referral_broker.domain.validation import decode_json
 from referral_broker.queue import notification_jobs
 from referral_broker.services import clinic_inbox, dispatch, intake, monitoring, notifications
 from referral_broker.services.context import BrokerContext
@@ -26,6 +24,8 @@ from referral_broker.services.notifications import ContactRefused, NotifyOutcome
 from referral_broker.services.ports import JOB_NOTIFY
 from referral_broker.store import clinics
 from referral_broker.store import monitoring as monitoring_store
+from referral_protocol.referral import Receipt, ReferralRequest
+from referral_protocol.validation import decode_json
 from tests.conftest import RecordingDoorbell, enrol_clinic, referral_json
 from tests.ops.conftest import Clock
 from tests.ops.notice_sinks import MailSink, WebhookReceiver

@@ -10,10 +10,10 @@ import msgspec
 from litestar.testing import AsyncTestClient
 
 from referral_broker.adapters.configured import ConfiguredNoticeSender
-from referral_broker.domain.enrolment import AckRequest
 from referral_broker.services import clinic_inbox, dispatch, notifications
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import clinics
+from referral_protocol.enrolment import AckRequest
 from tests.conftest import enrol_clinic, referral_json
 from tests.ops.conftest import Account, Clock, OpsApp, post_form, sign_in
 from tests.ops.notice_sinks import MailSink, WebhookReceiver

@@ -6,9 +6,9 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from referral_broker.crypto.encoding import key_id
 from referral_broker.services import clinic_keys
 from referral_broker.services.context import BrokerContext
+from referral_protocol.encoding import key_id
 from tests.conftest import enrol_clinic
 from tests.ops.conftest import Account, Clock, sign_in, submit_and_dispatch
 

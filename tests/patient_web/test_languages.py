@@ -88,7 +88,7 @@ def test_every_field_error_has_its_own_message_in_each_language(language: str) -
     t = Translator(language)  # type: ignore[arg-type]
     generic = t("error.generic")
     for field, code in FIELD_ERRORS:
-        from referral_broker.domain.errors import FieldError
+        from referral_protocol.errors import FieldError
 
         messages = messages_by_field([FieldError(field, code, "x")], t, minimum_age=16)
         assert len(messages) == 1, (field, code)

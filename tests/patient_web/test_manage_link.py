@@ -9,11 +9,11 @@ from typing import Any
 import msgspec
 from litestar.testing import AsyncTestClient
 
-from referral_broker.crypto.encoding import key_id
-from referral_broker.crypto.request_signature import sign_request
 from referral_broker.services import dispatch
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import deliveries
+from referral_protocol.encoding import key_id
+from referral_protocol.request_signature import sign_request
 from tests.conftest import EnrolledClinic
 from tests.patient_web.conftest import BASE, csrf_of, manage_token_of, send_form
 

@@ -15,8 +15,6 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
-from referral_broker.domain.notice import NOTICE_KINDS
-from referral_broker.domain.referral import ContactCopy
 from referral_broker.domain.retention import months_after
 from referral_broker.services import dispatch
 from referral_broker.services.context import BrokerContext
@@ -24,6 +22,8 @@ from referral_broker.store import deliveries
 from referral_broker.web.i18n import CATALOGUES, Translator
 from referral_broker.web.patient.rights_access import CODE_REQUESTS_PER_CLIENT, SESSION_COOKIE
 from referral_broker.web.patient.rights_views import day
+from referral_protocol.notice import NOTICE_KINDS
+from referral_protocol.referral import ContactCopy
 from tests.conftest import EnrolledClinic
 from tests.ops.notice_sinks import MailSink, mail_sink  # noqa: F401 - the SMTP sink fixture
 from tests.patient_web.conftest import FIXED_NOW, ClientFactory, csrf_of, send_form

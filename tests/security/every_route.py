@@ -18,12 +18,12 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from referral_broker.crypto.encoding import key_id
-from referral_broker.crypto.request_signature import sign_request
 from referral_broker.services import operators
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from referral_broker.web.app import create_app
+from referral_protocol.encoding import key_id
+from referral_protocol.request_signature import sign_request
 from tests.conftest import EnrolledClinic, RecordingDoorbell
 from tests.patient_web.conftest import csrf_of, enrol_patient_clinics, manage_token_of, send_form
 

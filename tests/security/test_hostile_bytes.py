@@ -15,8 +15,8 @@ import msgspec
 import pytest
 from asyncpg.exceptions import CharacterNotInRepertoireError
 
-from referral_broker.domain.enrolment import KEY_REQUEST_FORMAT
 from referral_broker.services import catalogue, monitoring
+from referral_protocol.enrolment import KEY_REQUEST_FORMAT
 from tests.security.every_route import Route, Site, every_route, form_fields, site_fixture  # noqa: F401 - fixture
 
 #: As they travel in a URL (already percent-encoded).

@@ -5,9 +5,9 @@ the OpenAPI document publishes for the referral).
 
 Covered elsewhere, not repeated here: any flipped bit of an envelope refused
 (tests/test_crypto_envelopes.py::test_any_flipped_byte_is_refused, and through the clinic tool in
-tests/clinic/test_envelope_checks.py), a payload for clinic B re-sealed to A refused
-(tests/clinic/test_envelope_checks.py::test_payload_for_other_clinic_resealed_to_us_is_refused),
-replays skipped (tests/clinic/test_pull.py::test_replayed_envelope_is_skipped), padding round trips
+clinic/tests/test_envelope_checks.py), a payload for clinic B re-sealed to A refused
+(clinic/tests/test_envelope_checks.py::test_payload_for_other_clinic_resealed_to_us_is_refused),
+replays skipped (clinic/tests/test_pull.py::test_replayed_envelope_is_skipped), padding round trips
 (tests/test_crypto_envelopes.py).
 """
 
@@ -27,19 +27,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import referral_broker
-from referral_broker.crypto import envelope, keyfile
-from referral_broker.crypto.clinic_identity import (
+import referral_clinic
+import referral_protocol
+from referral_protocol import envelope, keyfile
+from referral_protocol.clinic_identity import (
     ClinicSecrets,
     EnrollmentInvalid,
     check_enrollment,
     check_key_request,
     make_enrollment,
 )
-from referral_broker.crypto.padding import BUCKETS, pad, unpad
-from referral_broker.domain.enrolment import AckRequest, RefusalRequest
-from referral_broker.domain.errors import EnvelopeRejected, InvalidRequest, KeyFileError
-from referral_broker.domain.referral import ReferralRequest
-from referral_broker.domain.validation import decode_json
+from referral_protocol.enrolment import AckRequest, RefusalRequest
+from referral_protocol.errors import EnvelopeRejected, InvalidRequest, KeyFileError
+from referral_protocol.padding import BUCKETS, pad, unpad
+from referral_protocol.referral import ReferralRequest
+from referral_protocol.validation import decode_json
 from tests.conftest import referral_json
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -168,13 +170,19 @@ def _unknown_field_everywhere(example: dict[str, Any]) -> list[tuple[str, Any]]:
 def _all_structs() -> list[type[msgspec.Struct]]:
     """Every msgspec type of ours: requests, payloads, envelopes, file formats, job-free by design."""
     found: dict[str, type[msgspec.Struct]] = {}
-    for info in pkgutil.walk_packages(referral_broker.__path__, "referral_broker."):
-        if info.name.split(".")[1] not in {"domain", "crypto", "clinic"}:
-            continue
-        module = importlib.import_module(info.name)
+    # The protocol and the clinic's program whole; of the broker, its own types (its web layer's are swept
+    # through the routes).
+    modules = [
+        info.name
+        for package in (referral_protocol, referral_clinic, referral_broker)
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
+        if package is not referral_broker or info.name.split(".")[1] in {"domain", "crypto"}
+    ]
+    for module_name in modules:
+        module = importlib.import_module(module_name)
         for name, obj in inspect.getmembers(module, inspect.isclass):
-            if issubclass(obj, msgspec.Struct) and obj.__module__ == info.name:
-                found[f"{info.name}.{name}"] = obj
+            if issubclass(obj, msgspec.Struct) and obj.__module__ == module_name:
+                found[f"{module_name}.{name}"] = obj
     return [found[k] for k in sorted(found)]
 
 

@@ -23,13 +23,13 @@ import httpx
 import msgspec
 import pytest
 
-from referral_broker.crypto.encoding import key_id
-from referral_broker.crypto.request_signature import sign_request
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.rights import MAX_CODE_ATTEMPTS
 from referral_broker.services.settings import Settings
 from referral_broker.web.app import create_app
 from referral_broker.web.patient.rights_access import CODE_REQUESTS_PER_CLIENT
+from referral_protocol.encoding import key_id
+from referral_protocol.request_signature import sign_request
 from tests.conftest import EnrolledClinic, RecordingDoorbell, enrol_clinic, referral_json
 from tests.ops.conftest import PASSWORD, Account, code_at, make_account
 from tests.patient_web.conftest import FIXED_NOW, enrol_patient_clinics

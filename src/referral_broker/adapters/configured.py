@@ -6,11 +6,11 @@ from referral_broker.adapters.dev_outbox import DevOutbox
 from referral_broker.adapters.sms import HttpSmsGateway, SmsGateway
 from referral_broker.adapters.smtp import SmtpServer, send_code_email, send_notice_email
 from referral_broker.adapters.webhook import post_webhook
-from referral_broker.crypto.envelope import BrokerSigner
 from referral_broker.services.code_channels import SUBJECT, code_text
 from referral_broker.services.notice_channels import Notice
 from referral_broker.services.ports import CodeNotSent, CodeSender
 from referral_broker.services.settings import Settings
+from referral_protocol.envelope import BrokerSigner
 
 
 class ConfiguredCodeSender:

@@ -14,8 +14,8 @@ import httpx
 import msgspec
 
 from referral_broker.adapters import TIMEOUT_SECONDS
-from referral_broker.crypto.envelope import BrokerSigner
 from referral_broker.services.notice_channels import ChannelFailed, Notice
+from referral_protocol.envelope import BrokerSigner
 
 WEBHOOK_DOMAIN = b"referral-broker webhook v1\x00"
 SIGNATURE_HEADER = "Referral-Broker-Signature"

@@ -13,9 +13,9 @@ from typing import Any
 from referral_broker.cli import operations, retention
 from referral_broker.cli.command_context import run_with_context
 from referral_broker.crypto.broker_keys import BrokerKeysMissing, init_keys
-from referral_broker.domain.errors import DomainError
 from referral_broker.services import enrolment
 from referral_broker.services.settings import ConfigError, Settings
+from referral_protocol.errors import DomainError
 
 log = logging.getLogger("referral_broker")
 

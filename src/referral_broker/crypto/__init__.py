@@ -1,1 +1,2 @@
-"""All cryptography of the product. Nothing else imports nacl or cryptography directly."""
+"""The broker's own cryptography (its keys, the contact vault, tokens); what clinics share with it is in
+`referral_protocol`. Nothing else imports nacl or cryptography directly."""

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from referral_broker.crypto.contact import ContactVault
-from referral_broker.crypto.encoding import b64, format_public_key, unb64
-from referral_broker.crypto.envelope import BrokerSigner
-from referral_broker.crypto.keyfile import write_private
+from referral_protocol.encoding import b64, format_public_key, unb64
+from referral_protocol.envelope import BrokerSigner
+from referral_protocol.keyfile import write_private
 
 SIGNING_FILE = "broker-signing.key"
 DATA_FILE = "data.key"

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from referral_broker.domain.errors import DomainError
+from referral_protocol.errors import DomainError
 
 _PREFIX = b"RBC1"
 _NONCE = 12

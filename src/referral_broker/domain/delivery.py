@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from referral_broker.domain.errors import IllegalTransition
+from referral_protocol.errors import IllegalTransition
 
 
 class DeliveryStatus(StrEnum):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import msgspec
 
-from referral_broker import texts
-from referral_broker.domain.consent import CONSENT_VERSION
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import clinics
+from referral_protocol import wording
+from referral_protocol.consent import CONSENT_VERSION
 
 
 class ClinicChoice(msgspec.Struct, frozen=True):
@@ -24,7 +24,7 @@ class ConsentText(msgspec.Struct, frozen=True):
 
 
 def current_consent() -> ConsentText:
-    return ConsentText(version=CONSENT_VERSION, text=dict(texts.consent_texts(CONSENT_VERSION)))
+    return ConsentText(version=CONSENT_VERSION, text=dict(wording.consent_texts(CONSENT_VERSION)))
 
 
 async def choosable_clinics(ctx: BrokerContext) -> list[ClinicChoice]:

@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 
-from referral_broker.crypto.request_signature import (
+from referral_broker.domain.keys import ClinicStatus, KeyState
+from referral_broker.services.context import BrokerContext
+from referral_broker.store import clinics, nonces
+from referral_broker.store.clinics import ClinicRow
+from referral_protocol.errors import DomainError
+from referral_protocol.request_signature import (
     MAX_AGE,
     RequestSignatureInvalid,
     signature_key_id,
     verify_request,
 )
-from referral_broker.domain.errors import DomainError
-from referral_broker.domain.keys import ClinicStatus, KeyState
-from referral_broker.services.context import BrokerContext
-from referral_broker.store import clinics, nonces
-from referral_broker.store.clinics import ClinicRow
 
 #: Nonces are kept a while past the signature's freshness window, so a replay is caught whatever its age.
 NONCE_RETENTION = MAX_AGE * 2 + timedelta(minutes=1)

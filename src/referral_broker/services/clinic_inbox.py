@@ -8,7 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from referral_broker.domain.enrolment import (
+from referral_broker.services.context import BrokerContext
+from referral_broker.store import audit, clinics, deliveries, notices
+from referral_broker.store.clinics import ClinicRow
+from referral_protocol.enrolment import (
     INBOX_START,
     MAX_ACK,
     AckRequest,
@@ -17,10 +20,7 @@ from referral_broker.domain.enrolment import (
     InboxItem,
     InboxPage,
 )
-from referral_broker.domain.errors import FieldError, InvalidRequest
-from referral_broker.services.context import BrokerContext
-from referral_broker.store import audit, clinics, deliveries, notices
-from referral_broker.store.clinics import ClinicRow
+from referral_protocol.errors import FieldError, InvalidRequest
 
 MAX_PAGE = 500
 

@@ -15,20 +15,20 @@ from datetime import datetime
 
 import asyncpg
 
-from referral_broker.crypto.clinic_identity import (
-    EnrollmentInvalid,
-    check_key_request,
-    key_request_fingerprint,
-    verify_endorsement,
-)
-from referral_broker.crypto.encoding import key_id
-from referral_broker.domain.enrolment import KeyRequestAnswer
-from referral_broker.domain.errors import DomainError
 from referral_broker.domain.keys import ClinicStatus, KeyPurpose, KeyState, check_key_move
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, clinics, notices, undeliverable
 from referral_broker.store.clinics import ClinicKeyRow, ClinicRow
 from referral_broker.store.pool import Connection
+from referral_protocol.clinic_identity import (
+    EnrollmentInvalid,
+    check_key_request,
+    key_request_fingerprint,
+    verify_endorsement,
+)
+from referral_protocol.encoding import key_id
+from referral_protocol.enrolment import KeyRequestAnswer
+from referral_protocol.errors import DomainError
 
 REVOKED_REASON = "sealed only to revoked keys"
 

@@ -18,15 +18,15 @@ from datetime import datetime
 import msgspec
 
 from referral_broker import texts
-from referral_broker.crypto import envelope
 from referral_broker.domain.delivery import DeliveryStatus
-from referral_broker.domain.notice import NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
-from referral_broker.domain.referral import Patient
 from referral_broker.services import notifications
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import clinics, notices
 from referral_broker.store.pool import Connection
 from referral_broker.store.referrals import DeliveryView
+from referral_protocol import envelope
+from referral_protocol.notice import NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
+from referral_protocol.referral import Patient
 
 _encode = msgspec.json.Encoder().encode
 _GONE = frozenset({DeliveryStatus.CANCELLED.value, DeliveryStatus.EXPIRED.value})

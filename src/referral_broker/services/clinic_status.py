@@ -14,11 +14,11 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 
-from referral_broker.domain.enrolment import ClinicStatusReport, KeyStatus, RefusalRequest, RefusalResult
 from referral_broker.services.clinic_keys import retire_finished_keys
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, clinics, notices, undeliverable
 from referral_broker.store.clinics import ClinicRow
+from referral_protocol.enrolment import ClinicStatusReport, KeyStatus, RefusalRequest, RefusalResult
 
 
 async def status(ctx: BrokerContext, clinic: ClinicRow) -> ClinicStatusReport:

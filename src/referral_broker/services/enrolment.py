@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from referral_broker.crypto.clinic_identity import EnrollmentInvalid, check_enrollment, fingerprint_of
-from referral_broker.crypto.encoding import key_id, normalise_fingerprint
-from referral_broker.domain.categories import CATEGORIES
-from referral_broker.domain.errors import DomainError
 from referral_broker.domain.keys import KeyPurpose, KeyState
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, clinics
 from referral_broker.store.clinics import ClinicKeyRow, ClinicRow
+from referral_protocol.categories import CATEGORIES
+from referral_protocol.clinic_identity import EnrollmentInvalid, check_enrollment, fingerprint_of
+from referral_protocol.encoding import key_id, normalise_fingerprint
+from referral_protocol.errors import DomainError
 
 
 class EnrolmentRefused(DomainError):

@@ -17,14 +17,18 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from referral_broker.crypto import envelope
 from referral_broker.crypto.tokens import token_hash
-from referral_broker.domain.consent import CONSENT_VERSION, consent_text_sha256
-from referral_broker.domain.errors import FieldError, InvalidRequest
 from referral_broker.domain.ids import new_id
 from referral_broker.domain.keys import ClinicStatus
 from referral_broker.domain.reference import new_reference
-from referral_broker.domain.referral import (
+from referral_broker.services.context import BrokerContext
+from referral_broker.services.ports import JOB_DISPATCH
+from referral_broker.store import clinics as clinic_store
+from referral_broker.store import referrals as referral_store
+from referral_protocol import envelope
+from referral_protocol.consent import CONSENT_VERSION, consent_text_sha256
+from referral_protocol.errors import FieldError, InvalidRequest
+from referral_protocol.referral import (
     REFERRAL_PAYLOAD_FORMAT,
     CheckedReferral,
     ContactCopy,
@@ -35,10 +39,6 @@ from referral_broker.domain.referral import (
     SealedConsent,
     check_request,
 )
-from referral_broker.services.context import BrokerContext
-from referral_broker.services.ports import JOB_DISPATCH
-from referral_broker.store import clinics as clinic_store
-from referral_broker.store import referrals as referral_store
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ import uuid
 from dataclasses import dataclass
 
 from referral_broker.crypto.tokens import token_hash
-from referral_broker.domain.notice import NoticeKind
 from referral_broker.services import clinic_notices
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import JOB_DISPATCH
@@ -20,6 +19,7 @@ from referral_broker.store import audit, outbox
 from referral_broker.store import referrals as referral_store
 from referral_broker.store.pool import Connection
 from referral_broker.store.referrals import DeliveryView, ManagedReferral
+from referral_protocol.notice import NoticeKind
 
 _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 

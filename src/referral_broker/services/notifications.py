@@ -23,12 +23,12 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from referral_broker.domain.errors import DomainError
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.notice_channels import ChannelFailed, Notice, NoticeSender
 from referral_broker.services.ports import JOB_NOTIFY
 from referral_broker.store import audit, clinics, monitoring, notifications, outbox
 from referral_broker.store.pool import Connection
+from referral_protocol.errors import DomainError
 
 log = logging.getLogger(__name__)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 import uuid
 
-from referral_broker.domain.errors import DomainError
 from referral_broker.domain.keys import ClinicStatus
 from referral_broker.services import enrolment
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import JOB_DISPATCH
 from referral_broker.store import audit, clinics, operator_actions
+from referral_protocol.errors import DomainError
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from referral_broker.crypto.tokens import token_hash
-from referral_broker.domain.errors import DomainError
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, operators
 from referral_broker.store.operators import OperatorRow
+from referral_protocol.errors import DomainError
 
 #: How long failed logins are remembered, counted from the first failure of a window.
 LOGIN_WINDOW = timedelta(minutes=15)

@@ -18,10 +18,10 @@ from datetime import datetime
 import msgspec
 
 from referral_broker.crypto.contact import ContactDecryptionFailed
-from referral_broker.domain.referral import ContactCopy
 from referral_broker.domain.retention import months_before
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, notices, retention, rights
+from referral_protocol.referral import ContactCopy
 
 log = logging.getLogger(__name__)
 

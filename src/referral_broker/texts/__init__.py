@@ -12,19 +12,17 @@ and the container image need nothing but the `.po` files themselves (no `.mo` fi
 from __future__ import annotations
 
 import functools
-import hashlib
 import io
 from pathlib import Path
 from typing import Final
 
-import msgspec
 from babel import Locale
 from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
-from referral_broker.domain.consent import CONSENT_LANGUAGES, CONSENT_TEXT_SHA256
+from referral_protocol import wording
 
 TRANSLATIONS_DIR: Final = Path(__file__).parent / "translations"
 DEFAULT_LANGUAGE: Final = "nb"
@@ -55,7 +53,11 @@ def catalogue(language: str) -> Catalog:
     if language not in languages():
         raise KeyError(language)
     with catalogue_path(language).open("rb") as po:
-        return read_po(po, locale=None, abort_invalid=True)
+        found = read_po(po, locale=None, abort_invalid=True)
+    # Category names and consent texts are the protocol's, shared with the clinic's program: taken in here.
+    for key, value in wording.messages(language).items() if language in wording.languages() else ():
+        found.add(key, value)
+    return found
 
 
 @functools.cache
@@ -124,20 +126,3 @@ def in_both(key: str, /, **values: object) -> tuple[str, str]:
 def notice_message(kind: str) -> str:
     """What a notice tells a clinic about a referral (a `NoticeKind`), in bokmål and English."""
     return "\n".join(in_both(f"notice.{kind}"))
-
-
-class ConsentTextChangedError(RuntimeError):
-    """A catalogue's consent text is not the text its version was pinned to: never show or record it."""
-
-
-@functools.cache
-def consent_texts(version: str) -> dict[str, str]:
-    """The consent texts of `version` by language, as they hash to the version's pinned SHA-256."""
-    found = {language: text(language, f"consent.{version}") for language in CONSENT_LANGUAGES[version]}
-    digest = hashlib.sha256(msgspec.json.encode(sorted(found.items()))).hexdigest()
-    if digest != CONSENT_TEXT_SHA256[version]:
-        raise ConsentTextChangedError(
-            f"the catalogues' consent text of version {version} is not the text it was pinned to: "
-            "a new wording needs a new version (docs/decisions/0031-consent-text-in-the-catalogue.md)"
-        )
-    return found

@@ -10,8 +10,8 @@ from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableChar
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 
-from referral_broker.domain.errors import DomainError, FieldError, InvalidRequest, MalformedRequest
 from referral_broker.services.clinic_auth import NotAllowed, NotAuthenticated
+from referral_protocol.errors import DomainError, FieldError, InvalidRequest, MalformedRequest
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from litestar.datastructures import FormMultiDict
 from litestar.enums import RequestEncodingType, ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from referral_broker.domain.errors import FieldError, MalformedRequest
+from referral_protocol.errors import FieldError, MalformedRequest
 
 #: C0 controls and DEL: never in a URL or header of this service (a header may hold a tab).
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")

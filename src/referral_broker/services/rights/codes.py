@@ -12,13 +12,13 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
-from referral_broker.domain.contact import ContactInvalid, normalise_email, normalise_phone
-from referral_broker.domain.errors import DomainError, FieldError, InvalidRequest
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import CodeNotSent, CodeSender
 from referral_broker.services.rights.sessions import RightsSession, open_session
 from referral_broker.store import audit
 from referral_broker.store import rights as rights_store
+from referral_protocol.contact import ContactInvalid, normalise_email, normalise_phone
+from referral_protocol.errors import DomainError, FieldError, InvalidRequest
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,6 @@ from datetime import date
 
 import msgspec
 
-from referral_broker.domain.contact import ContactInvalid, age_on, normalise_email, normalise_phone
-from referral_broker.domain.errors import FieldError, InvalidRequest
-from referral_broker.domain.notice import NoticeKind
-from referral_broker.domain.referral import OLDEST_PLAUSIBLE_AGE, ContactCopy, Patient
 from referral_broker.services import clinic_notices
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.rights import linked
@@ -19,6 +15,10 @@ from referral_broker.services.rights.sessions import RightsSession
 from referral_broker.store import audit
 from referral_broker.store import referrals as referral_store
 from referral_broker.store import rights as rights_store
+from referral_protocol.contact import ContactInvalid, age_on, normalise_email, normalise_phone
+from referral_protocol.errors import FieldError, InvalidRequest
+from referral_protocol.notice import NoticeKind
+from referral_protocol.referral import OLDEST_PLAUSIBLE_AGE, ContactCopy, Patient
 
 _encode = msgspec.json.Encoder().encode
 

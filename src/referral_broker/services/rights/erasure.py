@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from referral_broker.domain.notice import NoticeKind
 from referral_broker.services import clinic_notices, manage, retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.rights import linked
@@ -19,6 +18,7 @@ from referral_broker.store import audit
 from referral_broker.store import referrals as referral_store
 from referral_broker.store import retention as retention_store
 from referral_broker.store import rights as rights_store
+from referral_protocol.notice import NoticeKind
 
 
 @dataclass(frozen=True)

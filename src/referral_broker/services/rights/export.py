@@ -8,12 +8,12 @@ from datetime import date, datetime
 import msgspec
 
 from referral_broker import texts
-from referral_broker.domain.referral import ContactCopy
 from referral_broker.domain.retention import LOCAL_TIME
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.rights.linked import LinkedView, overview
 from referral_broker.services.rights.sessions import RightsSession
 from referral_broker.store import audit
+from referral_protocol.referral import ContactCopy
 
 EXPORT_FORMAT = "referral-broker/subject-access/v1"
 _encode = msgspec.json.Encoder().encode

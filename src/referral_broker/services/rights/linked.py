@@ -11,8 +11,6 @@ from datetime import datetime
 import msgspec
 
 from referral_broker.crypto.contact import ContactDecryptionFailed
-from referral_broker.domain.errors import DomainError
-from referral_broker.domain.referral import ContactCopy
 from referral_broker.domain.retention import months_after
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.rights.sessions import RightsSession
@@ -22,6 +20,8 @@ from referral_broker.store import rights as rights_store
 from referral_broker.store.notices import NoticeView
 from referral_broker.store.pool import Connection
 from referral_broker.store.referrals import DeliveryView
+from referral_protocol.errors import DomainError
+from referral_protocol.referral import ContactCopy
 
 log = logging.getLogger(__name__)
 

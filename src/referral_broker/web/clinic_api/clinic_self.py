@@ -7,11 +7,11 @@ from typing import Any
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 
-from referral_broker.domain.enrolment import ClinicStatusReport, KeyRequestAnswer, RefusalRequest, RefusalResult
-from referral_broker.domain.validation import decode_json
 from referral_broker.services import clinic_keys, clinic_status
 from referral_broker.services.context import BrokerContext
 from referral_broker.store.clinics import ClinicRow
+from referral_protocol.enrolment import ClinicStatusReport, KeyRequestAnswer, RefusalRequest, RefusalResult
+from referral_protocol.validation import decode_json
 
 
 class ClinicSelfApi(Controller):

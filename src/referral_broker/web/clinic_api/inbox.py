@@ -8,12 +8,12 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
-from referral_broker.domain.enrolment import AckRequest, AckResult, InboxPage
-from referral_broker.domain.validation import decode_json
 from referral_broker.services import clinic_auth, clinic_inbox
 from referral_broker.services.context import BrokerContext
 from referral_broker.store.clinics import ClinicRow
 from referral_broker.web.head_requests import method_as_sent
+from referral_protocol.enrolment import AckRequest, AckResult, InboxPage
+from referral_protocol.validation import decode_json
 
 
 async def authenticated_clinic(request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext]) -> ClinicRow:

@@ -19,8 +19,9 @@ from litestar.datastructures import Cookie
 from markupsafe import Markup, escape
 
 from referral_broker import texts
-from referral_broker.domain.categories import CATEGORIES
-from referral_broker.domain.consent import CONSENT_LANGUAGES, CONSENT_VERSION
+from referral_protocol import wording
+from referral_protocol.categories import CATEGORIES
+from referral_protocol.consent import CONSENT_LANGUAGES, CONSENT_VERSION
 
 Language = str
 #: The patient pages speak every language with a catalogue; the operators' pages bokmål and English.
@@ -128,7 +129,7 @@ class Translator:
         return self.language if self.language in CONSENT_LANGUAGES[CONSENT_VERSION] else DEFAULT_LANGUAGE
 
     def consent_text(self) -> str:
-        return texts.consent_texts(CONSENT_VERSION)[self.consent_language()]
+        return wording.consent_texts(CONSENT_VERSION)[self.consent_language()]
 
     def when(self, moment: datetime) -> str:
         """A moment in Norwegian time, written the way each language writes dates."""

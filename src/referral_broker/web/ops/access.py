@@ -17,12 +17,12 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Redirect
 
-from referral_broker.domain.errors import MalformedRequest
 from referral_broker.services import operators
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.operators import Role, SignedIn
 from referral_broker.web.errors import UNSTORABLE_TEXT, as_malformed
 from referral_broker.web.ops.display import ops_page
+from referral_protocol.errors import MalformedRequest
 
 SESSION_COOKIE = "__Host-rb-ops"
 LOGIN_PATH = "/ops/login"

@@ -11,12 +11,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from referral_broker.domain.errors import DomainError
 from referral_broker.services import clinic_keys, monitoring, operator_actions
 from referral_broker.services.operators import SignedIn
 from referral_broker.web.ops import display
 from referral_broker.web.ops.access import broker_of
 from referral_broker.web.ops.charts import latency_chart, throughput_chart
+from referral_protocol.errors import DomainError
 
 #: What a finished action says (`ops.done.<action>`); the query names one of these, so nothing a visitor sends
 #: is echoed.

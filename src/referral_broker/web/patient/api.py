@@ -15,13 +15,13 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
-from referral_broker.domain.referral import Receipt, ReferralRequest
-from referral_broker.domain.validation import decode_json
 from referral_broker.services import catalogue, intake
 from referral_broker.services.catalogue import ClinicChoice, ConsentText
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.submit_limit import WindowCounter
 from referral_broker.web.patient.submission_guard import admit_submission
+from referral_protocol.referral import Receipt, ReferralRequest
+from referral_protocol.validation import decode_json
 
 
 def inline_json_schema(type_: Any) -> dict[str, Any]:

@@ -18,10 +18,10 @@ from litestar.exceptions import (
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
-from referral_broker.domain.errors import MalformedRequest
 from referral_broker.web.errors import UNSTORABLE_TEXT, as_malformed, http_error, internal_error, invalid_request
 from referral_broker.web.patient.manage_pages import not_found_page
 from referral_broker.web.patient.page import render
+from referral_protocol.errors import MalformedRequest
 
 _NOT_PAGES = ("/api/", "/schema", "/healthz", "/readyz", "/metrics", "/static/")
 _PROBLEMS = {403: "csrf", 413: "too_large", 429: "too_many"}

@@ -15,9 +15,6 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Template
 
-from referral_broker.domain.categories import CATEGORIES
-from referral_broker.domain.consent import CONSENT_VERSION
-from referral_broker.domain.errors import FieldError, InvalidRequest
 from referral_broker.services import catalogue, intake
 from referral_broker.services.catalogue import ClinicChoice
 from referral_broker.services.context import BrokerContext
@@ -26,6 +23,9 @@ from referral_broker.web.i18n import Translator
 from referral_broker.web.patient.page import language_of, render, switch_link
 from referral_broker.web.patient.referral_form import HONEYPOT_FIELD, ReferralForm, messages_by_field
 from referral_broker.web.patient.submission_guard import admit_submission
+from referral_protocol.categories import CATEGORIES
+from referral_protocol.consent import CONSENT_VERSION
+from referral_protocol.errors import FieldError, InvalidRequest
 
 NORWAY = ZoneInfo("Europe/Oslo")
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import msgspec
 
-from referral_broker.domain.consent import CONSENT_VERSION
-from referral_broker.domain.errors import FieldError, InvalidRequest
-from referral_broker.domain.referral import MAX_CLINICS_PER_REFERRAL, ReferralRequest, check_request
-from referral_broker.domain.validation import field_errors
 from referral_broker.web.i18n import Translator
+from referral_protocol.consent import CONSENT_VERSION
+from referral_protocol.errors import FieldError, InvalidRequest
+from referral_protocol.referral import MAX_CLINICS_PER_REFERRAL, ReferralRequest, check_request
+from referral_protocol.validation import field_errors
 
 HONEYPOT_FIELD = "website"
 #: What a ticked checkbox sends: `on` when it has no value attribute (ours has none).

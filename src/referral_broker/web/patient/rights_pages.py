@@ -21,8 +21,6 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Redirect, Template
 
-from referral_broker.domain.errors import FieldError, InvalidRequest
-from referral_broker.domain.notice import NoticeKind
 from referral_broker.domain.retention import LOCAL_TIME
 from referral_broker.services import rights
 from referral_broker.services.context import BrokerContext
@@ -40,6 +38,8 @@ from referral_broker.web.patient.rights_access import (
     session_token,
 )
 from referral_broker.web.patient.rights_views import CorrectionForm, Done, card, day, stoppable, told_about
+from referral_protocol.errors import FieldError, InvalidRequest
+from referral_protocol.notice import NoticeKind
 
 START = "/rights"
 REQUESTS = "/rights/requests"

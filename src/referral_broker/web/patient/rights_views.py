@@ -14,9 +14,6 @@ from typing import Any
 import phonenumbers
 
 from referral_broker.domain.delivery import DeliveryStatus, sources_of
-from referral_broker.domain.errors import FieldError, InvalidRequest
-from referral_broker.domain.notice import NoticeKind
-from referral_broker.domain.referral import Patient
 from referral_broker.services import clinic_notices, rights
 from referral_broker.services.manage import ManagedView
 from referral_broker.services.rights import LinkedView
@@ -24,6 +21,9 @@ from referral_broker.store.referrals import ManagedReferral
 from referral_broker.web.i18n import Translator
 from referral_broker.web.patient.manage_pages import ClinicState, clinic_states
 from referral_broker.web.patient.referral_form import BirthDateUnreadable, parse_birth_date
+from referral_protocol.errors import FieldError, InvalidRequest
+from referral_protocol.notice import NoticeKind
+from referral_protocol.referral import Patient
 
 CONTACT_FIELDS = ("name", "email", "phone", "birth_date")
 
