@@ -112,6 +112,10 @@ async def test_redis_away_for_30_seconds_during_submissions_and_work_loses_nothi
         await hold.hold("klinikk-a")
         await hold.hold("klinikk-b")
         in_flight = _references(await submit_all(stack.url, referral_bodies(["klinikk-a"], 1, "in flight a")))
+        # A's run must be inside its transaction before B's referral is committed: a run that began after
+        # both would take B's referral along (one job per referral, taking along what waits), and only one
+        # transaction would be held. On a loaded machine the worker is often that late.
+        await wait_for_backend_waiting(stack.database_url, RECEIPT_INSERT, 1)
         in_flight += _references(await submit_all(stack.url, referral_bodies(["klinikk-b"], 1, "in flight b")))
         await wait_for_backend_waiting(stack.database_url, RECEIPT_INSERT, 2)
 
