@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from referral_broker.clinic import fhir, notice_file, referral_file
+from tests.clinic_program import fhir, notice_file, referral_file
 from tests.test_clinic_start_at_login import commands, parsed
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 from defusedxml import ElementTree
 
-# The one place these tests name where the clinic program's parser lives.
-from referral_broker.clinic.cli import _parser as build_parser
+from tests.clinic_program import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "clinic"
