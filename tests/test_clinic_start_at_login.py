@@ -66,7 +66,9 @@ def test_the_windows_task_opens_the_desk_with_real_flags_at_logon_and_never_time
     args = parsed(shlex.split(arguments))
     assert (args.command, args.lang) == ("desk", "nb")
     assert str(args.dir).endswith("\\clinic") and str(args.out).endswith("\\referrals")
-    assert task.find("t:Triggers/t:LogonTrigger", TASK_NS) is not None
+    # this user's logon only (any user's would need an administrator to register it), as this user
+    assert task.findtext("t:Triggers/t:LogonTrigger/t:UserId", namespaces=TASK_NS) == "USER-NAME"
+    assert task.findtext("t:Principals/t:Principal/t:UserId", namespaces=TASK_NS) == "USER-NAME"
     # the default limit (72 hours) would stop the desk on the third day
     assert task.findtext("t:Settings/t:ExecutionTimeLimit", namespaces=TASK_NS) == "PT0S"
     # running the task again gives a new desk (and a new link) instead of refusing
