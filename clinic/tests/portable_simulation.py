@@ -25,7 +25,7 @@ def wanted() -> bool:
 
 
 class _Blocked(importlib.abc.MetaPathFinder):
-    """`import fcntl` fails as it does on Windows, whoever asks (a library too)."""
+    """`import fcntl` fails as it does on Windows, for whoever asks after the block goes up."""
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
         if name in BLOCKED_MODULES:
@@ -35,13 +35,18 @@ class _Blocked(importlib.abc.MetaPathFinder):
 
 #: What must not be imported yet when the block goes up (pytest itself may have imported fcntl: what it holds
 #: it keeps, but no later `import fcntl` succeeds).
-NOT_YET = ("filelock", "referral_clinic", "referral_protocol")
+NOT_YET = ("referral_clinic", "referral_protocol")
 
 
 def install() -> None:
     too_early = [name for name in sys.modules if name.split(".")[0] in NOT_YET]
     if too_early:
         raise RuntimeError(f"{ENV}=1 came too late: {sorted(too_early)[:5]} already imported")
+    # filelock keeps the OS lock it finds here, as it finds LockFileEx through msvcrt on Windows: without fcntl it
+    # would fall back to a soft lock (a file that merely exists), which no real system of a clinic uses, and which
+    # a lock file left by another process's OS lock would trip. Our own code is what must do without fcntl.
+    import filelock  # noqa: F401
+
     for name in BLOCKED_MODULES:
         sys.modules[name] = None  # type: ignore[assignment]  # what `import` of a missing module then raises
     sys.meta_path.insert(0, _Blocked())

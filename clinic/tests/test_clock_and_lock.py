@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-import portable_simulation
 from clinic_folder import Clinic
 from referral_clinic import broker_client, folder_lock
 from referral_clinic.cli import main
@@ -82,11 +81,6 @@ def held_by_another_process(clinic: Clinic) -> Iterator[subprocess.Popen[str]]:
     holder.wait(timeout=10)
 
 
-@pytest.mark.skipif(
-    portable_simulation.wanted(),
-    reason="the simulation leaves filelock only its soft lock, which cannot tell a killed holder; "
-    "Windows, macOS and Linux each have an OS lock",
-)
 def test_a_pull_while_another_process_holds_the_folder_says_so_in_one_line_and_touches_nothing(
     clinic: Clinic, held_by_another_process: subprocess.Popen[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
