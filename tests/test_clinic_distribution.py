@@ -9,17 +9,14 @@ its own code came along.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.clinic_wheels import ROOT, install_clinic_from_wheels, run_clean, venv_program, venv_python
+
 # What only the broker needs: none of it may reach a clinic's computer.
 BROKER_ONLY = {
     "litestar", "uvicorn", "asyncpg", "arq", "redis", "hiredis", "aiosmtplib", "uvloop", "httptools",
@@ -34,47 +31,17 @@ print("imported")
 """
 
 
-def _copy(name: str, tmp_path: Path) -> Path:
-    """A clean copy of one distribution's folder, so the build leaves nothing in the working tree."""
-    target = tmp_path / "src" / name
-    shutil.copytree(ROOT / name, target, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
-    return target
-
-
-def _run(argv: list[str | Path], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    # The suite's own interpreter settings (coverage hooks, a virtual environment) stay out of the fresh one.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "COV_CORE"))}
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env, cwd=cwd, check=False)
-    assert result.returncode == 0, f"{argv}\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def _python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
 @pytest.fixture(scope="module")
 def clinic_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp_path = tmp_path_factory.mktemp("clinic-distribution")
-    wheels = tmp_path / "wheels"
-    for name in ("protocol", "clinic"):
-        _run(
-            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", wheels, _copy(name, tmp_path)]
-        )
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", venv])
-    (clinic_wheel,) = wheels.glob("referral_clinic-*.whl")
-    # Only the clinic's wheel is named: the protocol is found beside it, everything else on the index.
-    _run([_python(venv), "-m", "pip", "install", "--quiet", "--find-links", wheels, clinic_wheel])
-    return venv
+    return install_clinic_from_wheels(tmp_path_factory.mktemp("clinic-distribution"))
 
 
 def test_the_clinic_wheel_installs_the_program_and_nothing_of_the_broker(clinic_venv: Path) -> None:
-    program = clinic_venv / ("Scripts/referral-clinic.exe" if os.name == "nt" else "bin/referral-clinic")
-    help_text = _run([program, "--help"]).stdout
+    program = venv_program(clinic_venv, "referral-clinic")
+    help_text = run_clean([program, "--help"]).stdout
     assert "usage: referral-clinic" in help_text and "pull" in help_text and "desk" in help_text
 
-    listed = json.loads(_run([_python(clinic_venv), "-m", "pip", "list", "--format=json"]).stdout)
+    listed = json.loads(run_clean([venv_python(clinic_venv), "-m", "pip", "list", "--format=json"]).stdout)
     installed = {re.sub(r"[-_.]+", "-", p["name"]).lower() for p in listed}
     assert {"referral-clinic", "referral-protocol", "msgspec", "pynacl", "httpx", "waitress", "fpdf2"} <= installed
     assert not installed & BROKER_ONLY, sorted(installed & BROKER_ONLY)
@@ -82,7 +49,9 @@ def test_the_clinic_wheel_installs_the_program_and_nothing_of_the_broker(clinic_
 
 def test_every_module_of_the_clinic_program_imports_with_only_its_own_dependencies(clinic_venv: Path) -> None:
     # An import of something only the broker's distribution brings would fail here.
-    assert _run([_python(clinic_venv), "-c", IMPORT_EVERY_MODULE], cwd=clinic_venv).stdout.strip() == "imported"
+    assert (
+        run_clean([venv_python(clinic_venv), "-c", IMPORT_EVERY_MODULE], cwd=clinic_venv).stdout.strip() == "imported"
+    )
 
 
 def test_the_installed_files_hold_nothing_of_the_broker(clinic_venv: Path) -> None:

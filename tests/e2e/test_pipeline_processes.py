@@ -53,12 +53,15 @@ class Broker:
         self.worker = Program([program("referral-broker"), "worker"], self.env, self.folder / "worker.log").start()
         return self.worker
 
-    def clinic(self, slug: str) -> Path:
-        """A clinic made with the clinic tool, enrolled and verified with the operator CLI."""
+    def clinic(self, slug: str, tool: str | None = None, tool_env: dict[str, str] | None = None) -> Path:
+        """A clinic made with the clinic tool (this environment's, or `tool` run with `tool_env`), enrolled and
+        verified with the operator CLI."""
         folder = self.folder / "clinics" / slug
+        tool = tool or program("referral-clinic")
+        tool_env = tool_env or self.env
         out = run(
             [
-                program("referral-clinic"),
+                tool,
                 "init",
                 "--dir",
                 str(folder),
@@ -71,9 +74,9 @@ class Broker:
                 "--name",
                 f"Klinikk {slug}",
             ],
-            self.env,
+            tool_env,
         )
-        fingerprint = run([program("referral-clinic"), "fingerprint", "--dir", str(folder)], self.env).stdout.strip()
+        fingerprint = run([tool, "fingerprint", "--dir", str(folder)], tool_env).stdout.strip()
         assert fingerprint in out.stdout
         added = run(
             [program("referral-broker"), "clinic", "add", "--enrollment", str(folder / "enrollment.json")], self.env
