@@ -162,6 +162,8 @@ referral-broker is running at {public_url}
   Pull it as the clinic (decrypts on this machine):
     REFERRAL_CLINIC_PASSPHRASE='{passphrase}' \\
       .venv/bin/referral-clinic pull --dir {DEV_DIR}/clinics/{clinic.slug} --out {DEV_DIR}/inbox/{clinic.slug}
+  Or read it as the clinic's staff do, in the desk (opens the browser; the passphrase is asked on its page):
+    .venv/bin/referral-clinic desk --dir {DEV_DIR}/clinics/{clinic.slug} --out {DEV_DIR}/inbox/{clinic.slug}
 
   As the operator:
     DATABASE_URL={database_url} .venv/bin/referral-broker clinic list
