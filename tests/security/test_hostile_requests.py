@@ -17,27 +17,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
-from referral_broker.web.app import create_app
-from tests.conftest import RecordingDoorbell, enrol_clinic, referral_json
+from tests.conftest import referral_json
 from tests.patient_web.live_server import LiveServer
 
 FORGED = "FORGED-LOG-LINE-7Q"
-
-
-@pytest.fixture
-async def live(settings: Settings, broker: BrokerContext) -> Iterator[LiveServer]:
-    await enrol_clinic(broker, "klinikk-a")
-    app = create_app(msgspec.structs.replace(settings, submit_rate=0), doorbell_factory=lambda s: RecordingDoorbell())
-    server = LiveServer(app).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def _still_serving(live: LiveServer) -> None:

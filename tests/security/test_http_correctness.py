@@ -4,17 +4,12 @@ Content-Type, and a referral only from a JSON body (so no other site can post on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
-from referral_broker.services.context import BrokerContext
-from referral_broker.services.settings import Settings
-from referral_broker.web.app import create_app
-from tests.conftest import RecordingDoorbell, enrol_clinic, referral_json
+from tests.conftest import referral_json
 from tests.patient_web.live_server import LiveServer
 from tests.security.every_route import Site, every_route, site_fixture  # noqa: F401 - fixture
 
@@ -37,17 +32,6 @@ async def test_head_answers_wherever_get_does_with_its_status_and_headers_and_no
         same = {k: v for k, v in get.headers.items() if k not in _MAY_DIFFER}
         assert {k: v for k, v in head.headers.items() if k not in _MAY_DIFFER} == same, what
         assert ("content-length" in head.headers) == ("content-length" in get.headers), what
-
-
-@pytest.fixture
-async def live(settings: Settings, broker: BrokerContext) -> Iterator[LiveServer]:
-    await enrol_clinic(broker, "klinikk-a")
-    app = create_app(msgspec.structs.replace(settings, submit_rate=0), doorbell_factory=lambda s: RecordingDoorbell())
-    server = LiveServer(app).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_head_over_a_real_server_gives_the_length_of_the_get_and_no_body(live: LiveServer) -> None:
