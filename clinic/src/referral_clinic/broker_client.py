@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
+from typing import TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -24,6 +25,8 @@ from referral_protocol.enrolment import (
 )
 from referral_protocol.request_signature import MAX_AGE, sign_request
 from referral_protocol.validation import DECODE_ERRORS
+
+T = TypeVar("T")
 
 INBOX_PATH = "/api/v1/clinic/inbox"
 ACK_PATH = "/api/v1/clinic/inbox/ack"
@@ -125,39 +128,24 @@ class BrokerClient:
         """A page of the inbox; with `after` (`start`, then a page's `next`), the page that follows it."""
         query = f"?limit={limit}" if after is None else f"?limit={limit}&after={quote(after, safe='')}"
         content = self._send("GET", INBOX_PATH + query, b"")
-        try:
-            return _inbox_decoder.decode(content)
-        except DECODE_ERRORS as exc:
-            raise BrokerUnavailable(f"the broker sent a malformed inbox page: {exc}") from None
+        return _decoded(_inbox_decoder, content, "a malformed inbox page")
 
     def acknowledge(self, delivery_ids: list[str]) -> AckResult:
         content = self._send("POST", ACK_PATH, _encoder.encode(AckRequest(delivery_ids=delivery_ids)))
-        try:
-            return _ack_decoder.decode(content)
-        except DECODE_ERRORS as exc:
-            raise BrokerUnavailable(f"the broker sent a malformed acknowledgement answer: {exc}") from None
+        return _decoded(_ack_decoder, content, "a malformed acknowledgement answer")
 
     def refuse(self, refusals: list[Refusal]) -> RefusalResult:
         """Report envelopes that can never be opened correctly here, so they leave the inbox."""
         content = self._send("POST", REFUSE_PATH, _encoder.encode(RefusalRequest(refusals=refusals)))
-        try:
-            return _refusal_decoder.decode(content)
-        except DECODE_ERRORS as exc:
-            raise BrokerUnavailable(f"the broker sent a malformed refusal answer: {exc}") from None
+        return _decoded(_refusal_decoder, content, "a malformed refusal answer")
 
     def status(self) -> ClinicStatusReport:
         content = self._send("GET", STATUS_PATH, b"")
-        try:
-            return _status_decoder.decode(content)
-        except DECODE_ERRORS as exc:
-            raise BrokerUnavailable(f"the broker sent a malformed status: {exc}") from None
+        return _decoded(_status_decoder, content, "a malformed status")
 
     def request_key(self, key_request: bytes) -> KeyRequestAnswer:
         content = self._send("POST", KEYS_PATH, key_request)
-        try:
-            return _key_answer_decoder.decode(content)
-        except DECODE_ERRORS as exc:
-            raise BrokerUnavailable(f"the broker sent a malformed answer to the key request: {exc}") from None
+        return _decoded(_key_answer_decoder, content, "a malformed answer to the key request")
 
     def _send(self, method: str, path_and_query: str, body: bytes) -> bytes:
         url = httpx.URL(self._base + path_and_query)
@@ -223,3 +211,11 @@ def _broker_says(response: httpx.Response) -> str:
         return ""
     cleaned = "".join(c if c.isprintable() else "?" for c in detail)[:300]
     return f": {cleaned}"
+
+
+def _decoded(decoder: msgspec.json.Decoder[T], content: bytes, what: str) -> T:
+    """The broker's answer as its type; anything else is the broker's fault, said as `what` it sent."""
+    try:
+        return decoder.decode(content)
+    except DECODE_ERRORS as exc:
+        raise BrokerUnavailable(f"the broker sent {what}: {exc}") from None
