@@ -242,8 +242,10 @@ async def test_the_broker_serves_each_schema_cacheable_with_its_id_under_the_pub
         served = response.json()
         assert served["$id"] == settings.public_url.rstrip("/") + f"/protocol/schemas/{name}.schema.json"
         assert {**served, "$id": schemas.load(name)["$id"]} == schemas.load(name)
-    for missing in ("nothing.schema.json", "inbox-page.json", "inbox-page"):
-        assert (await client.get(f"/protocol/schemas/{missing}")).status_code == 404
+    for missing in ("nothing.schema.json", "inbox-page.json", "inbox-page", "../enrolment.py"):
+        response = await client.get(f"/protocol/schemas/{missing}")
+        assert response.status_code == 404, missing
+        assert "error" in response.json()  # JSON for a program, not the patient's 404 page
 
 
 def test_the_protocol_wheel_carries_every_schema(tmp_path: Path) -> None:
