@@ -25,12 +25,14 @@ from referral_broker.services.settings import Settings
 from referral_broker.store import referrals
 from referral_broker.web.app import create_app
 from referral_protocol import schemas
+from referral_protocol.clinic_identity import ClinicSecrets, make_enrollment, new_machine_request, rotation_request
 from referral_protocol.encoding import key_id
-from referral_protocol.enrolment import AckRequest, InboxPage
+from referral_protocol.enrolment import AckRequest, InboxPage, Refusal, RefusalRequest
 from referral_protocol.envelope import OpeningKeys, verify
 from referral_protocol.notice import NoticeKind
 from referral_protocol.referral import Patient
 from referral_protocol.request_signature import sign_request
+from referral_protocol.webhook import WebhookBody
 from tests.clinic_wheels import ROOT, run_clean
 from tests.conftest import EnrolledClinic, RecordingDoorbell, enrol_clinic, referral_json
 
@@ -42,7 +44,20 @@ def _validator(name: str) -> Draft202012Validator:
 
 
 def _valid(name: str, instance: object) -> None:
-    _validator(name).validate(instance)
+    """`instance` meets schema `name`, and would not without any one of its required top-level fields."""
+    validator = _validator(name)
+    validator.validate(instance)
+    assert isinstance(instance, dict)
+    required = _required(name)
+    assert required and required <= set(instance), name
+    for field in required:
+        assert not validator.is_valid({k: v for k, v in instance.items() if k != field}), (name, field)
+
+
+def _required(name: str) -> set[str]:
+    schema = schemas.load(name)
+    top = schema["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    return set(top.get("required", []))
 
 
 # --- the files -------------------------------------------------------------------------------------------
@@ -256,3 +271,25 @@ def test_the_protocol_wheel_carries_every_schema(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("referral_protocol-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"referral_protocol/schemas/{n}.schema.json" for n in schemas.NAMES} <= names
+
+
+def test_enrolment_files_key_requests_and_webhook_bodies_as_made_meet_their_schemas() -> None:
+    now = datetime.now(UTC)
+    clinic = ClinicSecrets.generate("klinikk-a")
+    _valid("enrollment-v1", json.loads(msgspec.json.encode(make_enrollment(clinic, "Klinikk A", now))))
+    _valid(
+        "key-request-v1", json.loads(msgspec.json.encode(new_machine_request(ClinicSecrets.generate("klinikk-a"), now)))
+    )
+    rotation = rotation_request(
+        clinic, ClinicSecrets.generate("x").encryption_public(), clinic.encryption_key_ids[0], now
+    )
+    _valid("key-request-v1", json.loads(msgspec.json.encode(rotation)))
+    refusal = RefusalRequest(
+        refusals=[Refusal(delivery_id="0000508a-1c6e-8f3b-9a1d-5e7c2b40f001", reason="does_not_open")]
+    )
+    _valid("refusal-request", json.loads(msgspec.json.encode(refusal)))
+    body = msgspec.json.encode(
+        WebhookBody(type="referrals.reminder", clinic="klinikk-a", notification="n", sent_at=now.isoformat())
+    )
+    _valid("webhook-v1", json.loads(body))
+    assert not _validator("webhook-v1").is_valid({**json.loads(body), "type": "referrals.gossip"})
