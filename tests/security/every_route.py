@@ -32,7 +32,7 @@ TEMPLATES = Path(__file__).parents[2] / "src" / "referral_broker" / "web" / "tem
 PASSWORD = "correct horse battery staple"
 KARI = "kari@example.no"
 #: Paths that answer in JSON or plain bytes rather than as a page.
-NOT_PAGES = ("/api/", "/schema", "/healthz", "/readyz", "/metrics", "/static/")
+NOT_PAGES = ("/api/", "/schema", "/protocol/", "/healthz", "/readyz", "/metrics", "/static/")
 _CODE_ID = re.compile(r'name="code_id" value="([0-9a-f-]{36})"')
 _REFERENCE = re.compile(r"RB-[0-9A-Z]{5}-[0-9A-Z]{5}")
 

@@ -11,7 +11,13 @@ from nacl.exceptions import BadSignatureError
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey, VerifyKey
 
-from referral_protocol.encoding import enrolment_fingerprint, key_id, normalise_fingerprint
+from referral_protocol.encoding import (
+    PUBLISHED_TEST_KEY,
+    enrolment_fingerprint,
+    is_published_test_key,
+    key_id,
+    normalise_fingerprint,
+)
 from referral_protocol.enrolment import ENROLLMENT_FORMAT, KEY_REQUEST_FORMAT, Enrollment, KeyRequest
 from referral_protocol.errors import DomainError
 from referral_protocol.validation import DECODE_ERRORS
@@ -91,6 +97,8 @@ def check_enrollment(data: bytes) -> Enrollment:
         raise EnrollmentInvalid(f"unknown enrolment format {e.format!r}")
     if len(e.encryption_key) != 32 or len(e.signing_key) != 32:
         raise EnrollmentInvalid("enrolment keys must be 32 bytes each")
+    if is_published_test_key(e.encryption_key) or is_published_test_key(e.signing_key):
+        raise EnrollmentInvalid(f"the enrolment names {PUBLISHED_TEST_KEY}")
     try:
         VerifyKey(e.signing_key).verify(_proof_message(e), e.proof)
     except (BadSignatureError, ValueError):
@@ -166,6 +174,8 @@ def check_key_request(data: bytes) -> KeyRequest:
         raise EnrollmentInvalid(f"unknown key request format {r.format!r}")
     if len(r.encryption_key) != 32 or (r.signing_key is not None and len(r.signing_key) != 32):
         raise EnrollmentInvalid("keys in a key request must be 32 bytes each")
+    if is_published_test_key(r.encryption_key) or (r.signing_key is not None and is_published_test_key(r.signing_key)):
+        raise EnrollmentInvalid(f"the key request names {PUBLISHED_TEST_KEY}")
     if r.kind == "add":
         if r.signing_key is None or r.proof is None or r.replaces is not None:
             raise EnrollmentInvalid("a request to add a machine names its signing key and proves holding it")

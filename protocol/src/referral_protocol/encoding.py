@@ -11,6 +11,17 @@ def key_id(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()[:16]
 
 
+#: Key ids of the test keys published with the protocol's test vectors (docs/protocol/vectors/): their
+#: secret halves are public, so they are refused wherever a key is taken into use — an enrolment, a key
+#: request, a pinned broker key, the broker's own signing key.
+PUBLISHED_TEST_KEY_IDS: frozenset[str] = frozenset({"bcb4e1592b1a6cf2", "44541a2630ad2b09", "fdbed0b152061643"})
+PUBLISHED_TEST_KEY = "a published test key of the protocol's test vectors, whose secret anyone can read"
+
+
+def is_published_test_key(public_key: bytes) -> bool:
+    return key_id(public_key) in PUBLISHED_TEST_KEY_IDS
+
+
 def enrolment_fingerprint(slug: str, encryption_key: bytes, signing_key: bytes) -> str:
     """What an operator compares out of band: 160 bits of SHA-256 over the clinic's name and keys."""
     digest = hashlib.sha256(
@@ -46,4 +57,6 @@ def parse_public_key(text: str) -> bytes:
     key = unb64(value)
     if len(key) != 32:
         raise ValueError("a broker key is 32 bytes")
+    if is_published_test_key(key):
+        raise ValueError(f"this broker key is {PUBLISHED_TEST_KEY}; pin the broker's real broker.pub")
     return key

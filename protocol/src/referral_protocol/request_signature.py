@@ -27,11 +27,48 @@ from http_message_signatures.exceptions import HTTPMessageSignaturesException
 
 TAG = "referral-broker-clinic"
 MAX_AGE = datetime.timedelta(minutes=5)
+#: How far ahead of the broker's clock `created` may be, and the slack on MAX_AGE (the library's default).
+CLOCK_SKEW = HTTPMessageVerifier.max_clock_skew
+NONCE_BYTES = 18  # 24 characters of base64url
+NONCE_LENGTH = (16, 64)  # the characters a nonce the broker accepts may have, at least and at most
 _COVERED = ("@method", "@path", "@query")
 
 
 class RequestSignatureInvalid(Exception):
     """Missing, malformed, stale, or not made by the key it names."""
+
+
+class _Verifier(HTTPMessageVerifier):
+    """The library's verifier, judging `created` by the clock it is given (the library reads the system's)."""
+
+    def __init__(self, *, now: Callable[[], datetime.datetime], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._now = now
+
+    def validate_created_and_expires(self, sig_input: Any, max_age: datetime.timedelta | None = None) -> None:
+        now = self._now()
+        skew = self.max_clock_skew
+        created = sig_input.params.get("created")
+        if created is None:
+            raise InvalidSignature('Signature is missing a required "created" parameter')
+        at = _instant(created, "created")
+        if at > now + skew:
+            raise InvalidSignature('Signature "created" parameter is set to a time in the future')
+        expires = sig_input.params.get("expires")
+        if expires is not None and _instant(expires, "expires") < now - skew:
+            raise InvalidSignature('Signature "expires" parameter is set to a time in the past')
+        if max_age is not None and at + max_age < now - skew:
+            raise InvalidSignature(f"Signature age exceeds maximum allowable age {max_age}")
+
+
+def _instant(value: object, name: str) -> datetime.datetime:
+    """A signature parameter that must be an integer of Unix seconds (RFC 9421 2.3)."""
+    if type(value) is not int:
+        raise InvalidSignature(f'Parameter "{name}" must be a Structured Field Integer')
+    try:
+        return datetime.datetime.fromtimestamp(value, tz=datetime.UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise InvalidSignature(f'Malformed "{name}" parameter') from exc
 
 
 @dataclass
@@ -63,9 +100,11 @@ def sign_request(
     key_id: str,
     seed: bytes,
     created: datetime.datetime | None = None,
+    nonce: str | None = None,
 ) -> dict[str, str]:
     """Return `headers` plus `Signature-Input`, `Signature` and, with a body, `Content-Digest`; signed as made
-    at `created` (now, by this computer's clock, unless given)."""
+    at `created` (now, by this computer's clock, unless given) with `nonce` (a fresh random one unless given:
+    only the published test vectors pass one)."""
     message = _Message(method.upper(), url, dict(headers))
     signer = HTTPMessageSigner(
         signature_algorithm=algorithms.ED25519,
@@ -74,7 +113,7 @@ def sign_request(
     signer.sign(
         message,
         key_id=key_id,
-        nonce=secrets.token_urlsafe(18),
+        nonce=nonce or secrets.token_urlsafe(NONCE_BYTES),
         tag=TAG,
         covered_component_ids=_COVERED,
         created=created or datetime.datetime.now(datetime.UTC),
@@ -118,7 +157,8 @@ def verify_request(
 ) -> VerifiedRequest:
     """Verify the request against `public_key`; raise RequestSignatureInvalid on any doubt."""
     message = _Message(method.upper(), url, {k.lower(): v for k, v in headers.items()})
-    verifier = HTTPMessageVerifier(
+    verifier = _Verifier(
+        now=now or (lambda: datetime.datetime.now(datetime.UTC)),
         signature_algorithm=algorithms.ED25519,
         key_resolver=_OneKey(public=Ed25519PublicKey.from_public_bytes(public_key)),
     )
@@ -129,7 +169,7 @@ def verify_request(
         raise RequestSignatureInvalid(str(exc)) from None
     params = results[0].parameters
     nonce = params.get("nonce")
-    if not isinstance(nonce, str) or not 16 <= len(nonce) <= 64:
+    if not isinstance(nonce, str) or not NONCE_LENGTH[0] <= len(nonce) <= NONCE_LENGTH[1]:
         raise RequestSignatureInvalid("the signature carries no usable nonce")
     return VerifiedRequest(key_id=str(params["keyid"]), nonce=nonce, created=int(params["created"]))
 

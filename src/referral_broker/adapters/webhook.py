@@ -1,13 +1,10 @@
 """A clinic's webhook: a JSON POST signed with the broker's key, saying only that something waits.
 
-Signature: header `Referral-Broker-Signature: t=<unix time>, keyid=<broker key id>,
-ed25519=<base64 signature>` over `"referral-broker webhook v1\\0" ‖ "<t>." ‖ body`. Clinics verify it
-with the broker key they pinned at `referral-clinic init` and refuse a `t` older than five minutes.
+The body, the header and its verification are the protocol's (`referral_protocol.webhook`, docs/protocol.md).
 """
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 
 import httpx
@@ -16,22 +13,13 @@ import msgspec
 from referral_broker.adapters import TIMEOUT_SECONDS
 from referral_broker.services.notice_channels import ChannelFailed, Notice
 from referral_protocol.envelope import BrokerSigner
+from referral_protocol.webhook import SIGNATURE_HEADER, WEBHOOK_DOMAIN, WebhookBody, signature_header
 
-WEBHOOK_DOMAIN = b"referral-broker webhook v1\x00"
-SIGNATURE_HEADER = "Referral-Broker-Signature"
-
-
-class WebhookBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    type: str  # "referrals.available" or "referrals.reminder"
-    clinic: str
-    notification: str
-    sent_at: str
+__all__ = ["SIGNATURE_HEADER", "WEBHOOK_DOMAIN", "WebhookBody", "post_webhook", "sign_webhook"]
 
 
 def sign_webhook(signer: BrokerSigner, body: bytes, at: datetime) -> str:
-    timestamp = int(at.timestamp())
-    signature = signer.sign(WEBHOOK_DOMAIN, f"{timestamp}.".encode() + body)
-    return f"t={timestamp}, keyid={signer.key_id}, ed25519={base64.b64encode(signature).decode()}"
+    return signature_header(signer.sign, signer.key_id, body, at)
 
 
 async def post_webhook(url: str, signer: BrokerSigner, notice: Notice) -> None:

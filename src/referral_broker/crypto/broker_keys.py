@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from referral_broker.crypto.contact import ContactVault
-from referral_protocol.encoding import b64, format_public_key, unb64
+from referral_protocol.encoding import PUBLISHED_TEST_KEY, b64, format_public_key, is_published_test_key, unb64
 from referral_protocol.envelope import BrokerSigner
 from referral_protocol.keyfile import write_private
 
@@ -21,6 +21,10 @@ PUBLIC_FILE = "broker.pub"
 
 class BrokerKeysMissing(Exception):
     """The keys folder lacks a key; the message says which and how to make it."""
+
+
+class BrokerKeysUnusable(BrokerKeysMissing):
+    """A key is there but must not be used; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ def load_keys(folder: Path) -> BrokerKeys:
     for name in (SIGNING_FILE, DATA_FILE):
         if not (folder / name).exists():
             raise BrokerKeysMissing(f"{folder / name} is missing; run `referral-broker keys init` first")
-    return BrokerKeys(
-        signer=BrokerSigner(unb64((folder / SIGNING_FILE).read_text())),
-        vault=ContactVault(unb64((folder / DATA_FILE).read_text())),
-    )
+    signer = BrokerSigner(unb64((folder / SIGNING_FILE).read_text()))
+    if is_published_test_key(signer.public_key):
+        raise BrokerKeysUnusable(f"{folder / SIGNING_FILE} holds {PUBLISHED_TEST_KEY}; make a new one")
+    return BrokerKeys(signer=signer, vault=ContactVault(unb64((folder / DATA_FILE).read_text())))

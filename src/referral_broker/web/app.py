@@ -21,6 +21,7 @@ from referral_broker.web.health import healthz, readyz
 from referral_broker.web.ops import OPS_ROUTES
 from referral_broker.web.pages import csrf_protection, static_files, template_config
 from referral_broker.web.patient.routes import PAGE_EXCEPTION_HANDLERS, PATIENT_ROUTES, patient_lifespan
+from referral_broker.web.protocol_schemas import protocol_schema
 from referral_broker.web.readable_input import ReadableInput, ReadableRequest
 from referral_broker.web.security_headers import add_security_headers
 from referral_broker.web.slow_clients import SlowClientGuard
@@ -51,7 +52,7 @@ def create_app(
     slow_clients = SlowClientGuard(settings.body_read_seconds)
     handlers: Any = {**EXCEPTION_HANDLERS, **PAGE_EXCEPTION_HANDLERS, **slow_clients.exception_handlers}
     app = Litestar(
-        route_handlers=[healthz, readyz, *PATIENT_ROUTES, CLINIC_API, *OPS_ROUTES, static_files()],
+        route_handlers=[healthz, readyz, *PATIENT_ROUTES, CLINIC_API, *OPS_ROUTES, protocol_schema, static_files()],
         lifespan=[lifespan, patient_lifespan(settings)],
         dependencies=APP_DEPENDENCIES,
         exception_handlers=handlers,

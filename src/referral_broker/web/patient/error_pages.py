@@ -23,7 +23,7 @@ from referral_broker.web.patient.manage_pages import not_found_page
 from referral_broker.web.patient.page import render
 from referral_protocol.errors import MalformedRequest
 
-_NOT_PAGES = ("/api/", "/schema", "/healthz", "/readyz", "/metrics", "/static/")
+_NOT_PAGES = ("/api/", "/schema", "/protocol/", "/healthz", "/readyz", "/metrics", "/static/")
 _PROBLEMS = {403: "csrf", 413: "too_large", 429: "too_many"}
 
 
