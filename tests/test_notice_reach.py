@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -256,3 +257,43 @@ async def test_listing_and_correction_at_once_lose_nothing_and_never_put_a_notic
         received = [(k, p.reference) for k, p in got + later]
         # the referral once, its correction once, the referral first
         assert received == [("referral", reference), ("correction", reference)]
+
+
+async def test_the_migration_counts_existing_copies_as_served_where_their_clinic_may_have_listed_them(
+    broker: BrokerContext,
+) -> None:
+    """0012 on rows from before it: acknowledged, and waiting or cancelled copies whose clinic pulled after
+    they became available, count as served; a copy its clinic never pulled, or never dispatched, does not."""
+    a = await enrol_clinic(broker, "fysio-a")
+    await enrol_clinic(broker, "fysio-b")
+    acknowledged, _ = await _submit(broker, ["fysio-a"], email="p1@example.no")
+    await _pull_all(broker, a)
+    listed, _ = await _submit(broker, ["fysio-a"], email="p2@example.no")
+    cancelled, token = await _submit(broker, ["fysio-a"], email="p3@example.no")
+    await clinic_inbox.list_inbox(broker, await _row(broker, "fysio-a"), 10)  # listed, not acknowledged
+    await manage.withdraw(broker, token)
+    never_pulled, _ = await _submit(broker, ["fysio-b"], email="p4@example.no")
+    queued = (
+        await intake.submit(broker, msgspec.convert(referral_json(["fysio-a"], email="p5@example.no"), ReferralRequest))
+    ).reference
+
+    await broker.pool.execute("UPDATE deliveries SET served_at = NULL")  # as before 0012
+    migration = (Path(deliveries.__file__).parent / "migrations" / "0012_delivery_served_at.sql").read_text(
+        encoding="utf-8"
+    )
+    backfill = migration[migration.index("ALTER TABLE") :].split(";", 1)[1]  # what follows the new column
+    await broker.pool.execute(backfill)
+
+    served = {
+        r["reference"]: (r["status"], r["served_at"] is not None)
+        for r in await broker.pool.fetch(
+            "SELECT r.reference, d.status, d.served_at FROM deliveries d JOIN referrals r ON r.id = d.referral_id"
+        )
+    }
+    assert served == {
+        acknowledged: ("acknowledged", True),
+        listed: ("available", True),
+        cancelled: ("cancelled", True),
+        never_pulled: ("available", False),
+        queued: ("queued", False),
+    }
