@@ -5,6 +5,7 @@ HTTP like a browser, and the real `referral-clinic pull`, whose folder is read t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import httpx
 import pytest
 
 from referral_clinic import referral_view
+from referral_clinic.desk.server import open_desk
 from tests.conftest import Servers, referral_json
-from tests.e2e.test_pipeline_processes import Broker, started_broker
+from tests.e2e.test_pipeline_processes import PASSPHRASE, Broker, started_broker
 from tests.e2e.test_rights_processes import Browser, _act, _csrf, _files, _sign_in
 from tests.ops.notice_sinks import MailSink, mail_sink  # noqa: F401 - the fixture
 from tests.processes import wait_for_value
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.e2e
 
 EMAIL = "zyx.reach.canary@example.no"
 NEW_EMAIL = "zyx.reach.new@example.no"
+_DESK_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 @pytest.fixture
@@ -116,10 +119,26 @@ async def test_a_correction_made_while_the_referral_waited_is_filed_with_it_in_o
     names = _files(inbox_b)
     assert f"{reference}.json" in names
     assert [n for n in names if n.startswith(f"{reference}.correction-")], names
-    local = referral_view.load(inbox_b, reference)  # what the desk shows
+    local = referral_view.load(inbox_b, reference)  # the desk's view of the folder
     assert local.received_patient.email == EMAIL  # sealed at submission
     assert local.patient.email == NEW_EMAIL  # shown already corrected
     assert [c.field for c in local.corrections[0].changes] == ["email"]
+
+    desk = open_desk(b, inbox_b, lang="en", interval=3600)  # the desk on what that one pull filed
+    desk.serve_in_background()
+    try:
+        client = httpx.Client(base_url=desk.guard.origin, timeout=30)
+        assert client.get(desk.guard.start_url.removeprefix(desk.guard.origin)).status_code == 303
+        token = _DESK_CSRF.search(client.get("/").text)
+        assert token is not None
+        unlocked = client.post("/unlock", data={"csrf": token.group(1), "passphrase": PASSPHRASE})
+        assert unlocked.status_code == 303
+        page = client.get(f"/referral/{reference}").text
+        assert f"<dt>E-mail</dt><dd>{NEW_EMAIL}</dd>" in page  # the patient's details, already corrected
+        assert "Corrected by the patient on" in page
+        assert f"<del>{EMAIL}</del> → <ins>{NEW_EMAIL}</ins>" in page  # and what changed
+    finally:
+        desk.stop()
 
     code, output = stack.pull(b, inbox_b)  # nothing more comes, nothing twice
     assert code == 0, output
