@@ -86,6 +86,12 @@ async def test_withdrawn_and_erased_before_one_clinic_fetched_it_tells_only_the_
     assert withdrawal is not None
     assert (withdrawal.reach.told, withdrawal.reach.not_told) == (["Klinikk fysio-a"], ["Klinikk fysio-b"])
     session = await _session(broker, outbox, "email", "kari@example.no")
+    [exported] = msgspec.json.decode(await rights.export(broker, session))["referrals"]
+    fetched = {d["clinic_name"]: d["fetched_by_clinic_at"] is not None for d in exported["deliveries"]}
+    assert fetched == {"Klinikk fysio-a": True, "Klinikk fysio-b": False}
+    assert [(n["clinic_name"], n["kind"]) for n in exported["notices_to_clinics"]] == [
+        ("Klinikk fysio-a", "withdrawal")
+    ]
     erased = await rights.erase(broker, session, reference)
     assert (erased.reach.told, erased.reach.not_told) == (["Klinikk fysio-a"], ["Klinikk fysio-b"])
 
