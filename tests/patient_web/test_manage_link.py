@@ -158,6 +158,9 @@ async def test_withdraw_cancels_undelivered_deliveries_and_leaves_those_received
         "These clinics had not received the request yet, so they have not been told anything: Klinikk hud-bergen."
         in text
     )
+    later = (await client.get(f"/manage/{token}?lang=en")).text  # a later visit says the same
+    assert "These clinics are told that you withdrew consent: Klinikk fysio-oslo and Klinikk psyk-oslo." in later
+    assert "so they have not been told anything: Klinikk hud-bergen." in later
     assert await _inbox_ids(client, clinics["hud-bergen"]) == []
     assert await broker.pool.fetchval("SELECT withdrawn_at FROM referrals WHERE id = $1", referral_id) is not None
     assert await broker.pool.fetchval("SELECT done_at IS NOT NULL FROM outbox WHERE subject_id = $1", referral_id)
