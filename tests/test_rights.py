@@ -217,6 +217,10 @@ async def test_a_correction_reaches_every_clinic_after_its_referral(broker: Brok
     done = await rights.rectify(broker, session, reference, corrected)
     assert done.changed == ["name", "email", "phone"]
     assert done.notices == 2
+    assert (done.reach.told, done.reach.with_referral) == (
+        ["Klinikk fysio-a"],
+        ["Klinikk fysio-b"],
+    )  # b has not received it
     assert not done.still_linked  # the confirmed address itself changed
 
     # The broker's copy and its indexes follow the correction.
@@ -233,7 +237,7 @@ async def test_a_correction_reaches_every_clinic_after_its_referral(broker: Brok
     new_session = await _session(broker, outbox, "email", "kari.berg@example.no")
     assert [v.reference for v in await rights.overview(broker, new_session)] == [reference]
 
-    # a gets the notice at once; b gets its referral first, then the notice.
+    # a gets the notice at once; b gets its referral and, after it in the same answer, the notice.
     [(kind, plaintext)] = await _pull_and_ack(broker, a)
     notice = _notice(plaintext)
     assert kind == "correction"
@@ -241,8 +245,8 @@ async def test_a_correction_reaches_every_clinic_after_its_referral(broker: Brok
     assert notice.reference == reference and notice.clinic == "fysio-a"
     assert notice.patient is not None and notice.patient.email == "kari.berg@example.no"
     kinds_b = await _pull_and_ack(broker, b)
-    assert [k for k, _ in kinds_b] == ["referral"]  # the correction is served only once that is acknowledged
-    assert [k for k, _ in await _pull_and_ack(broker, b)] == ["correction"]
+    assert [k for k, _ in kinds_b] == ["referral", "correction"]  # decision 0140: they travel together
+    assert _notice(kinds_b[1][1]).patient.email == "kari.berg@example.no"  # type: ignore[union-attr]
     assert await _pull_and_ack(broker, b) == []
     states = await broker.pool.fetch("SELECT id, status, envelope FROM clinic_notices")
     assert {(s["status"], s["envelope"]) for s in states} == {("acknowledged", None)}
@@ -268,14 +272,19 @@ async def test_erasure_keeps_only_an_anonymous_remainder_and_tells_who_may_hold_
     await enrol_clinic(broker, "fysio-c")
     reference = await _submit(broker, ["fysio-a", "fysio-b"])
     await _dispatch(broker, reference)
-    await _pull_and_ack(broker, a)  # a received it; b's copy waits in its inbox (b may have fetched it)
+    await _pull_and_ack(broker, a)  # a received it
+    row_b = await clinics.by_slug(broker.pool, "fysio-b")
+    assert row_b is not None
+    assert len((await clinic_inbox.list_inbox(broker, row_b, 10)).items) == 1  # b fetched it, not acknowledged
     untouched = await _submit(broker, ["fysio-c"])  # never dispatched: fysio-c never saw it
     session = await _session(broker, outbox, "email", "kari@example.no")
 
     done = await rights.erase(broker, session, reference)
     assert (done.cancelled, done.notices) == (1, 2)
+    assert (done.reach.told, done.reach.not_told) == (["Klinikk fysio-a", "Klinikk fysio-b"], [])
     done_c = await rights.erase(broker, session, untouched)
     assert (done_c.cancelled, done_c.notices) == (1, 0)
+    assert (done_c.reach.told, done_c.reach.not_told) == ([], ["Klinikk fysio-c"])
 
     row = await broker.pool.fetchrow(
         """SELECT * FROM referrals WHERE id = (SELECT referral_id FROM deliveries d JOIN clinics c
@@ -317,16 +326,29 @@ async def test_withdrawal_by_code_and_by_link_tells_the_clinics(broker: BrokerCo
     assert view.withdrawn_at is not None
     assert [n.kind for n in view.notices] == ["withdrawal"]
 
-    # By the manage link: a copy still waiting in the inbox is cancelled, and its clinic is told,
-    # since it may have fetched it without acknowledging yet (the withdrawal race).
+    # By the manage link: a copy the clinic fetched but has not acknowledged is cancelled, and its clinic
+    # is told (decision 0139: it was served).
     request = msgspec.convert(referral_json(["fysio-a"], email="per@example.no"), ReferralRequest)
     receipt = await intake.submit(broker, request)
     await _dispatch(broker, receipt.reference)
+    row = await clinics.by_slug(broker.pool, "fysio-a")
+    assert row is not None
+    assert len((await clinic_inbox.list_inbox(broker, row, 10)).items) == 1  # fetched, never acknowledged
     token = receipt.manage_url.rsplit("/", 1)[1]
     withdrawal = await manage.withdraw(broker, token)
     assert withdrawal is not None and len(withdrawal.cancelled) == 1
+    assert withdrawal.reach.told == ["Klinikk fysio-a"]
     [(kind, plaintext)] = await _pull_and_ack(broker, a)
     assert kind == "withdrawal" and _notice(plaintext).reference == receipt.reference
+
+    # A copy cancelled while still unserved: the clinic never had it, and is not told.
+    request = msgspec.convert(referral_json(["fysio-a"], email="eva@example.no"), ReferralRequest)
+    receipt = await intake.submit(broker, request)
+    await _dispatch(broker, receipt.reference)
+    withdrawal = await manage.withdraw(broker, receipt.manage_url.rsplit("/", 1)[1])
+    assert withdrawal is not None and len(withdrawal.cancelled) == 1
+    assert (withdrawal.reach.told, withdrawal.reach.not_told) == ([], ["Klinikk fysio-a"])
+    assert await _pull_and_ack(broker, a) == []
 
 
 async def test_notices_follow_referrals_across_pages(broker: BrokerContext, outbox: Outbox) -> None:

@@ -163,7 +163,7 @@ async def test_each_right_is_carried_out_and_the_clinics_are_told(stack: Broker,
         notice = msgspec.json.decode((inbox_a / correction).read_bytes())
         assert notice["patient"]["name"] == NEW_NAME
 
-        # Withdrawal of the referral to both: klinikk-b had not fetched it; its copy is stopped and it is told.
+        # Withdrawal of the referral to both: klinikk-b had not fetched it; its copy is stopped, nobody tells it.
         _act(browser, "/rights/withdraw/confirm", reference=both)
         # Erasure of the corrected one.
         _act(browser, "/rights/erase/confirm", reference=only_a)
@@ -180,9 +180,9 @@ async def test_each_right_is_carried_out_and_the_clinics_are_told(stack: Broker,
     names_a, names_b = _files(inbox_a), _files(inbox_b)
     assert any(n.startswith(f"{both}.withdrawal-") for n in names_a)
     assert any(n.startswith(f"{only_a}.erasure-") for n in names_a)
-    # klinikk-b never received the withdrawn referral, only its own other one and the withdrawal notice.
+    # klinikk-b never received the withdrawn referral, so it is not told of the withdrawal (decision 0139).
     assert f"{both}.json" not in names_b and f"{someone_else}.json" in names_b
-    assert any(n.startswith(f"{both}.withdrawal-") for n in names_b)
+    assert not any(n.startswith(f"{both}.") for n in names_b)
 
     # What remains in the database.
     conn = await asyncpg.connect(stack.database_url)
@@ -200,7 +200,7 @@ async def test_each_right_is_carried_out_and_the_clinics_are_told(stack: Broker,
         )
         assert copy.email == EMAIL  # withdrawal stops deliveries; the copy stays until anonymisation
         notices = await conn.fetch("SELECT kind, status, envelope FROM clinic_notices ORDER BY created_at")
-        assert sorted(n["kind"] for n in notices) == ["correction", "erasure", "withdrawal", "withdrawal"]
+        assert sorted(n["kind"] for n in notices) == ["correction", "erasure", "withdrawal"]  # not klinikk-b
         assert {(n["status"], n["envelope"]) for n in notices} == {("acknowledged", None)}
         assert await conn.fetchval("SELECT count(*) FROM rights_codes WHERE session_expires_at > now()") == 0
         actions = [r["action"] for r in await conn.fetch("SELECT action FROM audit_events ORDER BY id")]

@@ -169,7 +169,9 @@ async def test_the_migration_counts_what_the_database_already_held(
     try:
         conn = await asyncpg.connect(url)
         with monkeypatch.context() as m:
-            m.setattr(migrate, "migration_files", lambda: [f for f in everything if f[0] < "0010"])
+            # every migration but the counters' own (0010, 0011): what today's code needs of later ones
+            # (0012's deliveries.served_at, read by the inbox listing) is there, the counters are not
+            m.setattr(migrate, "migration_files", lambda: [f for f in everything if f[0][:4] not in ("0010", "0011")])
             await apply_migrations(conn)
         assert not await conn.fetchval("SELECT to_regclass('metric_counts') IS NOT NULL")
         ctx = await BrokerContext.open(msgspec.structs.replace(settings, database_url=url), RecordingDoorbell())
@@ -177,7 +179,7 @@ async def test_the_migration_counts_what_the_database_already_held(
             await _activity(ctx)
         finally:
             await ctx.close()
-        assert "0010_metric_counts.sql" in await apply_migrations(conn)
+        assert await apply_migrations(conn) == ["0010_metric_counts.sql", "0011_metric_counts_fast_path.sql"]
         _same(await _counted(conn), await _recount(conn))
         await conn.close()
     finally:

@@ -144,14 +144,23 @@ async def test_withdraw_cancels_undelivered_deliveries_and_leaves_those_received
         "hud-bergen": "cancelled",
     }
     assert all(r["envelope"] is None for r in rows.values())  # the available one's ciphertext is gone too
-    # The clinic can no longer pull the referral; it may have fetched it unacknowledged, so it gets a
-    # withdrawal notice in its place. The clinic that has it gets one; the one never reached does not.
+    # The clinic can no longer pull the referral; it fetched it (listed above) without acknowledging, so
+    # it gets a withdrawal notice in its place. The clinic that has it gets one; the one never reached
+    # does not (decision 0139), and the receipt names both.
     [notice_id] = await _inbox_ids(client, clinics["psyk-oslo"])
     notices = await broker.pool.fetch(
         """SELECT n.id, c.slug, n.kind FROM clinic_notices n JOIN clinics c ON c.id = n.clinic_id ORDER BY c.slug"""
     )
     assert [(n["slug"], n["kind"]) for n in notices] == [("fysio-oslo", "withdrawal"), ("psyk-oslo", "withdrawal")]
     assert notice_id == str(notices[1]["id"])
+    assert "These clinics are told that you withdrew consent: Klinikk fysio-oslo and Klinikk psyk-oslo." in text
+    assert (
+        "These clinics had not received the request yet, so they have not been told anything: Klinikk hud-bergen."
+        in text
+    )
+    later = (await client.get(f"/manage/{token}?lang=en")).text  # a later visit says the same
+    assert "These clinics are told that you withdrew consent: Klinikk fysio-oslo and Klinikk psyk-oslo." in later
+    assert "so they have not been told anything: Klinikk hud-bergen." in later
     assert await _inbox_ids(client, clinics["hud-bergen"]) == []
     assert await broker.pool.fetchval("SELECT withdrawn_at FROM referrals WHERE id = $1", referral_id) is not None
     assert await broker.pool.fetchval("SELECT done_at IS NOT NULL FROM outbox WHERE subject_id = $1", referral_id)

@@ -60,13 +60,19 @@ class _Place:
 
 
 async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int, after: str | None = None) -> InboxPage:
-    """Referrals first, oldest first; then notices about referrals the clinic has received (a page is
-    never all notices while referrals wait, so a referral is always served before its notices).
+    """Referrals first, oldest first, each followed by the notices about it (decision 0140); then notices
+    about referrals the clinic has received. A referral and its notices are never split across pages (a
+    page holds more than `limit` items only when one referral's notices alone fill it), and a notice is
+    never served before its referral.
 
     Each page says where the next begins (`next`); with `after` (`INBOX_START`, or a page's `next`) it
     begins where the one before ended, so the clinic reads on while it still files and acknowledges. What it left
     waiting (skipped, or not yet acknowledged) is not served again in that reading; the next reading
-    from `INBOX_START` begins with it."""
+    from `INBOX_START` begins with it.
+
+    One transaction: the listed deliveries are locked and marked served (decision 0139), so a withdrawal,
+    erasure or correction deciding at the same moment which clinics to tell sees each copy either served
+    or not, and a copy it cancels is not listed."""
     limit = max(1, min(limit, MAX_PAGE))
     if after is not None:
         try:
@@ -78,23 +84,34 @@ async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int, after: s
     place = None if after is None else _Place.of(after)
     items: list[InboxItem] = []
     more = False
-    if place is None or place.kind == "r":
-        rows = await deliveries.inbox(ctx.pool, clinic.id, limit, None if place is None else place.after)
-        shown = rows[:limit]
-        items = [InboxItem(delivery_id=str(r.id), envelope=r.envelope) for r in shown]
-        more = len(rows) > limit
-        if shown:
-            place = _Place("r", shown[-1].dispatched_at, shown[-1].id)
-    if not more:
-        room = limit - len(items)
-        waiting = await notices.inbox(ctx.pool, clinic.id, room, place.after if place and place.kind == "n" else None)
-        shown_notices = waiting[:room]
-        items += [InboxItem(delivery_id=str(n.id), envelope=n.envelope) for n in shown_notices]
-        more = len(waiting) > room
-        if shown_notices:
-            place = _Place("n", shown_notices[-1].created_at, shown_notices[-1].id)
-        elif place is None or place.kind == "r":
-            place = _Place("n")  # the referrals ended with this page: the next one begins with the notices
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if place is None or place.kind == "r":
+            rows = await deliveries.inbox(conn, clinic.id, limit, None if place is None else place.after)
+            more = len(rows) > limit
+            about = await notices.attached(conn, clinic.id, [r.id for r in rows[:limit]])
+            shown: list[deliveries.InboxRow] = []
+            for row in rows[:limit]:
+                group = [InboxItem(delivery_id=str(row.id), envelope=row.envelope)]
+                group += [InboxItem(delivery_id=str(n.id), envelope=n.envelope) for n in about.get(row.id, [])]
+                if items and len(items) + len(group) > limit:
+                    more = True  # this referral and its notices begin the next page
+                    break
+                items += group
+                shown.append(row)
+            await deliveries.mark_served(conn, [r.id for r in shown if r.served_at is None], ctx.clock())
+            if shown:
+                place = _Place("r", shown[-1].dispatched_at, shown[-1].id)
+        if not more:
+            room = max(0, limit - len(items))
+            after_notice = place.after if place and place.kind == "n" else None
+            waiting = await notices.inbox(conn, clinic.id, room, after_notice)
+            shown_notices = waiting[:room]
+            items += [InboxItem(delivery_id=str(n.id), envelope=n.envelope) for n in shown_notices]
+            more = len(waiting) > room
+            if shown_notices:
+                place = _Place("n", shown_notices[-1].created_at, shown_notices[-1].id)
+            elif place is None or place.kind == "r":
+                place = _Place("n")  # the referrals ended with this page: the next one begins with the notices
     await clinics.record_pull(ctx.pool, clinic.id, ctx.clock())
     return InboxPage(items=items, more=more, next=place.cursor() if more and place is not None else None)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from referral_broker.crypto.tokens import token_hash
 from referral_broker.services import clinic_notices
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import JOB_DISPATCH
-from referral_broker.store import audit, outbox
+from referral_broker.store import audit, notices, outbox
 from referral_broker.store import referrals as referral_store
 from referral_broker.store.pool import Connection
 from referral_broker.store.referrals import DeliveryView, ManagedReferral
@@ -37,6 +37,7 @@ class Withdrawal:
     view: ManagedView
     cancelled: list[uuid.UUID]
     first_time: bool
+    reach: clinic_notices.Reach = field(default_factory=clinic_notices.Reach)  # who was told, by name
 
 
 def _hash_of(token: str) -> bytes | None:
@@ -76,7 +77,7 @@ async def withdraw(ctx: BrokerContext, token: str) -> Withdrawal | None:
     view = await look_up(ctx, token)
     if view is None:  # pragma: no cover - the row was just locked and is never deleted
         return None
-    return Withdrawal(view=view, cancelled=done.cancelled, first_time=done.first_time)
+    return Withdrawal(view=view, cancelled=done.cancelled, first_time=done.first_time, reach=done.planned.reach)
 
 
 @dataclass(frozen=True)
@@ -92,17 +93,15 @@ async def withdraw_locked(
     """The withdrawal itself, for a referral the caller has locked in its transaction."""
     now = ctx.clock()
     planned = clinic_notices.PlannedNotices([], [], [])
+    # Locked before deciding who is told: a clinic's listing serving a copy waits, or went first (0139).
+    copies = await referral_store.deliveries_of(conn, referral_id, lock=True)
     if first_time:
         await referral_store.mark_withdrawn(conn, referral_id, now)
         planned = await clinic_notices.seal_notices(
-            ctx,
-            conn,
-            kind=NoticeKind.WITHDRAWAL,
-            reference=reference,
-            deliveries=await referral_store.deliveries_of(conn, referral_id),
-            requested_at=now,
+            ctx, conn, kind=NoticeKind.WITHDRAWAL, reference=reference, deliveries=copies, requested_at=now
         )
     cancelled = await referral_store.cancel_undelivered(conn, referral_id, now)
+    await notices.expire_unserved(conn, cancelled, now)
     await outbox.finish(conn, JOB_DISPATCH, referral_id, now, "withdrawn")
     if first_time or cancelled:
         await audit.append(

@@ -72,23 +72,38 @@ class InboxRow:
     id: uuid.UUID
     envelope: bytes
     dispatched_at: datetime  # with the id, its place in the inbox's order
+    served_at: datetime | None = None  # None: never listed to the clinic before
 
 
 async def inbox(
     conn: Executor, clinic_id: uuid.UUID, limit: int, after: tuple[datetime, uuid.UUID] | None = None
 ) -> list[InboxRow]:
     """What waits for the clinic, oldest first (after the place `after`, when given); one row more than
-    asked, to tell whether there is more."""
+    asked, to tell whether there is more.
+
+    The rows are locked (FOR UPDATE) until the caller's transaction ends: a withdrawal, erasure or
+    correction locks the same rows before it decides which clinics to tell, so it sees either the copy
+    served (and tells that clinic) or not yet served (and the copy it cancels is never listed, since a row
+    cancelled while this waited for its lock no longer matches `status = 'available'`). Call it inside
+    a transaction that marks what it serves (`mark_served`)."""
     later = "" if after is None else "AND (dispatched_at, id) > ($3, $4)"
     rows = await conn.fetch(
-        f"""SELECT id, envelope, dispatched_at FROM deliveries
+        f"""SELECT id, envelope, dispatched_at, served_at FROM deliveries
             WHERE clinic_id = $1 AND status = 'available' {later}
-            ORDER BY dispatched_at, id LIMIT $2""",  # noqa: S608 - constants, no input
+            ORDER BY dispatched_at, id LIMIT $2 FOR UPDATE""",  # noqa: S608 - constants, no input
         clinic_id,
         limit + 1,
         *(after or ()),
     )
-    return [InboxRow(r["id"], r["envelope"], r["dispatched_at"]) for r in rows]
+    return [InboxRow(r["id"], r["envelope"], r["dispatched_at"], r["served_at"]) for r in rows]
+
+
+async def mark_served(conn: Executor, ids: list[uuid.UUID], now: datetime) -> None:
+    """Record that these deliveries were listed to their clinic, the first time only."""
+    if ids:
+        await conn.execute(
+            "UPDATE deliveries SET served_at = $2 WHERE id = ANY($1::uuid[]) AND served_at IS NULL", ids, now
+        )
 
 
 async def acknowledge(
@@ -96,11 +111,18 @@ async def acknowledge(
 ) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
     """available → acknowledged and the ciphertext dropped. Returns (moved now, acknowledged before).
 
+    The rows are locked in the order the inbox lists them (the listing locks them too), so a listing and
+    an acknowledgement from the same clinic at once wait for each other rather than deadlock.
+
     Scoped to `clinic_id`: another clinic's delivery id is indistinguishable from an unknown one.
     """
     moved = await conn.fetch(
-        """UPDATE deliveries SET status = $3, acknowledged_at = $4, updated_at = $4, envelope = NULL
-           WHERE clinic_id = $1 AND id = ANY($2::uuid[]) AND status = ANY($5::text[])
+        """UPDATE deliveries SET status = $3, acknowledged_at = $4, updated_at = $4, envelope = NULL,
+                                 served_at = COALESCE(served_at, $4)
+           WHERE id IN (SELECT id FROM deliveries
+                        WHERE clinic_id = $1 AND id = ANY($2::uuid[]) AND status = ANY($5::text[])
+                        ORDER BY dispatched_at, id FOR UPDATE)
+             AND status = ANY($5::text[])
            RETURNING id""",
         clinic_id,
         ids,

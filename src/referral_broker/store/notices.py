@@ -8,10 +8,9 @@ from datetime import datetime
 
 from referral_broker.store.pool import Connection, Executor
 
-#: A correction is served only to a clinic that received the referral; an erasure or withdrawal also
-#: to one whose copy was cancelled while waiting in its inbox, since it may have fetched it already.
-_SERVABLE = """(d.status = 'acknowledged'
-                OR (n.kind <> 'correction' AND d.status = 'cancelled' AND d.dispatched_at IS NOT NULL))"""
+#: A notice is for a clinic whose copy was served (listed in an inbox answer) or acknowledged; the one
+#: about a copy still waiting in the inbox travels with it (`attached`), after it in the same answer.
+_SERVABLE = "(d.served_at IS NOT NULL OR d.status = 'acknowledged')"
 
 
 @dataclass(frozen=True)
@@ -48,17 +47,53 @@ async def inbox(
     conn: Executor, clinic_id: uuid.UUID, limit: int, after: tuple[datetime, uuid.UUID] | None = None
 ) -> list[NoticeRow]:
     """Servable notices for the clinic, oldest first (after the place `after`, when given); one more than
-    asked, to tell whether there is more."""
+    asked, to tell whether there is more. A notice about a copy still waiting in the inbox is not among
+    them: it is served with that copy (`attached`), never before it."""
     later = "" if after is None else "AND (n.created_at, n.id) > ($3, $4)"
     rows = await conn.fetch(
         f"""SELECT n.id, n.envelope, n.created_at FROM clinic_notices n JOIN deliveries d ON d.id = n.delivery_id
-            WHERE n.clinic_id = $1 AND n.status = 'waiting' AND {_SERVABLE} {later}
+            WHERE n.clinic_id = $1 AND n.status = 'waiting' AND d.status <> 'available' AND {_SERVABLE} {later}
             ORDER BY n.created_at, n.id LIMIT $2""",  # noqa: S608 - constants, no input
         clinic_id,
-        limit + 1,
+        max(limit, 0) + 1,
         *(after or ()),
     )
     return [NoticeRow(r["id"], r["envelope"], r["created_at"]) for r in rows]
+
+
+async def attached(
+    conn: Executor, clinic_id: uuid.UUID, delivery_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[NoticeRow]]:
+    """The waiting notices about these deliveries (copies in the clinic's inbox), oldest first, by delivery."""
+    if not delivery_ids:
+        return {}
+    rows = await conn.fetch(
+        """SELECT delivery_id, id, envelope, created_at FROM clinic_notices
+           WHERE clinic_id = $1 AND delivery_id = ANY($2::uuid[]) AND status = 'waiting'
+           ORDER BY created_at, id""",
+        clinic_id,
+        delivery_ids,
+    )
+    found: dict[uuid.UUID, list[NoticeRow]] = {}
+    for r in rows:
+        found.setdefault(r["delivery_id"], []).append(NoticeRow(r["id"], r["envelope"], r["created_at"]))
+    return found
+
+
+async def expire_unserved(conn: Connection, delivery_ids: list[uuid.UUID], now: datetime) -> int:
+    """The waiting notices about copies cancelled before they were ever served: no clinic will be told,
+    so their ciphertext goes (a correction's holds contact details)."""
+    if not delivery_ids:
+        return 0
+    result = await conn.execute(
+        """UPDATE clinic_notices n SET status = 'expired', envelope = NULL, updated_at = $2
+           FROM deliveries d
+           WHERE d.id = n.delivery_id AND n.delivery_id = ANY($1::uuid[]) AND n.status = 'waiting'
+             AND d.served_at IS NULL AND d.status <> 'acknowledged'""",
+        delivery_ids,
+        now,
+    )
+    return int(result.split()[-1])
 
 
 async def acknowledge(

@@ -168,14 +168,17 @@ class DeliveryView:
     created_at: datetime
     dispatched_at: datetime | None
     acknowledged_at: datetime | None
+    served_at: datetime | None = None  # first listed to the clinic (None: it has never seen it)
 
 
-async def deliveries_of(conn: Executor, referral_id: uuid.UUID) -> list[DeliveryView]:
+async def deliveries_of(conn: Executor, referral_id: uuid.UUID, *, lock: bool = False) -> list[DeliveryView]:
+    """The referral's deliveries; with `lock`, their rows stay locked until the caller's transaction ends
+    (who is told of a change is decided on them, while a clinic's listing waits: decision 0139)."""
     rows = await conn.fetch(
-        """SELECT d.id, c.slug AS clinic_slug, c.name AS clinic_name, d.status, d.created_at, d.dispatched_at,
-                  d.acknowledged_at
+        f"""SELECT d.id, c.slug AS clinic_slug, c.name AS clinic_name, d.status, d.created_at, d.dispatched_at,
+                  d.acknowledged_at, d.served_at
            FROM deliveries d JOIN clinics c ON c.id = d.clinic_id
-           WHERE d.referral_id = $1 ORDER BY c.name""",
+           WHERE d.referral_id = $1 ORDER BY c.name {"FOR UPDATE OF d" if lock else ""}""",  # noqa: S608 - constants
         referral_id,
     )
     return [DeliveryView(**dict(r)) for r in rows]

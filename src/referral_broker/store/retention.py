@@ -50,6 +50,7 @@ async def anonymise(conn: Connection, ids: list[uuid.UUID], categories: list[str
                    created_at = date_trunc('day', created_at),
                    dispatched_at = date_trunc('day', dispatched_at),
                    acknowledged_at = date_trunc('day', acknowledged_at),
+                   served_at = date_trunc('day', served_at),
                    updated_at = CASE WHEN status = ANY($4::text[]) THEN date_trunc('day', $3::timestamptz)
                                      ELSE date_trunc('day', updated_at) END,
                    last_error = NULL,

@@ -3,7 +3,7 @@ indexes are replaced, and every clinic that has or will get the referral is told
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import msgspec
@@ -48,6 +48,7 @@ class Rectified:
     changed: list[str]  # field names, never values
     notices: int
     still_linked: bool  # False when the address this session confirmed was itself changed
+    reach: clinic_notices.Reach = field(default_factory=clinic_notices.Reach)  # who was told, by name
 
 
 async def rectify(ctx: BrokerContext, session: RightsSession, reference: str, corrected: Patient) -> Rectified:
@@ -80,7 +81,7 @@ async def rectify(ctx: BrokerContext, session: RightsSession, reference: str, co
             conn,
             kind=NoticeKind.CORRECTION,
             reference=reference,
-            deliveries=await referral_store.deliveries_of(conn, row.id),
+            deliveries=await referral_store.deliveries_of(conn, row.id, lock=True),  # decision 0139
             requested_at=now,
             patient=corrected,
         )
@@ -94,4 +95,4 @@ async def rectify(ctx: BrokerContext, session: RightsSession, reference: str, co
         )
     await clinic_notices.ring(ctx, planned)
     still = (email_bidx if session.channel == "email" else phone_bidx) == session.contact_bidx
-    return Rectified(changed, len(planned.sealed), still)
+    return Rectified(changed, len(planned.sealed), still, planned.reach)

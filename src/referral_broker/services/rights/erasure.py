@@ -8,7 +8,7 @@ anonymous remainder the five-month anonymisation leaves, plus the day of erasure
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from referral_broker.services import clinic_notices, manage, retention
 from referral_broker.services.context import BrokerContext
@@ -25,6 +25,7 @@ from referral_protocol.notice import NoticeKind
 class Stopped:
     cancelled: int  # deliveries stopped before the clinic received them
     notices: int  # clinics told
+    reach: clinic_notices.Reach = field(default_factory=clinic_notices.Reach)  # who was told, by name
 
 
 async def withdraw(ctx: BrokerContext, session: RightsSession, reference: str) -> Stopped:
@@ -34,7 +35,7 @@ async def withdraw(ctx: BrokerContext, session: RightsSession, reference: str) -
             ctx, conn, row.id, reference, first_time=row.withdrawn_at is None, actor="patient:rights"
         )
     await clinic_notices.ring(ctx, done.planned)
-    return Stopped(len(done.cancelled), len(done.planned.sealed))
+    return Stopped(len(done.cancelled), len(done.planned.sealed), done.planned.reach)
 
 
 async def erase(ctx: BrokerContext, session: RightsSession, reference: str) -> Stopped:
@@ -42,7 +43,7 @@ async def erase(ctx: BrokerContext, session: RightsSession, reference: str) -> S
     now = ctx.clock()
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await linked.lock(conn, session, reference)
-        deliveries = await referral_store.deliveries_of(conn, row.id)
+        deliveries = await referral_store.deliveries_of(conn, row.id, lock=True)  # who is told: decision 0139
         cancelled = await referral_store.cancel_undelivered(conn, row.id, now)
         # Anonymising also expires the unserved notices about it: they may hold the old contact details.
         category = retention.surviving_category(ctx, row.id.bytes, row.contact_ct)
@@ -64,4 +65,4 @@ async def erase(ctx: BrokerContext, session: RightsSession, reference: str) -> S
             },
         )
     await clinic_notices.ring(ctx, planned)
-    return Stopped(len(cancelled), len(planned.sealed))
+    return Stopped(len(cancelled), len(planned.sealed), planned.reach)

@@ -26,6 +26,9 @@ class ExportedDelivery(msgspec.Struct):
     created_at: datetime
     made_available_at: datetime | None
     received_by_clinic_at: datetime | None
+    #: first listed to the clinic; None: it never fetched it, so it is told of no correction, withdrawal
+    #: or erasure (a correction comes with the referral instead)
+    fetched_by_clinic_at: datetime | None = None
 
 
 class ExportedNotice(msgspec.Struct):
@@ -34,6 +37,7 @@ class ExportedNotice(msgspec.Struct):
     status: str
     created_at: datetime
     received_by_clinic_at: datetime | None
+    clinic_name: str = ""  # the clinic this notice went to
 
 
 class ExportedConsent(msgspec.Struct):
@@ -62,17 +66,29 @@ class SubjectAccessExport(msgspec.Struct):
 
 
 def _exported(v: LinkedView) -> ExportedReferral:
+    names = {d.id: d.clinic_name for d in v.deliveries}
     return ExportedReferral(
         reference=v.reference,
         submitted_at=v.submitted_at,
         contact_details=v.contact,
         consent=ExportedConsent(v.consent_version, v.consent_text_sha256, v.consent_at, v.withdrawn_at),
         deliveries=[
-            ExportedDelivery(d.clinic_slug, d.clinic_name, d.status, d.created_at, d.dispatched_at, d.acknowledged_at)
+            ExportedDelivery(
+                d.clinic_slug,
+                d.clinic_name,
+                d.status,
+                d.created_at,
+                d.dispatched_at,
+                d.acknowledged_at,
+                d.served_at,
+            )
             for d in v.deliveries
         ],
         notices_to_clinics=[
-            ExportedNotice(str(n.delivery_id), n.kind, n.status, n.created_at, n.acknowledged_at) for n in v.notices
+            ExportedNotice(
+                str(n.delivery_id), n.kind, n.status, n.created_at, n.acknowledged_at, names.get(n.delivery_id, "")
+            )
+            for n in v.notices
         ],
         anonymised_after=v.kept_until.astimezone(LOCAL_TIME).date(),
     )

@@ -15,11 +15,12 @@ from litestar.params import FromPath
 from litestar.response import Template
 
 from referral_broker.domain.delivery import DeliveryStatus
-from referral_broker.services import manage
+from referral_broker.services import clinic_notices, manage
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.manage import ManagedView, Withdrawal
 from referral_broker.store.referrals import DeliveryView
 from referral_broker.web.patient.page import render, switch_link
+from referral_protocol.notice import NoticeKind
 
 _S = DeliveryStatus
 #: The states a patient is told about; queued and failed are both "waiting" to them.
@@ -68,6 +69,11 @@ def _manage_page(
     request: Request[Any, Any, Any], token: str, view: ManagedView, withdrawal: Withdrawal | None = None
 ) -> Template:
     cancelled_now = set(withdrawal.cancelled) if withdrawal else set()
+    reach = None  # who was told of the withdrawal: decided on the locked rows (0139); later, the same rule
+    if withdrawal is not None:
+        reach = withdrawal.reach
+    elif view.referral.withdrawn_at is not None:
+        reach = clinic_notices.reach(NoticeKind.WITHDRAWAL, view.deliveries)
     return render(
         request,
         "patient/manage.html",
@@ -75,6 +81,7 @@ def _manage_page(
         states=clinic_states(view),
         token=token,
         withdrawal=withdrawal,
+        reach=reach,
         cancelled_now=[d.clinic_name for d in view.deliveries if d.id in cancelled_now],
         kept=[d.clinic_name for d in view.deliveries if d.status == DeliveryStatus.ACKNOWLEDGED.value],
         resubmit=[d.clinic_name for d in view.deliveries if d.status == DeliveryStatus.UNDELIVERABLE.value],

@@ -37,7 +37,15 @@ from referral_broker.web.patient.rights_access import (
     session_cookie,
     session_token,
 )
-from referral_broker.web.patient.rights_views import CorrectionForm, Done, card, day, stoppable, told_about
+from referral_broker.web.patient.rights_views import (
+    CorrectionForm,
+    Done,
+    card,
+    day,
+    not_received,
+    stoppable,
+    told_about,
+)
 from referral_protocol.errors import FieldError, InvalidRequest
 from referral_protocol.notice import NoticeKind
 
@@ -262,7 +270,6 @@ class RightsPages(Controller):
         corrected, errors = typed.to_patient(today=today)
         if corrected is None:
             return _correction_page(request, view, typed, errors)
-        told = told_about(view, NoticeKind.CORRECTION)
         try:
             result = await rights.rectify(broker, session, view.reference, corrected)
         except NotLinked:
@@ -271,7 +278,8 @@ class RightsPages(Controller):
         done = Done(
             kind="corrected" if result.changed else "unchanged",
             reference=view.reference,
-            told=told if result.notices else [],
+            told=result.reach.told,
+            with_referral=result.reach.with_referral,
             changed=[t(f"form.{name}") for name in result.changed],
             still_linked=result.still_linked,
         )
@@ -297,12 +305,17 @@ class RightsPages(Controller):
         if not isinstance(found, tuple):
             return found
         session, view = found
-        told = told_about(view, NoticeKind.WITHDRAWAL) if view.withdrawn_at is None else []
         try:
-            await rights.withdraw(broker, session, view.reference)
+            stopped = await rights.withdraw(broker, session, view.reference)
         except NotLinked:
             return await _requests_page(request, broker, session, problem="not_linked", status_code=404)
-        done = Done(kind="withdrawn", reference=view.reference, stopped=stoppable(view), told=told)
+        done = Done(
+            kind="withdrawn",
+            reference=view.reference,
+            stopped=stoppable(view),
+            told=stopped.reach.told,
+            not_told=stopped.reach.not_told,
+        )
         return await _requests_page(request, broker, session, done=done)
 
     @post("/erase/confirm", status_code=200)
@@ -311,12 +324,17 @@ class RightsPages(Controller):
         if not isinstance(found, tuple):
             return found
         session, view = found
-        told = told_about(view, NoticeKind.ERASURE)
         try:
-            await rights.erase(broker, session, view.reference)
+            stopped = await rights.erase(broker, session, view.reference)
         except NotLinked:
             return await _requests_page(request, broker, session, problem="not_linked", status_code=404)
-        done = Done(kind="erased", reference=view.reference, stopped=stoppable(view), told=told)
+        done = Done(
+            kind="erased",
+            reference=view.reference,
+            stopped=stoppable(view),
+            told=stopped.reach.told,
+            not_told=stopped.reach.not_told,
+        )
         return await _requests_page(request, broker, session, done=done)
 
 
@@ -367,6 +385,7 @@ async def _confirm_page(request: Request[Any, Any, Any], broker: BrokerContext, 
         clinics=[d.clinic_name for d in view.deliveries],
         stopped=stoppable(view),
         told=told_about(view, kind) if action == "erase" or view.withdrawn_at is None else [],
+        not_told=not_received(view) if action == "erase" or view.withdrawn_at is None else [],
         withdrawn=view.withdrawn_at is not None,
         today=day(t, broker.clock()),
     )

@@ -73,6 +73,11 @@ def told_about(view: LinkedView, kind: NoticeKind) -> list[str]:
     return [d.clinic_name for d in view.deliveries if clinic_notices.told_about(kind, d)]
 
 
+def not_received(view: LinkedView) -> list[str]:
+    """The clinics that have not received the referral (yet): a withdrawal or erasure does not tell them."""
+    return [d.clinic_name for d in view.deliveries if not clinic_notices.received(d)]
+
+
 def stoppable(view: LinkedView) -> list[str]:
     """The clinics whose copy a withdrawal or erasure would stop before they receive it."""
     sources = set(sources_of(DeliveryStatus.CANCELLED))
@@ -86,7 +91,9 @@ class Done:
     kind: str  # corrected, unchanged, withdrawn, erased
     reference: str
     stopped: list[str] = field(default_factory=list)
-    told: list[str] = field(default_factory=list)
+    told: list[str] = field(default_factory=list)  # had received it: a notice is on its way
+    not_told: list[str] = field(default_factory=list)  # had not received it: no notice (withdrawn, erased)
+    with_referral: list[str] = field(default_factory=list)  # not received yet: corrected details come with it
     changed: list[str] = field(default_factory=list)  # field labels in the visitor's language
     still_linked: bool = True
 
