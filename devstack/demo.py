@@ -24,6 +24,7 @@ from referral_broker.services.settings import Settings
 
 DEV_DIR = Path(".dev")
 
+#: Demo clinics; their organisation numbers and HER-id are made up (valid check digits, no real organisation).
 DEMO_CLINICS = (
     Clinic(
         "fysio-oslo",
@@ -31,9 +32,16 @@ DEMO_CLINICS = (
         "Oslo",
         ("physiotherapy", "orthopaedics"),
         "Fysioterapi og opptrening etter skader, kort ventetid.",
+        organisation_number="987654325",
+        her_id="8765432",
     ),
     Clinic(
-        "hud-bergen", "Hudklinikken Bergen", "Bergen", ("dermatology",), "Hudlege for føflekkontroll, eksem og akne."
+        "hud-bergen",
+        "Hudklinikken Bergen",
+        "Bergen",
+        ("dermatology",),
+        "Hudlege for føflekkontroll, eksem og akne.",
+        organisation_number="998877660",
     ),
     Clinic(
         "psykolog-trondheim",
@@ -41,6 +49,7 @@ DEMO_CLINICS = (
         "Trondheim",
         ("psychology",),
         "Samtaleterapi for angst, depresjon og søvnvansker.",
+        organisation_number="975312461",
     ),
 )
 

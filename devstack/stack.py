@@ -48,6 +48,9 @@ class Clinic:
     city: str | None = None
     categories: tuple[str, ...] = ("physiotherapy", "dermatology", "psychology")
     description: str | None = None
+    # Made-up numbers with a valid mod-11 check digit (the broker refuses any other).
+    organisation_number: str = "987654325"
+    her_id: str | None = None
 
 
 @dataclass
@@ -181,6 +184,8 @@ class Stack:
                 [
                     program("referral-clinic"), "init", "--dir", str(folder), "--broker", self.public_url,
                     "--broker-key", str(self.keys_dir / "broker.pub"), "--slug", clinic.slug, "--name", clinic.name,
+                    "--organisation-number", clinic.organisation_number,
+                    *(["--her-id", clinic.her_id] if clinic.her_id else []),
                 ],
                 self.env,
             )  # fmt: skip

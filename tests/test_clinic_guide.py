@@ -2,7 +2,7 @@
 
 Every `referral-clinic …` line in the guides parses with the program's own parser, every command is shown,
 and the JSON examples decode as the files the program writes (`ReceivedReferral`, `ReceivedNotice`, a FHIR
-R4 Bundle the export's own check accepts), so an example cannot drift from the code unnoticed.
+R4B Bundle the export's own check accepts), so an example cannot drift from the code unnoticed.
 """
 
 from __future__ import annotations

@@ -96,7 +96,9 @@ def test_enrolment_with_a_wrong_fingerprint_is_refused_and_keys_stay_pending(
     _operator_env(monkeypatch, clean_db, tmp_path / "keys")
     secrets_ = ClinicSecrets.generate("ny-klinikk")
     enrollment = tmp_path / "enrollment.json"
-    enrollment.write_bytes(msgspec.json.encode(make_enrollment(secrets_, "Ny klinikk", datetime.now(UTC))))
+    enrollment.write_bytes(
+        msgspec.json.encode(make_enrollment(secrets_, "Ny klinikk", datetime.now(UTC), organisation_number="987654325"))
+    )
     assert main(["clinic", "add", "--enrollment", str(enrollment), "--categories", "physiotherapy"]) == 0
     assert main(["clinic", "add", "--enrollment", str(enrollment)]) == 2  # enrolled once only
     assert "already enrolled" in capsys.readouterr().err
@@ -115,7 +117,7 @@ def test_a_tampered_enrolment_file_is_refused(
 ) -> None:
     init_keys(tmp_path / "keys")
     _operator_env(monkeypatch, clean_db, tmp_path / "keys")
-    e = make_enrollment(ClinicSecrets.generate("a"), "A", datetime.now(UTC))
+    e = make_enrollment(ClinicSecrets.generate("a"), "A", datetime.now(UTC), organisation_number="987654325")
     forged = msgspec.structs.replace(e, name="Someone else")
     path = tmp_path / "enrollment.json"
     path.write_bytes(msgspec.json.encode(forged))

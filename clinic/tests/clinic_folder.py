@@ -63,6 +63,11 @@ def clinic_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REFERRAL_CLINIC_KDF_PROFILE", "interactive")
 
 
+#: Made up, with a valid mod-11 check digit.
+ORGANISATION_NUMBER = "987654325"
+HER_ID = "8765432"
+
+
 def init_argv(folder: Path, broker_key: str, *, slug: str = SLUG) -> list[str]:
     return [
         "init",
@@ -71,6 +76,8 @@ def init_argv(folder: Path, broker_key: str, *, slug: str = SLUG) -> list[str]:
         "--broker-key", broker_key,
         "--slug", slug,
         "--name", "Fjord Fysioterapi AS",
+        "--organisation-number", ORGANISATION_NUMBER,
+        "--her-id", HER_ID,
     ]  # fmt: skip
 
 

@@ -73,6 +73,8 @@ class Broker:
                 slug,
                 "--name",
                 f"Klinikk {slug}",
+                "--organisation-number",
+                "987654325",
             ],
             tool_env,
         )

@@ -208,7 +208,11 @@ def test_every_msgspec_type_refuses_garbage_with_its_own_errors(type_: type[msgs
 # --- the decoders that take bytes from outside, each with its own error --------------------------------
 
 SECRETS = ClinicSecrets.generate("klinikk-a")
-ENROLLMENT = msgspec.json.encode(make_enrollment(SECRETS, "Klinikk A", datetime(2026, 11, 1, tzinfo=UTC)))
+ENROLLMENT = msgspec.json.encode(
+    make_enrollment(
+        SECRETS, "Klinikk A", datetime(2026, 11, 1, tzinfo=UTC), organisation_number="987654325", her_id="8765432"
+    )
+)
 BROKER = envelope.BrokerSigner.generate()
 
 

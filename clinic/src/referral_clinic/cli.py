@@ -77,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--broker-key", required=True, help="the broker's broker.pub, or its text ed25519:...")
     init.add_argument("--slug", required=True, help="this clinic's short name at the broker")
     init.add_argument("--name", required=True, help="this clinic's full name")
+    init.add_argument(
+        "--organisation-number",
+        required=True,
+        help="the organisation number (organisasjonsnummer) in Enhetsregisteret, nine digits, e.g. 923 609 016",
+    )
+    init.add_argument(
+        "--her-id", default=None, help="the clinic's HER-id in Norsk Helsenett's address register, if it has one"
+    )
 
     fingerprint = commands.add_parser("fingerprint", help="show the fingerprint to read to the broker")
     fingerprint.add_argument("--dir", required=True, type=Path, help="the clinic folder")
@@ -96,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--dir", required=True, type=Path, help="the clinic folder")
     status.add_argument("--json", action="store_true", help="print it as one JSON object")
 
-    export = commands.add_parser("export", help="write a FHIR R4 bundle for each referral already pulled")
+    export = commands.add_parser("export", help="write a FHIR R4B bundle for each referral already pulled")
     export.add_argument("--dir", required=True, type=Path, help="the clinic folder (for the clinic's name)")
     export.add_argument("--out", required=True, type=Path, help="the folder `pull` wrote the referrals to")
     export.add_argument("--to", type=Path, help="where the bundles go (default OUT/fhir)")
@@ -150,7 +158,7 @@ def _pull_arguments(command: argparse.ArgumentParser) -> None:
         "--format",
         choices=["json", "fhir"],
         default="json",
-        help="fhir: also write a FHIR R4 bundle per referral to OUT/fhir (the JSON file is always kept)",
+        help="fhir: also write a FHIR R4B bundle per referral to OUT/fhir (the JSON file is always kept)",
     )
 
 
@@ -176,7 +184,14 @@ def _seconds(text: str) -> float:
 
 def _init(args: argparse.Namespace) -> int:
     folder: Path = args.dir
-    config = keystore.new_config(broker_url=args.broker, broker_key=args.broker_key, slug=args.slug, name=args.name)
+    config = keystore.new_config(
+        broker_url=args.broker,
+        broker_key=args.broker_key,
+        slug=args.slug,
+        name=args.name,
+        organisation_number=args.organisation_number,
+        her_id=args.her_id,
+    )
     if ClinicDir(folder).key_file.exists():  # asked again under the lock; this spares typing a passphrase
         raise ClinicDirProblem(f"{ClinicDir(folder).key_file} already exists; refusing to overwrite a clinic's keys")
     profile = kdf_profile()
@@ -226,7 +241,7 @@ def pull_once(
             report = inbox.pull(limit)
         _record_last_pull(session.clinic, report)
     if fhir_export and report.references:
-        organization = fhir.Organization(session.config.slug, session.config.name)
+        organization = fhir.Organization.of(session.config)
         exported = fhir.export(outdir, outdir / "fhir", organization, report.references)
         for name, why in exported.failed.items():
             report.local_failures[name] = f"FHIR export: {why}"
@@ -443,7 +458,7 @@ def _export(args: argparse.Namespace) -> int:
     if not outdir.is_dir():
         raise ClinicDirProblem(f"{outdir} is not a folder of pulled referrals")
     target = output_folder(args.to or outdir / "fhir")
-    report = fhir.export(outdir, target, fhir.Organization(config.slug, config.name), args.reference)
+    report = fhir.export(outdir, target, fhir.Organization.of(config), args.reference)
     for name, why in report.failed.items():
         say(f"{name}: {why}")
     print(f"exported {len(report.written)} FHIR bundle(s) to {target}, failed {len(report.failed)}")

@@ -1,4 +1,4 @@
-"""HL7 FHIR R4 export: one transaction Bundle per referral, for the clinic's journal system.
+"""HL7 FHIR R4B export: one transaction Bundle per referral, for the clinic's journal system.
 
 Each Bundle holds a ServiceRequest (the referral), the Patient (requester and subject) and the
 Organization (this clinic, the performer), each with a stable id derived from the delivery or the
@@ -11,8 +11,12 @@ resources instead of adding new ones. Notices are applied in the order they were
 - erasure: ServiceRequest.status = `entered-in-error` (the request is to be treated as void, and
   erased unless the clinic must keep it).
 
-Every notice's message is added to ServiceRequest.note with its time. The Bundle is checked with the
-`fhir.resources` R4B models (structure, types, cardinality) and against the code lists used here,
+Every notice's message is added to ServiceRequest.note with its time. The Organization is named by its
+organisation number and HER-id with the Norwegian identifier systems and then claims HL7 Norway's
+no-basis-Organization profile; a clinic folder made before it knew its organisation number gets only the
+broker's clinic identifier and claims no profile. Text is exported without control characters (older
+referrals may hold them): each becomes U+FFFD, so every resource has a valid XML form too. The Bundle
+is checked with the `fhir.resources` R4B models (structure, types, cardinality) and against the code lists used here,
 before it is written.
 """
 
@@ -28,20 +32,24 @@ from typing import Any
 import msgspec
 
 from referral_clinic import durable, notice_file, referral_file
+from referral_clinic.keystore import ClinicConfig
 from referral_clinic.notice_file import ReceivedNotice
 from referral_clinic.referral_file import ReceivedReferral
 from referral_protocol.notice import NoticeKind
-from referral_protocol.referral import Patient
-from referral_protocol.validation import DECODE_ERRORS
+from referral_protocol.organisation import HER_ID_SYSTEM, ORGANISATION_NUMBER_SYSTEM
+from referral_protocol.referral import Patient, readable_need, readable_patient
+from referral_protocol.validation import DECODE_ERRORS, without_control_characters
 
 FHIR_SUFFIX = ".fhir.json"
 REFERENCE_SYSTEM = "urn:referral-broker:reference"
 DELIVERY_SYSTEM = "urn:referral-broker:delivery"
 CLINIC_SYSTEM = "urn:referral-broker:clinic"
 CATEGORY_SYSTEM = "urn:referral-broker:category"
+#: HL7 Norway's base profile for an organisation (no-basis, published for R4; R4B's Organization is the same).
+NO_BASIS_ORGANIZATION = "http://hl7.no/fhir/StructureDefinition/no-basis-Organization"
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:referral-broker")
 
-#: ServiceRequest.status after a notice of each kind (FHIR R4 request-status).
+#: ServiceRequest.status after a notice of each kind (FHIR R4B request-status).
 STATUS_AFTER: dict[str, str] = {
     NoticeKind.WITHDRAWAL.value: "revoked",
     NoticeKind.ERASURE.value: "entered-in-error",
@@ -57,6 +65,13 @@ class FhirInvalid(Exception):
 class Organization:
     slug: str
     name: str
+    organisation_number: str | None = None
+    her_id: str | None = None
+
+    @classmethod
+    def of(cls, config: ClinicConfig) -> Organization:
+        """This clinic, as its folder's configuration names it."""
+        return cls(config.slug, config.name, config.organisation_number, config.her_id)
 
 
 def _id(kind: str, key: str) -> str:
@@ -64,6 +79,7 @@ def _id(kind: str, key: str) -> str:
 
 
 def _patient(resource_id: str, patient: Patient) -> dict[str, Any]:
+    patient = readable_patient(patient)
     return {
         "resourceType": "Patient",
         "id": resource_id,
@@ -74,6 +90,26 @@ def _patient(resource_id: str, patient: Patient) -> dict[str, Any]:
         ],
         "birthDate": patient.birth_date.isoformat(),
     }
+
+
+def _one_line(text: str) -> str:
+    return without_control_characters(text, multiline=False)
+
+
+def _organization(resource_id: str, organization: Organization) -> dict[str, Any]:
+    """The clinic, named as Norway names it where it knows its numbers (no-basis-Organization)."""
+    identifiers = []
+    if organization.organisation_number:
+        identifiers.append({"system": ORGANISATION_NUMBER_SYSTEM, "value": organization.organisation_number})
+    if organization.her_id:
+        identifiers.append({"system": HER_ID_SYSTEM, "value": organization.her_id})
+    resource: dict[str, Any] = {"resourceType": "Organization", "id": resource_id}
+    if organization.organisation_number:
+        resource["meta"] = {"profile": [NO_BASIS_ORGANIZATION]}
+    resource["identifier"] = [*identifiers, {"system": CLINIC_SYSTEM, "value": organization.slug}]
+    resource["active"] = True
+    resource["name"] = _one_line(organization.name)
+    return resource
 
 
 def _instant(at: datetime) -> str:
@@ -93,14 +129,15 @@ def bundle_for(
     organization_id = _id("organization", organization.slug)
     patient = referral.patient
     status = "active"
-    notes: list[dict[str, Any]] = [{"text": referral.need.description}]
+    notes: list[dict[str, Any]] = [{"text": readable_need(referral.need).description}]
     for notice in sorted(notices, key=lambda n: (n.issued_at, n.notice_id)):
         if notice.delivery_id != referral.delivery_id:
             continue
         if notice.kind == NoticeKind.CORRECTION and notice.patient is not None:
             patient = notice.patient
         status = STATUS_AFTER.get(notice.kind, status)
-        notes.append({"time": _instant(notice.issued_at), "text": f"[{notice.kind}] {notice.message}"})
+        message = without_control_characters(notice.message, multiline=True)
+        notes.append({"time": _instant(notice.issued_at), "text": f"[{notice.kind}] {message}"})
     patient_ref = {"reference": f"urn:uuid:{patient_id}"}
     service_request: dict[str, Any] = {
         "resourceType": "ServiceRequest",
@@ -113,7 +150,7 @@ def bundle_for(
         "intent": "order",
         "subject": patient_ref,
         "requester": patient_ref,
-        "performer": [{"reference": f"urn:uuid:{organization_id}", "display": organization.name}],
+        "performer": [{"reference": f"urn:uuid:{organization_id}", "display": _one_line(organization.name)}],
         "authoredOn": _instant(referral.submitted_at),
         "note": notes,
     }
@@ -124,13 +161,7 @@ def bundle_for(
     resources = [
         service_request,
         _patient(patient_id, patient),
-        {
-            "resourceType": "Organization",
-            "id": organization_id,
-            "identifier": [{"system": CLINIC_SYSTEM, "value": organization.slug}],
-            "active": True,
-            "name": organization.name,
-        },
+        _organization(organization_id, organization),
     ]
     bundle = {
         "resourceType": "Bundle",
@@ -178,7 +209,7 @@ def validate(bundle: dict[str, Any]) -> None:
     for entry in bundle["entry"]:
         resource = entry["resource"]
         if resource["resourceType"] == "ServiceRequest" and resource["status"] not in _REQUEST_STATUSES:
-            raise FhirInvalid(f"ServiceRequest.status {resource['status']!r} is not an R4 request status")
+            raise FhirInvalid(f"ServiceRequest.status {resource['status']!r} is not an R4B request status")
 
 
 def write_bundle(

@@ -1,7 +1,8 @@
 """The clinic's folder: its configuration, its passphrase-protected keys and its enrolment file.
 
 Layout of DIR (mode 0700): `clinic.key` (ClinicSecrets, locked with the passphrase, mode 0600),
-`config.json` (broker URL, pinned broker key, slug, name), `enrollment.json` (public keys for the
+`config.json` (broker URL, pinned broker key, slug, name, organisation number, HER-id: the clinic's
+identity, which its enrolment file and FHIR export repeat), `enrollment.json` (public keys for the
 broker's operator; a folder made by `key add` has `key-request.json` instead), `ledger.jsonl` (what
 was written and acknowledged), `last-pull.json` (when and what the last pull did), and the lock files
 `.lock` and `.watch.lock` (`folder_lock`).
@@ -22,18 +23,20 @@ import msgspec
 
 from referral_clinic import durable, folder_lock
 from referral_clinic.folder_lock import ClinicDirBusy as ClinicDirBusy  # where callers look for it
+from referral_protocol import organisation
 from referral_protocol.clinic_identity import (
+    MAX_CLINIC_NAME,
     ClinicSecrets,
     EnrollmentInvalid,
     check_enrollment,
     make_enrollment,
 )
 from referral_protocol.encoding import format_public_key, parse_public_key
-from referral_protocol.enrolment import Enrollment
+from referral_protocol.enrolment import Enrollment, HerId, OrganisationNumber
 from referral_protocol.errors import KeyFileError
 from referral_protocol.keyfile import lock, unlock
 from referral_protocol.referral import Slug
-from referral_protocol.validation import DECODE_ERRORS
+from referral_protocol.validation import DECODE_ERRORS, has_control_characters
 
 CONFIG_FORMAT = "referral-clinic/config/v1"
 KEY_FILE = "clinic.key"
@@ -42,7 +45,7 @@ ENROLLMENT_FILE = "enrollment.json"
 LEDGER_FILE = "ledger.jsonl"
 KEY_REQUEST_FILE = "key-request.json"
 LAST_PULL_FILE = "last-pull.json"
-MAX_NAME = 200
+MAX_NAME = MAX_CLINIC_NAME
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
@@ -50,14 +53,16 @@ class ClinicDirProblem(Exception):
     """The clinic folder or something given to make it is not usable; the message says what to do."""
 
 
-class ClinicConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """`DIR/config.json`."""
+class ClinicConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    """`DIR/config.json`. A folder made before organisation numbers were asked for has none."""
 
     format: str
     broker_url: str
     broker_key: str  # "ed25519:<base64>", pinned at init: envelopes signed by any other key are refused
     slug: Slug
     name: str
+    organisation_number: OrganisationNumber | None = None
+    her_id: HerId | None = None
 
     @property
     def broker_public_key(self) -> bytes:
@@ -162,14 +167,29 @@ class ClinicDir:
                 )
 
 
-def new_config(*, broker_url: str, broker_key: str, slug: str, name: str) -> ClinicConfig:
+def new_config(
+    *,
+    broker_url: str,
+    broker_key: str,
+    slug: str,
+    name: str,
+    organisation_number: str | None,
+    her_id: str | None = None,
+) -> ClinicConfig:
     """Check what `init` was given, before anyone is asked for a passphrase."""
+    try:
+        checked_number = None if organisation_number is None else organisation.organisation_number(organisation_number)
+        checked_her_id = None if her_id is None or not her_id.strip() else organisation.her_id(her_id)
+    except organisation.OrganisationNumberInvalid as exc:
+        raise ClinicDirProblem(str(exc)) from None
     return ClinicConfig(
         format=CONFIG_FORMAT,
         broker_url=check_broker_url(broker_url),
         broker_key=read_broker_key(broker_key),
         slug=check_slug(slug),
         name=check_name(name),
+        organisation_number=checked_number,
+        her_id=checked_her_id,
     )
 
 
@@ -187,7 +207,13 @@ def create(
         if clinic.key_file.exists():
             raise ClinicDirProblem(f"{clinic.key_file} already exists; refusing to overwrite a clinic's keys")
         secrets_ = ClinicSecrets.generate(config.slug)
-        enrollment = make_enrollment(secrets_, config.name, now or datetime.now(UTC))
+        enrollment = make_enrollment(
+            secrets_,
+            config.name,
+            now or datetime.now(UTC),
+            organisation_number=config.organisation_number,
+            her_id=config.her_id,
+        )
         try:
             locked_key = lock(msgspec.json.encode(secrets_), passphrase, profile=profile)
         except KeyFileError as exc:
@@ -225,8 +251,8 @@ def check_slug(slug: str) -> str:
 
 def check_name(name: str) -> str:
     cleaned = name.strip()
-    if not cleaned or len(cleaned) > MAX_NAME or any(ord(c) < 32 for c in cleaned):
-        raise ClinicDirProblem(f"the clinic's name must be 1-{MAX_NAME} printable characters")
+    if not cleaned or len(cleaned) > MAX_NAME or has_control_characters(cleaned, multiline=False):
+        raise ClinicDirProblem(f"the clinic's name must be 1-{MAX_NAME} printable characters on one line")
     return cleaned
 
 
@@ -286,4 +312,11 @@ def read_join_file(path: Path) -> ClinicConfig:
         raise ClinicDirProblem(f"{path} is not a join file of referral-clinic: {exc}") from None
     if config.format != CONFIG_FORMAT:
         raise ClinicDirProblem(f"{path} has unknown format {config.format!r}")
-    return new_config(broker_url=config.broker_url, broker_key=config.broker_key, slug=config.slug, name=config.name)
+    return new_config(
+        broker_url=config.broker_url,
+        broker_key=config.broker_key,
+        slug=config.slug,
+        name=config.name,
+        organisation_number=config.organisation_number,
+        her_id=config.her_id,
+    )

@@ -19,7 +19,7 @@ import msgspec
 from referral_clinic import notice_file, referral_file
 from referral_clinic.notice_file import ReceivedNotice
 from referral_protocol.notice import NoticeKind
-from referral_protocol.referral import Need, Patient, SealedConsent
+from referral_protocol.referral import Need, Patient, SealedConsent, readable_need, readable_patient
 
 PATIENT_FIELDS = ("name", "email", "phone", "birth_date")
 
@@ -110,15 +110,18 @@ def load(outdir: Path, reference: str) -> LocalReferral:
         raise ReferralUnreadable(f"{path.name} or a notice beside it cannot be read: {type(exc).__name__}") from None
     if received.reference != reference:
         raise ReferralUnreadable(f"{path.name} holds another reference")
-    patient = received.patient
+    # Shown, printed and exported without control characters, though older referrals may carry them.
+    received_patient = readable_patient(received.patient)
+    patient = received_patient
     corrections: list[AppliedCorrection] = []
     withdrawal = erasure = None
     for notice in notices:
         if notice.delivery_id != received.delivery_id:
             continue  # about another delivery under this reference: not this file's
         if notice.kind == NoticeKind.CORRECTION and notice.patient is not None:
-            changes = _changes(patient, notice.patient)
-            patient = notice.patient
+            corrected = readable_patient(notice.patient)
+            changes = _changes(patient, corrected)
+            patient = corrected
             corrections.append(AppliedCorrection(notice.notice_id, notice.issued_at, notice.received_at, changes))
         elif notice.kind == NoticeKind.WITHDRAWAL and withdrawal is None:
             withdrawal = notice
@@ -130,8 +133,8 @@ def load(outdir: Path, reference: str) -> LocalReferral:
         submitted_at=received.submitted_at,
         received_at=received.received_at,
         patient=patient,
-        received_patient=received.patient,
-        need=received.need,
+        received_patient=received_patient,
+        need=readable_need(received.need),
         consent=received.consent,
         corrections=corrections,
         withdrawal=withdrawal,

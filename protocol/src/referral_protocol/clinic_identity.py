@@ -20,8 +20,10 @@ from referral_protocol.encoding import (
 )
 from referral_protocol.enrolment import ENROLLMENT_FORMAT, KEY_REQUEST_FORMAT, Enrollment, KeyRequest
 from referral_protocol.errors import DomainError
-from referral_protocol.validation import DECODE_ERRORS
+from referral_protocol.organisation import OrganisationNumberInvalid, organisation_number
+from referral_protocol.validation import DECODE_ERRORS, has_control_characters
 
+MAX_CLINIC_NAME = 200
 _PROOF_DOMAIN = b"referral-broker enrollment proof v1\x00"
 _KEY_PROOF_DOMAIN = b"referral-broker key request proof v1\x00"
 _KEY_ENDORSEMENT_DOMAIN = b"referral-broker key request endorsement v1\x00"
@@ -69,11 +71,21 @@ class ClinicSecrets(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 
 def _proof_message(e: Enrollment) -> bytes:
-    unsigned = [e.format, e.slug, e.name, e.encryption_key, e.signing_key, e.created_at.isoformat()]
+    unsigned: list[object] = [e.format, e.slug, e.name, e.encryption_key, e.signing_key, e.created_at.isoformat()]
+    if e.organisation_number is not None or e.her_id is not None:
+        # Appended only when present, so files made before these fields existed still verify.
+        unsigned += [e.organisation_number, e.her_id]
     return _PROOF_DOMAIN + msgspec.json.encode(unsigned)
 
 
-def make_enrollment(secrets_: ClinicSecrets, name: str, created_at: datetime) -> Enrollment:
+def make_enrollment(
+    secrets_: ClinicSecrets,
+    name: str,
+    created_at: datetime,
+    *,
+    organisation_number: str | None = None,
+    her_id: str | None = None,
+) -> Enrollment:
     draft = Enrollment(
         format=ENROLLMENT_FORMAT,
         slug=secrets_.slug,
@@ -82,6 +94,8 @@ def make_enrollment(secrets_: ClinicSecrets, name: str, created_at: datetime) ->
         signing_key=secrets_.signing_public,
         created_at=created_at,
         proof=b"",
+        organisation_number=organisation_number,
+        her_id=her_id,
     )
     proof = SigningKey(secrets_.signing_seed).sign(_proof_message(draft)).signature
     return msgspec.structs.replace(draft, proof=proof)
@@ -99,6 +113,13 @@ def check_enrollment(data: bytes) -> Enrollment:
         raise EnrollmentInvalid("enrolment keys must be 32 bytes each")
     if is_published_test_key(e.encryption_key) or is_published_test_key(e.signing_key):
         raise EnrollmentInvalid(f"the enrolment names {PUBLISHED_TEST_KEY}")
+    if not e.name.strip() or len(e.name) > MAX_CLINIC_NAME or has_control_characters(e.name, multiline=False):
+        raise EnrollmentInvalid(f"the clinic's name must be 1-{MAX_CLINIC_NAME} characters on one line")
+    if e.organisation_number is not None:
+        try:
+            organisation_number(e.organisation_number)
+        except OrganisationNumberInvalid as exc:
+            raise EnrollmentInvalid(str(exc)) from None
     try:
         VerifyKey(e.signing_key).verify(_proof_message(e), e.proof)
     except (BadSignatureError, ValueError):

@@ -13,8 +13,18 @@ from referral_protocol.referral import Slug
 ENROLLMENT_FORMAT = "referral-clinic/enrollment/v1"
 
 
-class Enrollment(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """`DIR/enrollment.json`: a clinic's public keys, self-signed with its signing key."""
+#: A Norwegian organisation number as written in files: nine digits (the check digit is checked apart,
+#: `organisation.organisation_number`); a HER-id: 1-9 digits.
+OrganisationNumber = Annotated[str, Meta(pattern=r"^[0-9]{9}$")]
+HerId = Annotated[str, Meta(pattern=r"^[1-9][0-9]{0,8}$")]
+
+
+class Enrollment(msgspec.Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    """`DIR/enrollment.json`: a clinic's public keys, self-signed with its signing key.
+
+    `organisation_number` (Enhetsregisteret) and `her_id` (Norsk Helsenett's address register) name the
+    organisation as Norway does; the broker requires the organisation number of a new clinic. Files made
+    before they existed have neither, and their proof covers the fields they have."""
 
     format: str
     slug: Slug
@@ -22,7 +32,9 @@ class Enrollment(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     encryption_key: bytes  # X25519 public key, 32 bytes
     signing_key: bytes  # Ed25519 public key, 32 bytes
     created_at: datetime
-    proof: bytes  # Ed25519 signature over the fields above, proving the signing key is held
+    proof: bytes  # Ed25519 signature over the other fields, proving the signing key is held
+    organisation_number: OrganisationNumber | None = None
+    her_id: HerId | None = None
 
 
 DeliveryId = Annotated[str, Meta(min_length=1, max_length=64)]

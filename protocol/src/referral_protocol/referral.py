@@ -12,12 +12,20 @@ from referral_protocol.categories import CATEGORIES
 from referral_protocol.consent import CONSENT_VERSION
 from referral_protocol.contact import ContactInvalid, age_on, normalise_email, normalise_phone
 from referral_protocol.errors import FieldError, InvalidRequest
+from referral_protocol.validation import has_control_characters, without_control_characters
 
 Slug = Annotated[str, Meta(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", max_length=63)]
 
 MAX_DESCRIPTION = 10_000
 MAX_CLINICS_PER_REFERRAL = 10
 OLDEST_PLAUSIBLE_AGE = 130
+
+#: The error code of a text holding control characters (`validation.has_control_characters`), and its words.
+CONTROL_CHARACTERS = "control_characters"
+NAME_CONTROL_CHARACTERS = "the name holds an invisible control character (such as a tab or line break); type it again"
+DESCRIPTION_CONTROL_CHARACTERS = (
+    "the text holds invisible control characters (other than line breaks and tabs); remove them or type it again"
+)
 
 
 class Need(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -59,8 +67,10 @@ def check_request(request: ReferralRequest, *, today: date, minimum_age: int) ->
     errors: list[FieldError] = []
     patient = request.patient
     name = patient.name.strip()
-    if not name or any(ord(c) < 32 for c in name):
+    if not name:
         errors.append(FieldError("patient.name", "invalid", "write your full name"))
+    elif has_control_characters(name, multiline=False):
+        errors.append(FieldError("patient.name", CONTROL_CHARACTERS, NAME_CONTROL_CHARACTERS))
     email = phone = ""
     try:
         email = normalise_email(patient.email)
@@ -84,6 +94,8 @@ def check_request(request: ReferralRequest, *, today: date, minimum_age: int) ->
         )
     if not request.need.description.strip():
         errors.append(FieldError("need.description", "required", "describe what you need help with"))
+    elif has_control_characters(request.need.description, multiline=True):
+        errors.append(FieldError("need.description", CONTROL_CHARACTERS, DESCRIPTION_CONTROL_CHARACTERS))
     if request.need.category is not None and request.need.category not in CATEGORIES:
         errors.append(FieldError("need.category", "unknown", "choose one of the listed categories"))
     if not request.consent.accepted:
@@ -104,6 +116,22 @@ def check_request(request: ReferralRequest, *, today: date, minimum_age: int) ->
         clinics=list(request.clinics),
         need=request.need,
         patient=Patient(name=name, email=email, phone=phone, birth_date=patient.birth_date),
+    )
+
+
+def readable_need(need: Need) -> Need:
+    """`need` as a clinic may show or export it: a referral sent before control characters were refused
+    may hold them; each becomes U+FFFD (line breaks and tabs stay)."""
+    return msgspec.structs.replace(need, description=without_control_characters(need.description, multiline=True))
+
+
+def readable_patient(patient: Patient) -> Patient:
+    """`patient` as a clinic may show or export it (see `readable_need`); every field is one line."""
+    return msgspec.structs.replace(
+        patient,
+        name=without_control_characters(patient.name, multiline=False),
+        email=without_control_characters(patient.email, multiline=False),
+        phone=without_control_characters(patient.phone, multiline=False),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import typing
+import unicodedata
 from typing import Any, TypeVar
 
 import msgspec
@@ -20,6 +21,12 @@ DECODE_ERRORS: tuple[type[Exception], ...] = (
     UnicodeDecodeError,
     RecursionError,
 )
+
+#: The only control characters a clinic's copy of a text may hold: in text of several lines, line breaks and tabs.
+MULTILINE_CONTROLS = frozenset("\n\r\t")
+#: What stands where an old text held a character no longer allowed (U+FFFD, the replacement character).
+REPLACEMENT = "\ufffd"
+_NOT_CHARACTERS = frozenset("\ufffe\uffff")
 
 _AT_PATH = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
@@ -91,3 +98,34 @@ def _struct_of(type_: Any) -> type[msgspec.Struct] | None:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
+
+
+def _refused(c: str, allowed: frozenset[str]) -> bool:
+    # Cc: C0 (NUL, BEL, ESC, VT, FF ...), DEL and C1; Cs: lone surrogates. Neither has a place in text a
+    # person reads, and none of them but tab and line breaks may appear in XML 1.0 (so in FHIR's XML form).
+    return c not in allowed and (unicodedata.category(c) in ("Cc", "Cs") or c in _NOT_CHARACTERS)
+
+
+def has_control_characters(text: str, *, multiline: bool) -> bool:
+    """Whether `text` holds a control character a clinic should not be shown.
+
+    Text of several lines (a referral's need) may hold line breaks (\\n, \\r) and tabs; a one-line text
+    (a name) none at all."""
+    allowed = MULTILINE_CONTROLS if multiline else frozenset()
+    return any(_refused(c, allowed) for c in text)
+
+
+def without_control_characters(text: str, *, multiline: bool) -> str:
+    """`text` with every character `has_control_characters` refuses replaced by U+FFFD, for showing or
+    exporting texts that were accepted before the rule (one-line texts also lose their line breaks and tabs,
+    which become spaces)."""
+    allowed = MULTILINE_CONTROLS if multiline else frozenset()
+    out = []
+    for c in text:
+        if not _refused(c, allowed):
+            out.append(c)
+        elif not multiline and c in MULTILINE_CONTROLS:
+            out.append(" ")
+        else:
+            out.append(REPLACEMENT)
+    return "".join(out)

@@ -104,6 +104,10 @@ def cmd_clinic_add(args: argparse.Namespace) -> int:
         )
     )
     print(f"enrolled {clinic.slug} ({clinic.name}); its keys wait for verification")
+    print(
+        f"organisation number: {clinic.organisation_number}" + (f", HER-id: {clinic.her_id}" if clinic.her_id else "")
+    )
+    print("check them in Enhetsregisteret (and the HER-id in Adresseregisteret) before verifying")
     print(f"fingerprint: {fingerprint}")
     print("call the clinic on a number you already know, compare the fingerprint, then run:")
     print(f"  referral-broker clinic verify {clinic.slug} --fingerprint {fingerprint}")
@@ -123,6 +127,8 @@ def cmd_clinic_list(args: argparse.Namespace) -> int:
             "slug": c.clinic.slug,
             "name": c.clinic.name,
             "status": c.clinic.status,
+            "organisation_number": c.clinic.organisation_number,
+            "her_id": c.clinic.her_id,
             "city": c.clinic.city,
             "categories": c.clinic.categories,
             "keys": [
@@ -141,7 +147,9 @@ def cmd_clinic_list(args: argparse.Namespace) -> int:
         print("no clinics are enrolled")
     for r in rows:
         states = ", ".join(f"{k['purpose']} {k['key_id']}={k['state']}" for k in r["keys"])
-        print(f"{r['slug']:<24} {r['status']:<10} {r['name']}  [{states}]")
+        numbers = f"org.nr. {r['organisation_number'] or 'not given'}"
+        numbers += f", HER-id {r['her_id']}" if r["her_id"] else ""
+        print(f"{r['slug']:<24} {r['status']:<10} {r['name']} ({numbers})  [{states}]")
     return 0
 
 

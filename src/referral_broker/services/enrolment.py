@@ -40,6 +40,11 @@ async def add_clinic(
         e = check_enrollment(enrollment_file)
     except EnrollmentInvalid as exc:
         raise EnrolmentRefused(str(exc)) from None
+    if e.organisation_number is None:
+        raise EnrolmentRefused(
+            "the enrolment file names no organisation number; the clinic makes a new one with a current "
+            "referral-clinic: `referral-clinic init ... --organisation-number NNNNNNNNN`"
+        )
     unknown = [c for c in categories or [] if c not in CATEGORIES]
     if unknown:
         raise EnrolmentRefused(f"unknown categories {unknown}; choose from {sorted(CATEGORIES)}")
@@ -54,6 +59,8 @@ async def add_clinic(
                 city=city,
                 categories=categories or [],
                 description=description,
+                organisation_number=e.organisation_number,
+                her_id=e.her_id,
             )
             for purpose, public in (
                 (KeyPurpose.ENCRYPTION, e.encryption_key),
@@ -73,7 +80,7 @@ async def add_clinic(
                 actor=actor,
                 action="clinic.enrolled",
                 subject=e.slug,
-                details={"fingerprint": fingerprint},
+                details={"fingerprint": fingerprint, "organisation_number": e.organisation_number},
             )
     except asyncpg.UniqueViolationError:
         raise EnrolmentRefused(f"a clinic called {e.slug!r} or one of these keys is already enrolled") from None

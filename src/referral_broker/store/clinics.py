@@ -23,6 +23,15 @@ class ClinicRow:
     status: str
     created_at: datetime
     last_pull_at: datetime | None
+    organisation_number: str | None  # None only for clinics enrolled before it was asked for (0013)
+    her_id: str | None
+
+
+#: The columns of a ClinicRow, as selected from `clinics c`.
+_CLINIC_COLUMNS = (
+    "c.id, c.slug, c.name, c.city, c.categories, c.description, c.status, c.created_at, c.last_pull_at, "
+    "c.organisation_number, c.her_id"
+)
 
 
 @dataclass(frozen=True)
@@ -62,17 +71,20 @@ async def insert_clinic(
     city: str | None,
     categories: list[str],
     description: str | None,
+    organisation_number: str | None,
+    her_id: str | None,
 ) -> ClinicRow:
     row = await conn.fetchrow(
-        """INSERT INTO clinics (id, slug, name, city, categories, description)
-            VALUES ($1, $2, $3, $4, $5, $6) RETURNING
-                id, slug, name, city, categories, description, status, created_at, last_pull_at""",
+        f"""INSERT INTO clinics AS c (id, slug, name, city, categories, description, organisation_number, her_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_CLINIC_COLUMNS}""",  # noqa: S608 - constant columns
         uuid.uuid4(),
         slug,
         name,
         city,
         categories,
         description,
+        organisation_number,
+        her_id,
     )
     assert row is not None  # noqa: S101 - INSERT … RETURNING always returns the row
     return _clinic(row)
@@ -107,8 +119,7 @@ async def insert_key(
 
 async def by_slug(conn: Executor, slug: str) -> ClinicRow | None:
     row = await conn.fetchrow(
-        """SELECT id, slug, name, city, categories, description, status, created_at, last_pull_at
-           FROM clinics WHERE slug = $1""",
+        f"SELECT {_CLINIC_COLUMNS} FROM clinics c WHERE c.slug = $1",  # noqa: S608 - constant columns
         slug,
     )
     return _clinic(row) if row else None
@@ -118,8 +129,7 @@ async def all_clinics(conn: Executor) -> list[ClinicRow]:
     return [
         _clinic(r)
         for r in await conn.fetch(
-            """SELECT id, slug, name, city, categories, description, status, created_at, last_pull_at
-           FROM clinics ORDER BY slug"""
+            f"SELECT {_CLINIC_COLUMNS} FROM clinics c ORDER BY c.slug"  # noqa: S608 - constant columns
         )
     ]
 
@@ -127,11 +137,11 @@ async def all_clinics(conn: Executor) -> list[ClinicRow]:
 async def active_clinics(conn: Executor) -> list[ClinicRow]:
     """Clinics a patient may choose: active, with at least one active encryption key."""
     rows = await conn.fetch(
-        """SELECT id, slug, name, city, categories, description, status, created_at, last_pull_at FROM clinics c
-            WHERE status = 'active' AND EXISTS (
+        f"""SELECT {_CLINIC_COLUMNS} FROM clinics c
+            WHERE c.status = 'active' AND EXISTS (
                 SELECT 1 FROM clinic_keys k WHERE k.clinic_id = c.id AND k.purpose = 'encryption'
                 AND k.state = 'active')
-            ORDER BY name"""
+            ORDER BY c.name"""  # noqa: S608 - constant columns
     )
     return [_clinic(r) for r in rows]
 
@@ -236,11 +246,11 @@ async def sealing_targets(conn: Executor, slugs: list[str]) -> list[SealingTarge
 async def signing_key(conn: Executor, key_id: str) -> tuple[ClinicRow, ClinicKeyRow] | None:
     """The clinic and signing key a request names, whatever their states (the caller decides)."""
     row = await conn.fetchrow(
-        """SELECT c.id, c.slug, c.name, c.city, c.categories, c.description, c.status, c.created_at, c.last_pull_at,
+        f"""SELECT {_CLINIC_COLUMNS},
                    k.id AS k_id, k.purpose AS k_purpose, k.key_id AS k_key_id, k.public_key AS k_public_key,
                    k.fingerprint AS k_fingerprint, k.state AS k_state
             FROM clinic_keys k JOIN clinics c ON c.id = k.clinic_id
-            WHERE k.key_id = $1 AND k.purpose = 'signing'""",
+            WHERE k.key_id = $1 AND k.purpose = 'signing'""",  # noqa: S608 - constant columns
         key_id,
     )
     if row is None:

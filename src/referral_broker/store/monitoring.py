@@ -18,6 +18,8 @@ class ClinicDelivery:
 
     slug: str
     name: str
+    organisation_number: str | None
+    her_id: str | None
     status: str
     last_pull_at: datetime | None
     waiting_dispatch: int  # queued or failed
@@ -35,7 +37,7 @@ class ClinicDelivery:
 
 async def clinic_deliveries(conn: Executor) -> list[ClinicDelivery]:
     rows = await conn.fetch(
-        """SELECT c.slug, c.name, c.status, c.last_pull_at,
+        """SELECT c.slug, c.name, c.organisation_number, c.her_id, c.status, c.last_pull_at,
                   count(d.id) FILTER (WHERE d.status IN ('queued', 'failed')) AS waiting_dispatch,
                   count(d.id) FILTER (WHERE d.status = 'available') AS in_inbox,
                   min(d.created_at) AS oldest_unacknowledged_at,

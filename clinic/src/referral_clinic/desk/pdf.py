@@ -9,7 +9,6 @@ clinic's language, with DejaVu Sans embedded (it has æ, ø and å; its licence 
 from __future__ import annotations
 
 import logging
-import re
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -23,13 +22,13 @@ from referral_clinic.desk.texts import N_, Texts, phone_shown, today_in_oslo
 from referral_clinic.fhir import FHIR_SUFFIX
 from referral_clinic.referral_view import LocalReferral, ReferralUnreadable, files_by_reference, load
 from referral_protocol.consent import CONSENT_VERSION
+from referral_protocol.validation import without_control_characters
 from referral_protocol.wording import consent_texts
 
 FONT = "DejaVu"
 PDFS_A_PULL = 20
 # fpdf2 warns of glyphs the font lacks by quoting them, and they come from a referral: never into a log.
 logging.getLogger("fpdf").setLevel(logging.ERROR)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 FIELD_NAMES = {"name": N_("Name"), "email": N_("E-mail"), "phone": N_("Phone"), "birth_date": N_("Birth date")}
 
 
@@ -113,7 +112,10 @@ def consent_is_current(referral: LocalReferral) -> bool:
 
 
 def _printable(text: str) -> str:
-    return _CONTROL.sub(" ", text.replace("\t", "    "))
+    """Line breaks as the PDF makes them, tabs as spaces, and no control character (`load` replaced them
+    already; a clinic name or a notice's text passes here too)."""
+    text = without_control_characters(text.replace("\r\n", "\n").replace("\r", "\n"), multiline=True)
+    return text.replace("\t", "    ")
 
 
 def _shown(field: str, value: str) -> str:
@@ -121,7 +123,7 @@ def _shown(field: str, value: str) -> str:
 
 
 def _line(doc: FPDF, text: str, height: float, *, fill: bool = False) -> None:
-    doc.multi_cell(0, height, text, fill=fill, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    doc.multi_cell(0, height, _printable(text), fill=fill, align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
 def _section(doc: FPDF, title: str) -> None:

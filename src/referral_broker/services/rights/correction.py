@@ -18,7 +18,14 @@ from referral_broker.store import rights as rights_store
 from referral_protocol.contact import ContactInvalid, age_on, normalise_email, normalise_phone
 from referral_protocol.errors import FieldError, InvalidRequest
 from referral_protocol.notice import NoticeKind
-from referral_protocol.referral import OLDEST_PLAUSIBLE_AGE, ContactCopy, Patient
+from referral_protocol.referral import (
+    CONTROL_CHARACTERS,
+    NAME_CONTROL_CHARACTERS,
+    OLDEST_PLAUSIBLE_AGE,
+    ContactCopy,
+    Patient,
+)
+from referral_protocol.validation import has_control_characters
 
 _encode = msgspec.json.Encoder().encode
 
@@ -26,8 +33,10 @@ _encode = msgspec.json.Encoder().encode
 def check_correction(name: str, email: str, phone: str, birth_date: date, *, today: date) -> Patient:
     errors: list[FieldError] = []
     name = name.strip()
-    if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
+    if not name or len(name) > 200:
         errors.append(FieldError("name", "invalid", "write your full name"))
+    elif has_control_characters(name, multiline=False):
+        errors.append(FieldError("name", CONTROL_CHARACTERS, NAME_CONTROL_CHARACTERS))
     try:
         email = normalise_email(email)
     except ContactInvalid as exc:
