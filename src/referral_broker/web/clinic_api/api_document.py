@@ -226,7 +226,7 @@ def _refusals(*, body: bool, extra: dict[int, ResponseSpec] | None = None) -> di
     if body:
         refusals[408] = ResponseSpec(ErrorBody, description="The body did not arrive in time")
         refusals[413] = ResponseSpec(ErrorBody, description="The body is larger than REFERRAL_BROKER_MAX_BODY_BYTES")
-    return {**refusals, **(extra or {})}
+    return dict(sorted({**refusals, **(extra or {})}.items()))
 
 
 INBOX_RESPONSES = _refusals(
