@@ -29,11 +29,15 @@ import httpx
 import jsonschema
 import msgspec
 import pytest
+from litestar.openapi.spec import Parameter, Schema
+from litestar.openapi.spec.enums import OpenAPIType
+from openapi_spec_validator import validate
 
 from referral_broker.services import dispatch
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from referral_broker.web.app import create_app
+from referral_broker.web.clinic_api.api_document import InboxOperation
 from referral_protocol.encoding import key_id
 from referral_protocol.request_signature import sign_request
 from tests.conftest import EnrolledClinic, RecordingDoorbell, enrol_clinic, referral_json
@@ -153,6 +157,7 @@ def test_clinic_api_never_fails_with_a_server_error(live: LiveServer) -> None:
 
 def test_schema_declares_the_clinic_bodies_signature_and_refusals(live: LiveServer) -> None:
     document = httpx.get(f"{live.url}/schema/openapi.json").json()
+    validate(document)  # a valid OpenAPI 3.1 document, as generators and viewers read it
     schemes = document["components"]["securitySchemes"]
     assert {(s["type"], s["in"], s["name"]) for s in schemes.values()} == {
         ("apiKey", "header", "Signature"),
@@ -244,3 +249,18 @@ def test_signed_clinic_api_answers_as_documented(
     assert past_the_signature == CLINIC_OPERATIONS, answers
     assert answers["GET", "/api/v1/clinic/inbox", 200, "items,more"] > 0, answers  # the waiting referral, validated
     assert httpx.get(f"{live.url}/healthz").status_code == 200
+
+
+def test_inbox_parameters_stay_as_documented_whatever_the_handler_declares() -> None:
+    """Long polling (issue 19) reads `wait` as a string in the handler; the document still says 0–25 seconds."""
+    derived = [
+        Parameter(name="wait", param_in="query", schema=Schema(type=OpenAPIType.STRING)),
+        Parameter(name="limit", param_in="query", schema=Schema(type=OpenAPIType.INTEGER)),
+    ]
+    operation = InboxOperation(parameters=list(derived), responses={})
+    parameters = {p.name: p for p in operation.parameters or [] if isinstance(p, Parameter)}
+    assert sorted(parameters) == ["after", "limit", "wait"]
+    assert len(operation.parameters or []) == 3
+    wait = parameters["wait"].schema
+    assert isinstance(wait, Schema)
+    assert (wait.type, wait.minimum, wait.maximum) == (OpenAPIType.INTEGER, 0, 25)

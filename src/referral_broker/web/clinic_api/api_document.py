@@ -174,21 +174,37 @@ class InboxOperation(Operation):
             )
 
 
-def _with_body(operation: Operation, type_: Any, description: str) -> None:
-    operation.request_body = json_request_body(inline_json_schema(type_), description)
+_DELIVERY_ID = "0193a6f2-7c1e-7d44-9b1a-3f0c2e8d5a61"
+
+
+def _with_body(operation: Operation, type_: Any, description: str, example: dict[str, Any] | None = None) -> None:
+    schema = inline_json_schema(type_)
+    if example is not None:
+        schema["examples"] = [example]
+    operation.request_body = json_request_body(schema, description)
     operation.parameters = [*(operation.parameters or []), _CONTENT_DIGEST]
 
 
 @dataclass
 class AckOperation(Operation):
     def __post_init__(self) -> None:
-        _with_body(self, AckRequest, "Delivery ids (from inbox items) filed safely; acknowledging again is harmless.")
+        _with_body(
+            self,
+            AckRequest,
+            "Delivery ids (from inbox items) filed safely; acknowledging again is harmless.",
+            {"delivery_ids": [_DELIVERY_ID]},
+        )
 
 
 @dataclass
 class RefuseOperation(Operation):
     def __post_init__(self) -> None:
-        _with_body(self, RefusalRequest, "Envelopes no machine of this clinic can ever open correctly, with why.")
+        _with_body(
+            self,
+            RefusalRequest,
+            "Envelopes no machine of this clinic can ever open correctly, with why.",
+            {"refusals": [{"delivery_id": _DELIVERY_ID, "reason": "does_not_open"}]},
+        )
 
 
 @dataclass
@@ -202,6 +218,11 @@ class KeyRequestOperation(Operation):
         )
 
 
+def _answer(body: Any, description: str) -> ResponseSpec:
+    """A documented answer; no examples made up from random strings (they would read as real refusals)."""
+    return ResponseSpec(body, description=description, generate_examples=False)
+
+
 _UNREADABLE = (
     "A zero byte, invalid UTF-8 or a control character in the path, a query parameter or a header "
     "(the field is `path`, `query …` or `header …`)"
@@ -211,51 +232,47 @@ _UNREADABLE = (
 def _refusals(*, body: bool, extra: dict[int, ResponseSpec] | None = None) -> dict[int, ResponseSpec]:
     """What every signed route may answer besides success."""
     refusals = {
-        400: ResponseSpec(
+        400: _answer(
             InvalidRequestBody,
-            description=(_UNREADABLE + "; or a body that is not JSON (field `body`)") if body else _UNREADABLE,
+            (_UNREADABLE + "; or a body that is not JSON (field `body`)") if body else _UNREADABLE,
         ),
-        401: ResponseSpec(ErrorBody, description="No valid request signature, or a replayed one; `error` says which"),
-        403: ResponseSpec(
+        401: _answer(ErrorBody, "No valid request signature, or a replayed one; `error` says which"),
+        403: _answer(
             ErrorBody,
-            description="Signed by a key not yet verified (verify its fingerprint with the broker's operator), a "
+            "Signed by a key not yet verified (verify its fingerprint with the broker's operator), a "
             "retired or revoked key, or for a suspended clinic",
         ),
-        500: ResponseSpec(IncidentBody, description="A failure on the broker's side; nothing sent was kept"),
+        500: _answer(IncidentBody, "A failure on the broker's side; nothing sent was kept"),
     }
     if body:
-        refusals[408] = ResponseSpec(ErrorBody, description="The body did not arrive in time")
-        refusals[413] = ResponseSpec(ErrorBody, description="The body is larger than REFERRAL_BROKER_MAX_BODY_BYTES")
+        refusals[408] = _answer(ErrorBody, "The body did not arrive in time")
+        refusals[413] = _answer(ErrorBody, "The body is larger than REFERRAL_BROKER_MAX_BODY_BYTES")
     return dict(sorted({**refusals, **(extra or {})}.items()))
 
 
 INBOX_RESPONSES = _refusals(
     body=False,
     extra={
-        400: ResponseSpec(
-            ErrorBody | InvalidRequestBody,  # type: ignore[arg-type]
-            description=_UNREADABLE + "; `limit` not an integer; or `wait` not a whole number 0–25",
+        400: _answer(
+            ErrorBody | InvalidRequestBody,
+            _UNREADABLE + "; `limit` not an integer; or `wait` not a whole number 0–25",
         ),
-        422: ResponseSpec(InvalidRequestBody, description="`after` is not a place in the inbox (field `after`)"),
-        429: ResponseSpec(
-            ErrorBody, description="This clinic already has several inbox requests waiting; see Retry-After"
-        ),
-        503: ResponseSpec(
-            ErrorBody, description="This server holds as many waiting requests as it can; see Retry-After"
-        ),
+        422: _answer(InvalidRequestBody, "`after` is not a place in the inbox (field `after`)"),
+        429: _answer(ErrorBody, "This clinic already has several inbox requests waiting; see Retry-After"),
+        503: _answer(ErrorBody, "This server holds as many waiting requests as it can; see Retry-After"),
     },
 )
 STATUS_RESPONSES = _refusals(body=False)
 BODY_RESPONSES = _refusals(
     body=True,
-    extra={422: ResponseSpec(InvalidRequestBody, description="Every wrong field of the body, each with a code")},
+    extra={422: _answer(InvalidRequestBody, "Every wrong field of the body, each with a code")},
 )
 KEY_REQUEST_RESPONSES = _refusals(
     body=True,
     extra={
-        400: ResponseSpec(
-            ErrorBody | InvalidRequestBody,  # type: ignore[arg-type]
-            description=_UNREADABLE + "; or a key request refused, `error` saying why (not readable, wrong proof or "
+        400: _answer(
+            ErrorBody | InvalidRequestBody,
+            _UNREADABLE + "; or a key request refused, `error` saying why (not readable, wrong proof or "
             "endorsement, for another clinic, a key already known, a suspended clinic)",
         ),
     },
