@@ -227,6 +227,8 @@ def test_signed_clinic_api_answers_as_documented(
         "40",
         "--phases",
         "examples,coverage,fuzzing",
+        "--request-timeout",
+        "30",  # longer than the longest long poll (wait=25) would hold, should one slip past the hook
         env={
             "SCHEMATHESIS_HOOKS": signed_clinic_requests.__name__,
             signed_clinic_requests.KEY_ID: key_id(clinic_a.secrets.signing_public),
