@@ -43,20 +43,30 @@ from referral_protocol.request_signature import MAX_AGE, TAG
 SIGNATURE = "RequestSignature"
 SIGNATURE_INPUT = "RequestSignatureInput"
 
+_EXAMPLE = (
+    'Signature-Input: sig1=("@method" "@path" "@query" "content-digest");created=1796631941;keyid="0123456789abcdef"'
+    f';alg="ed25519";nonce="fZw97c3oUOtPQw1keMcrHAd_";tag="{TAG}"\n'
+    "Signature: sig1=:bf9mT2WkFqNYytLLfxhQKBzpjbbt383EEUU7eHAGftHivmIH8DZ+RwMxUbRzqHDR/Smq072as3KBifEw6wSTBg==:\n"
+    "Content-Digest: sha-256=:RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=:"
+)
+
 _PROFILE = f"""HTTP Message Signatures (RFC 9421) with Ed25519, made by an active signing key of an active clinic.
 OpenAPI has no scheme of its own for them: `Signature` and `Signature-Input` are declared as two API-key
 headers that every clinic request carries together, and `Content-Digest` (RFC 9530) as a header of every
-request with a body.
+request with a body. For example (the shape only; the values are not a valid signature of anything):
 
-- `Signature-Input`: exactly one signature (any label), e.g. `pyhms=("@method" "@path" "@query" "content-digest")`
-  `;created=1796631941;keyid="0123456789abcdef";alg="ed25519";nonce="fZw97c3oUOtPQw1keMcrHAd_";tag="{TAG}"`.
+```
+{_EXAMPLE}
+```
+
+- `Signature-Input`: exactly one signature, under any label (`referral-clinic` uses `pyhms`).
   Covered components: `"@method" "@path" "@query"`, and `"content-digest"` when the request has a body.
   `@authority` is not covered (a TLS-terminating proxy may change it).
 - Parameters: `created` (Unix seconds; refused when older than {int(MAX_AGE.total_seconds())} seconds or more than
   a few seconds ahead of the broker's clock), `keyid` (the key id of the clinic's signing key: the first 16 hex
   digits of SHA-256 of its 32-byte Ed25519 public key), `nonce` (16–64 characters, never used twice by the key),
   `alg="ed25519"` and `tag="{TAG}"`.
-- `Signature`: the same label, `pyhms=:<base64 of the Ed25519 signature over the RFC 9421 signature base>:`.
+- `Signature`: under the same label, the base64 Ed25519 signature over the RFC 9421 signature base.
 - `Content-Digest`: `sha-256=:<base64>:` (or `sha-512`) of the exact body bytes.
 
 Refusals: no signature, a malformed or stale one, one by an unknown key, one that does not verify, or a replayed
