@@ -8,13 +8,14 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.spec import Components
 
 from referral_broker.adapters.arq_doorbell import ArqDoorbell
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import Clock, Doorbell, system_clock
 from referral_broker.services.settings import Settings
 from referral_broker.web.api_reference import render_plugins
-from referral_broker.web.clinic_api import CLINIC_API
+from referral_broker.web.clinic_api import CLINIC_API, SECURITY_SCHEMES
 from referral_broker.web.errors import EXCEPTION_HANDLERS
 from referral_broker.web.head_requests import answer_head_as_get
 from referral_broker.web.health import healthz, readyz
@@ -58,7 +59,12 @@ def create_app(
         exception_handlers=handlers,
         before_send=[add_security_headers],
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="referral-broker", version="1", render_plugins=render_plugins()),
+        openapi_config=OpenAPIConfig(
+            title="referral-broker",
+            version="1",
+            render_plugins=render_plugins(),
+            components=Components(security_schemes=dict(SECURITY_SCHEMES)),
+        ),
         template_config=template_config(),
         # Outermost first: a body's read time is bounded for everything inside; unreadable bytes are refused
         # before the CSRF check reads the form.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Router
 from litestar.di import Provide
 
+from referral_broker.web.clinic_api.api_document import SECURITY_SCHEMES, SIGNED
 from referral_broker.web.clinic_api.clinic_self import ClinicSelfApi
 from referral_broker.web.clinic_api.inbox import ClinicInboxApi, authenticated_clinic
 
@@ -14,5 +15,6 @@ CLINIC_API = Router(
     route_handlers=[ClinicInboxApi, ClinicSelfApi],
     dependencies={"clinic": Provide(authenticated_clinic)},
     tags=["clinic"],
+    security=SIGNED,
 )
-__all__ = ["CLINIC_API"]
+__all__ = ["CLINIC_API", "SECURITY_SCHEMES"]

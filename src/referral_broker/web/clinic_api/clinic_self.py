@@ -10,6 +10,13 @@ from litestar.di import NamedDependency
 from referral_broker.services import clinic_keys, clinic_status
 from referral_broker.services.context import BrokerContext
 from referral_broker.store.clinics import ClinicRow
+from referral_broker.web.clinic_api.api_document import (
+    BODY_RESPONSES,
+    KEY_REQUEST_RESPONSES,
+    STATUS_RESPONSES,
+    KeyRequestOperation,
+    RefuseOperation,
+)
 from referral_protocol.enrolment import ClinicStatusReport, KeyRequestAnswer, RefusalRequest, RefusalResult
 from referral_protocol.validation import decode_json
 
@@ -19,13 +26,13 @@ class ClinicSelfApi(Controller):
 
     path = "/"
 
-    @get("/status")
+    @get("/status", responses=STATUS_RESPONSES)
     async def status(
         self, clinic: NamedDependency[ClinicRow], broker: NamedDependency[BrokerContext]
     ) -> ClinicStatusReport:
         return await clinic_status.status(broker, clinic)
 
-    @post("/inbox/refuse", status_code=200)
+    @post("/inbox/refuse", status_code=200, operation_class=RefuseOperation, responses=BODY_RESPONSES)
     async def refuse(
         self,
         request: Request[Any, Any, Any],
@@ -34,7 +41,7 @@ class ClinicSelfApi(Controller):
     ) -> RefusalResult:
         return await clinic_status.refuse(broker, clinic, decode_json(await request.body(), RefusalRequest))
 
-    @post("/keys", status_code=201)
+    @post("/keys", status_code=201, operation_class=KeyRequestOperation, responses=KEY_REQUEST_RESPONSES)
     async def request_key(
         self,
         request: Request[Any, Any, Any],

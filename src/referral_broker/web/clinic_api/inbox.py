@@ -11,6 +11,7 @@ from litestar.params import FromQuery
 from referral_broker.services import clinic_auth, clinic_inbox
 from referral_broker.services.context import BrokerContext
 from referral_broker.store.clinics import ClinicRow
+from referral_broker.web.clinic_api.api_document import BODY_RESPONSES, INBOX_RESPONSES, AckOperation, InboxOperation
 from referral_broker.web.head_requests import method_as_sent
 from referral_protocol.enrolment import AckRequest, AckResult, InboxPage
 from referral_protocol.validation import decode_json
@@ -27,7 +28,7 @@ class ClinicInboxApi(Controller):
 
     path = "/"
 
-    @get("/inbox")
+    @get("/inbox", operation_class=InboxOperation, responses=INBOX_RESPONSES)
     async def inbox(
         self,
         clinic: NamedDependency[ClinicRow],
@@ -39,7 +40,7 @@ class ClinicInboxApi(Controller):
         acknowledging: each page then says where the next one begins."""
         return await clinic_inbox.list_inbox(broker, clinic, limit, after)
 
-    @post("/inbox/ack", status_code=200)
+    @post("/inbox/ack", status_code=200, operation_class=AckOperation, responses=BODY_RESPONSES)
     async def ack(
         self,
         request: Request[Any, Any, Any],

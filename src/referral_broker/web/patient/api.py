@@ -3,66 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException, TooManyRequestsException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
+from litestar.openapi.spec import Operation, Parameter, Schema
 from litestar.openapi.spec.enums import OpenAPIType
 
 from referral_broker.services import catalogue, intake
 from referral_broker.services.catalogue import ClinicChoice, ConsentText
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.submit_limit import WindowCounter
+from referral_broker.web.api_document import ErrorBody, InvalidRequestBody, inline_json_schema, json_request_body
 from referral_broker.web.patient.submission_guard import admit_submission
 from referral_protocol.referral import Receipt, ReferralRequest
 from referral_protocol.validation import decode_json
-
-
-def inline_json_schema(type_: Any) -> dict[str, Any]:
-    """msgspec's own JSON Schema of `type_`, with its definitions inlined.
-
-    msgspec decodes the body, so its schema is what the server enforces: lengths, patterns, formats, and
-    `additionalProperties: false` for every Struct with `forbid_unknown_fields`.
-    """
-    schema = msgspec.json.schema(type_)
-    definitions: dict[str, Any] = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
-            return {key: inline(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [inline(value) for value in node]
-        return node
-
-    inlined: dict[str, Any] = inline(schema)
-    return inlined
-
-
-class FieldErrorBody(msgspec.Struct, frozen=True):
-    field: str
-    code: str
-    message: str
-
-
-class InvalidRequestBody(msgspec.Struct, frozen=True):
-    """Every wrong field at once (`web/errors.invalid_request`)."""
-
-    errors: list[FieldErrorBody]
-
-
-class ErrorBody(msgspec.Struct, frozen=True):
-    """A refusal with one reason (`web/errors.http_error`)."""
-
-    error: str
-
 
 REFERRAL_REQUEST_SCHEMA = inline_json_schema(ReferralRequest)
 
@@ -85,11 +44,7 @@ class SubmitOperation(Operation):
     the request body and the `Idempotency-Key` header are documented here instead."""
 
     def __post_init__(self) -> None:
-        self.request_body = RequestBody(
-            content={"application/json": OpenAPIMediaType(schema=cast(Schema, REFERRAL_REQUEST_SCHEMA))},
-            description="The referral. Unknown fields are refused.",
-            required=True,
-        )
+        self.request_body = json_request_body(REFERRAL_REQUEST_SCHEMA, "The referral. Unknown fields are refused.")
         self.parameters = [
             *(self.parameters or []),
             Parameter(
