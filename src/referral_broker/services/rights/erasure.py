@@ -4,6 +4,9 @@ the clinics that have the referral by a sealed notice.
 Erasure keeps what the law asks of a controller that must show what it did: that a referral was
 forwarded to which clinics on which day and was erased on which day, with no person in it — the same
 anonymous remainder the five-month anonymisation leaves, plus the day of erasure.
+
+A referral under legal hold is not erased (GDPR art. 17(3)(e); docs/decisions/0057): the patient is told why
+and that withdrawing consent still stops everything else; the hold's end returns it to the five-month rule.
 """
 
 from __future__ import annotations
@@ -14,11 +17,16 @@ from referral_broker.services import clinic_notices, manage, retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.rights import linked
 from referral_broker.services.rights.sessions import RightsSession
-from referral_broker.store import audit
+from referral_broker.store import audit, legal_holds
 from referral_broker.store import referrals as referral_store
 from referral_broker.store import retention as retention_store
 from referral_broker.store import rights as rights_store
+from referral_protocol.errors import DomainError
 from referral_protocol.notice import NoticeKind
+
+
+class HeldForLegalClaim(DomainError):
+    """The referral is under legal hold: erasure is refused until the hold ends (art. 17(3)(e))."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,13 @@ async def withdraw(ctx: BrokerContext, session: RightsSession, reference: str) -
 async def erase(ctx: BrokerContext, session: RightsSession, reference: str) -> Stopped:
     """Erase now: stop what is undelivered, anonymise at once, tell the clinics. One transaction."""
     now = ctx.clock()
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        row = await linked.lock(conn, session, reference)
+        held = await legal_holds.is_held(conn, row.id)
+        if held:  # recorded, and refused once this transaction has committed the record
+            await audit.append(conn, at=now, actor="patient", action="rights.erasure_refused", subject=str(row.id))
+    if held:
+        raise HeldForLegalClaim("the referral is under legal hold")
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await linked.lock(conn, session, reference)
         deliveries = await referral_store.deliveries_of(conn, row.id)

@@ -316,6 +316,8 @@ class RightsPages(Controller):
             await rights.erase(broker, session, view.reference)
         except NotLinked:
             return await _requests_page(request, broker, session, problem="not_linked", status_code=404)
+        except rights.HeldForLegalClaim:
+            return await _requests_page(request, broker, session, problem="held", status_code=409)
         done = Done(kind="erased", reference=view.reference, stopped=stoppable(view), told=told)
         return await _requests_page(request, broker, session, done=done)
 
