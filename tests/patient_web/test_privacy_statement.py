@@ -129,7 +129,6 @@ async def test_the_development_statement_marks_its_examples_and_a_configured_one
     assert "Eksempel" not in page
     for value in (*[v for v in CONTROLLER.values() if isinstance(v, str)], *CONTROLLER["processors"]):
         assert value in page, value
-    assert 'href="mailto:personvern@henvisning.no"' in page
 
 
 def test_production_refuses_to_serve_without_the_controller_and_processors() -> None:
