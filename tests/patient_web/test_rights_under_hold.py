@@ -31,7 +31,13 @@ async def test_erasing_a_held_referral_is_refused_with_a_plain_reason(
     reference = await _submit(client, ["fysio-oslo"])
     referral_id = await _referral_id(broker, reference)
     await legal_hold.place(broker, reference, HoldReason.LEGAL_CLAIM, "sak 26-045117TVI", actor="operator:olga")
-    await _sign_in(client, mail_sink)
+    listed = await _sign_in(client, mail_sink)
+    # The list says it is kept, instead of the day it would be anonymised.
+    assert "Holdes tilbake foreløpig" in listed.text
+    # The first tap on Erase already says why, before any confirmation is asked for.
+    first = await _act(client, "/rights/erase", reference)
+    assert first.status_code == 409 and "Denne henvendelsen kan ikke slettes nå" in first.text
+    # A confirmation posted anyway (an old tab) is refused the same way by the service.
     refused = await _act(client, "/rights/erase/confirm", reference)
     assert refused.status_code == 409
     assert "Denne henvendelsen kan ikke slettes nå" in refused.text

@@ -356,7 +356,9 @@ async def _confirm_page(request: Request[Any, Any, Any], broker: BrokerContext, 
     found = await _linked(request, broker)
     if not isinstance(found, tuple):
         return found
-    _, view = found
+    session, view = found
+    if action == "erase" and view.held:  # said before the patient confirms, not after
+        return await _requests_page(request, broker, session, problem="held", status_code=409)
     t = _t(request)
     kind = NoticeKind.ERASURE if action == "erase" else NoticeKind.WITHDRAWAL
     return render(
