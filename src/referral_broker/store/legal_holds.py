@@ -60,10 +60,6 @@ async def current(pool: Executor) -> list[Hold]:
     return [Hold(r["reference"], r["hold_reason"], r["hold_note"], r["held_at"], r["held_by"]) for r in rows]
 
 
-async def is_held(conn: Connection, referral_id: uuid.UUID) -> bool:
-    return bool(await conn.fetchval("SELECT held_at IS NOT NULL FROM referrals WHERE id = $1", referral_id))
-
-
 async def held_and_due(conn: Connection, cutoff: datetime) -> int:
     """Held referrals the five-month rule would otherwise anonymise now (the `referrals_held` index)."""
     return int(

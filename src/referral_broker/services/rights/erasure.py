@@ -17,7 +17,7 @@ from referral_broker.services import clinic_notices, manage, retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.rights import linked
 from referral_broker.services.rights.sessions import RightsSession
-from referral_broker.store import audit, legal_holds
+from referral_broker.store import audit
 from referral_broker.store import referrals as referral_store
 from referral_broker.store import retention as retention_store
 from referral_broker.store import rights as rights_store
@@ -46,37 +46,39 @@ async def withdraw(ctx: BrokerContext, session: RightsSession, reference: str) -
 
 
 async def erase(ctx: BrokerContext, session: RightsSession, reference: str) -> Stopped:
-    """Erase now: stop what is undelivered, anonymise at once, tell the clinics. One transaction."""
+    """Erase now: stop what is undelivered, anonymise at once, tell the clinics. One transaction.
+
+    The hold is read under the row's lock, so a hold placed at the same moment either comes first (and the
+    erasure is refused) or waits for the erasure (and finds nothing left to hold)."""
     now = ctx.clock()
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await linked.lock(conn, session, reference)
-        held = await legal_holds.is_held(conn, row.id)
-        if held:  # recorded, and refused once this transaction has committed the record
+        if row.held_at is not None:  # recorded here; refused once the record is committed
             await audit.append(conn, at=now, actor="patient", action="rights.erasure_refused", subject=str(row.id))
-    if held:
+            planned = None
+        else:
+            deliveries = await referral_store.deliveries_of(conn, row.id)
+            cancelled = await referral_store.cancel_undelivered(conn, row.id, now)
+            # Anonymising also expires the unserved notices about it: they may hold the old contact details.
+            category = retention.surviving_category(ctx, row.id.bytes, row.contact_ct)
+            await retention_store.anonymise(conn, [row.id], [category], now)
+            await rights_store.mark_erased(conn, row.id, now)
+            planned = await clinic_notices.seal_notices(
+                ctx, conn, kind=NoticeKind.ERASURE, reference=reference, deliveries=deliveries, requested_at=now
+            )
+            await audit.append(
+                conn,
+                at=now,
+                actor="patient",
+                action="rights.erased",
+                subject=str(row.id),
+                details={
+                    "cancelled": [str(i) for i in cancelled],
+                    "notices": len(planned.sealed),
+                    "unsealable": planned.unsealable,
+                },
+            )
+    if planned is None:
         raise HeldForLegalClaim("the referral is under legal hold")
-    async with ctx.pool.acquire() as conn, conn.transaction():
-        row = await linked.lock(conn, session, reference)
-        deliveries = await referral_store.deliveries_of(conn, row.id)
-        cancelled = await referral_store.cancel_undelivered(conn, row.id, now)
-        # Anonymising also expires the unserved notices about it: they may hold the old contact details.
-        category = retention.surviving_category(ctx, row.id.bytes, row.contact_ct)
-        await retention_store.anonymise(conn, [row.id], [category], now)
-        await rights_store.mark_erased(conn, row.id, now)
-        planned = await clinic_notices.seal_notices(
-            ctx, conn, kind=NoticeKind.ERASURE, reference=reference, deliveries=deliveries, requested_at=now
-        )
-        await audit.append(
-            conn,
-            at=now,
-            actor="patient",
-            action="rights.erased",
-            subject=str(row.id),
-            details={
-                "cancelled": [str(i) for i in cancelled],
-                "notices": len(planned.sealed),
-                "unsealable": planned.unsealable,
-            },
-        )
     await clinic_notices.ring(ctx, planned)
     return Stopped(len(cancelled), len(planned.sealed))
