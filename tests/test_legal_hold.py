@@ -3,6 +3,7 @@ it skipped, releasing returns it to the rule (anonymised at once if overdue), er
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -256,3 +257,43 @@ def _cli_referral(database_url: str, keys_dir: Path) -> str:
             await ctx.close()
 
     return asyncio.run(submit())
+
+
+async def test_holds_placed_while_the_sweep_runs_either_keep_the_referral_or_find_it_gone(
+    broker: BrokerContext,
+) -> None:
+    await enrol_clinic(broker, "a")
+    broker.clock = lambda: T0
+    references = []
+    for _ in range(120):
+        receipt = await intake.submit(broker, msgspec.convert(referral_json(["a"]), ReferralRequest))
+        references.append(receipt.reference)
+    await _at(broker, FIVE_MONTHS + timedelta(days=1))
+    wanted = references[::3]
+
+    async def hold(reference: str) -> bool:
+        try:
+            await legal_hold.place(broker, reference, HoldReason.LEGAL_CLAIM, NOTE, actor="operator:olga")
+        except HoldRefused:
+            return False
+        return True
+
+    sweep, *placed = await asyncio.gather(
+        retention.anonymise_expired(broker, now=FIVE_MONTHS + timedelta(days=1), batch_size=5),
+        *(hold(r) for r in wanted),
+    )
+    rows = {
+        r["reference"]: r
+        for r in await broker.pool.fetch(
+            "SELECT reference, held_at, anonymised_at FROM referrals WHERE reference = ANY($1::text[])", wanted
+        )
+    }
+    for reference, ok in zip(wanted, placed, strict=True):
+        if ok:  # held: kept whole
+            assert rows[reference]["held_at"] is not None and rows[reference]["anonymised_at"] is None
+        else:  # the sweep came first: nothing is left under that reference
+            assert reference not in rows
+    assert any(placed)  # (the sweep of 120 in batches of 5 is slower than 40 holds: some come first)
+    left = await retention.anonymise_expired(broker, now=FIVE_MONTHS + timedelta(days=1))
+    assert left.anonymised == 0 and left.held == sum(placed)
+    assert sweep.anonymised + sum(placed) == 120
