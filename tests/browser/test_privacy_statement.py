@@ -57,5 +57,8 @@ async def test_the_legal_hold_page_is_accessible(browser: Browser, live: LiveSer
         await page.get_by_role("button", name="Place hold").click()
         await expect(page.locator(".message.error")).to_contain_text("no referral has the reference RB-00000-00000")
         await visit.check("refused")
+        await page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], width  # the form folds; nothing sticks out on a phone
     finally:
         await context.close()
