@@ -74,6 +74,14 @@ async def test_every_period_the_statement_gives_is_the_configured_one(make_clien
     assert "Requests: 7 months after they were sent to the clinics" in english
     assert "You must be at least 18 years old" in english
 
+    ones = await make_client(**dict.fromkeys(changed, 1))  # one of each reads in the singular
+    english = re.sub(r"<[^>]+>", "", (await ones.get("/personvern?lang=en")).text)
+    for sentence in ("Requests: 1 month after", "work for 1 minute and", "at most 1 minute,", "deleted 1 day after",
+                     "keep them for 1 day.", "at least 1 year old"):  # fmt: skip
+        assert sentence in english, sentence
+    bokmål = re.sub(r"<[^>]+>", "", (await ones.get("/personvern?lang=nb")).text)
+    assert "Henvendelser: 1 måned etter" in bokmål and "slettes 1 dag etter" in bokmål
+
 
 def _code_cookie_names() -> set[str]:
     """Every cookie name the broker's code holds (`__Host-…` literals), wherever it is set."""

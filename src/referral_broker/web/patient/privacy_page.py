@@ -89,6 +89,7 @@ class PrivacyPage(Controller):
             controller=controller_of(s, t),
             processors=s.processors,
             period=periods,
+            number={name: getattr(s, name) for name in periods},  # for the plural forms
             cookies=COOKIES,
             version=VERSION,
             dated=t.day(DATED),
