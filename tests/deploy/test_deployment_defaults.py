@@ -18,6 +18,14 @@ from tests.conftest import Servers
 from tests.processes import serving
 
 PRODUCTION = {"DATABASE_URL": "postgresql://x/y", "REFERRAL_BROKER_PUBLIC_URL": "https://henvisning.example.no"}
+#: What the privacy statement needs in production (tests/patient_web/test_privacy_statement.py checks the refusal).
+CONTROLLER = {
+    "REFERRAL_BROKER_CONTROLLER_NAME": "Henvisning Norge AS",
+    "REFERRAL_BROKER_CONTROLLER_ORG_NUMBER": "912 345 678",
+    "REFERRAL_BROKER_CONTROLLER_ADDRESS": "Storgata 1, 0155 Oslo",
+    "REFERRAL_BROKER_CONTROLLER_EMAIL": "personvern@henvisning.no",
+    "REFERRAL_BROKER_PROCESSORS": "Driftspartner AS (servere, Norge)",
+}
 
 
 def test_serve_refuses_to_start_in_production_without_a_metrics_token(
@@ -35,11 +43,11 @@ def test_serve_refuses_to_start_in_production_without_a_metrics_token(
 def test_the_metrics_token_comes_from_a_secret_file_and_satisfies_production(tmp_path: Path) -> None:
     secret = tmp_path / "metrics_token"
     secret.write_text("scrape-token-from-a-secret\n")
-    settings = Settings.from_env({**PRODUCTION, "REFERRAL_BROKER_METRICS_TOKEN_FILE": str(secret)})
+    settings = Settings.from_env({**PRODUCTION, **CONTROLLER, "REFERRAL_BROKER_METRICS_TOKEN_FILE": str(secret)})
     assert settings.metrics_token == "scrape-token-from-a-secret"
     settings.check_fit_to_serve()
     with pytest.raises(ConfigError, match="REFERRAL_BROKER_METRICS_TOKEN"):
-        Settings.from_env(PRODUCTION).check_fit_to_serve()
+        Settings.from_env({**PRODUCTION, **CONTROLLER}).check_fit_to_serve()
     # A developer's machine (plain http, as `make dev` and the process tests run) may leave /metrics open.
     Settings.from_env({"DATABASE_URL": "postgresql://x/y"}).check_fit_to_serve()
 

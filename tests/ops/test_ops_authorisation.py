@@ -64,6 +64,9 @@ def test_the_route_table_holds_the_routes_this_file_checks(ops_app: OpsApp) -> N
         ("POST", "/ops/clinics/{slug}/suspend"),
         ("POST", "/ops/clinics/{slug}/reactivate"),
         ("POST", "/ops/clinics/{slug}/verify"),
+        ("GET", "/ops/holds"),
+        ("POST", "/ops/holds"),
+        ("POST", "/ops/holds/release"),
     }
     assert templates >= PUBLIC
 

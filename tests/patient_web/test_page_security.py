@@ -62,6 +62,8 @@ async def _every_page(client: AsyncTestClient[Any], broker: BrokerContext) -> di
         f"/manage/{token}?lang=en",
         "/manage/not-a-token",
         "/no-such-page",
+        "/personvern",
+        "/personvern?lang=en",
     ]
     pages = {path: await client.get(path) for path in paths}
     pages["POST /send (receipt)"] = receipt

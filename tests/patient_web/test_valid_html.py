@@ -92,6 +92,7 @@ async def _collect_patient_pages(
     pages.add(f"{lang}-home", await client.get(f"/?lang={lang}"), 200, lang)
     pages.add(f"{lang}-home-filtered", await client.get("/?category=physiotherapy&city=Oslo"), 200, lang)
     pages.add(f"{lang}-home-nothing-chosen", await client.get("/send"), 400, lang)
+    pages.add(f"{lang}-privacy", await client.get("/personvern"), 200, lang)
     chosen = ["fysio-oslo", "psyk-oslo"]
     query = "&".join(f"clinic={c}" for c in chosen)
     pages.add(f"{lang}-form", await client.get(f"/send?{query}"), 200, lang)
@@ -210,9 +211,17 @@ async def _collect_ops_pages(client: AsyncTestClient[Any], pages: Pages, broker:
     pages.add("ops-audit-verified", await client.get("/ops/audit/verify"), 200)
     pages.add("ops-audit-error", await client.get("/ops/audit?since=yesterday"), 400)
     pages.add("ops-csrf-refused", await client.post("/ops/clinics/fysio-oslo/suspend"), 403)
+    pages.add("ops-holds", await client.get("/ops/holds"), 200)
+    reference = await submit_and_dispatch(client, broker, ["fysio-oslo"])
+    held = await post_form(client, "/ops/holds", reference=reference, reason="legal_claim", note="sak 26-045117TVI")
+    assert held.status_code == 303
+    pages.add("ops-holds-nb", await client.get("/ops/holds?done=held", headers=norwegian), 200, "nb")
+    refused = await post_form(client, "/ops/holds", reference=reference, reason="legal_claim", note="ola@example.no")
+    pages.add("ops-holds-refused", refused, 409)
 
     await sign_in(client, auditor, clock)
     pages.add("ops-dashboard-auditor", await client.get("/ops"), 200)
+    pages.add("ops-holds-auditor", await client.get("/ops/holds"), 200)
     pages.add("ops-role-refused", await post_form(client, "/ops/clinics/fysio-oslo/suspend"), 403)
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from referral_broker.cli import operations, retention
+from referral_broker.cli import legal_hold, operations, retention
 from referral_broker.cli.command_context import run_with_context
 from referral_broker.crypto.broker_keys import BrokerKeysMissing, init_keys
 from referral_broker.services import enrolment
@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     lst.set_defaults(func=cmd_clinic_list)
     operations.add_commands(sub, clinic)
     retention.add_commands(sub)
+    legal_hold.add_commands(sub)
     return p
 
 

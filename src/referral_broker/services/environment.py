@@ -39,6 +39,7 @@ def url(*schemes: str) -> Meta:
 
 DURATION = Meta(extra={"written": "duration"})  # seconds, written `90`, `90s`, `15m`, `24h` or `2d`
 NETWORKS = Meta(extra={"written": "networks"})  # comma-separated IP addresses or CIDR ranges, each checked
+TEXTS = Meta(extra={"written": "texts"})  # semicolon-separated texts (a comma may be part of one)
 BASE_URL = Meta(extra={"written": "base URL"})  # paths are appended to it, so a trailing slash is dropped
 
 
@@ -141,6 +142,8 @@ def read_value(v: Variable, raw: str) -> Any:
         value = _duration(v.name, raw)
     elif v.written == "networks":
         value = _networks(v.name, raw)
+    elif v.written == "texts":
+        value = tuple(part.strip() for part in raw.split(";") if part.strip())
     elif isinstance(v.kind, mi.IntType):
         value = _number(v.name, raw, int, "a whole number")
     elif isinstance(v.kind, mi.FloatType):
@@ -225,6 +228,8 @@ def accepted(v: Variable) -> str:
         return "a duration: `90` (seconds), `90s`, `15m`, `24h`, `2d`"
     if v.written == "networks":
         return "IP addresses or CIDR ranges, comma-separated"
+    if v.written == "texts":
+        return "texts, semicolon-separated"
     if v.schemes:
         *first, last = [f"`{s}://`" for s in v.schemes]
         return "a " + (", ".join(first) + " or " if first else "") + last + " URL"

@@ -1,5 +1,5 @@
 """Anonymisation five calendar months (`REFERRAL_BROKER_RETENTION_MONTHS`) after a referral's last
-dispatch (its creation, where nothing was ever dispatched).
+dispatch (its creation, where nothing was ever dispatched). A referral under legal hold is skipped, and counted.
 
 Idempotent and resumable: each batch is one transaction that picks due referrals with
 `FOR UPDATE SKIP LOCKED` and strips them completely, so a run killed at any moment leaves no
@@ -20,7 +20,7 @@ import msgspec
 from referral_broker.crypto.contact import ContactDecryptionFailed
 from referral_broker.domain.retention import months_before
 from referral_broker.services.context import BrokerContext
-from referral_broker.store import audit, notices, retention, rights
+from referral_broker.store import audit, legal_holds, notices, retention, rights
 from referral_protocol.referral import ContactCopy
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class RetentionRun:
     batches: int
     expired_notices: int = 0
     deleted_codes: int = 0
+    held: int = 0  # due, but under legal hold: skipped
 
 
 async def anonymise_expired(
@@ -74,6 +75,7 @@ async def anonymise_expired(
         # and one-time codes and their sessions once they can no longer be used.
         expired_notices = await notices.expire_older_than(conn, cutoff)
         lapsed_codes = await rights.delete_lapsed(conn, now)
+        held = await legal_holds.held_and_due(conn, cutoff)
         await audit.append(
             conn,
             at=now,
@@ -86,12 +88,13 @@ async def anonymise_expired(
                 "batches": batches,
                 "expired_notices": expired_notices,
                 "deleted_codes": lapsed_codes,
+                "held": held,
             },
         )
     log.info(
         "retention run: %d referrals anonymised, %d undelivered deliveries expired, %d notices expired, "
-        "%d one-time codes deleted",
-        anonymised, expired, expired_notices, lapsed_codes,
+        "%d one-time codes deleted, %d due referrals kept under legal hold",
+        anonymised, expired, expired_notices, lapsed_codes, held,
     )  # fmt: skip
     return RetentionRun(
         cutoff=cutoff,
@@ -100,6 +103,7 @@ async def anonymise_expired(
         batches=batches,
         expired_notices=expired_notices,
         deleted_codes=lapsed_codes,
+        held=held,
     )
 
 

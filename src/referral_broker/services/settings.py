@@ -17,7 +17,16 @@ import msgspec
 from msgspec import Meta
 
 from referral_broker.domain.retention import RETENTION_MONTHS
-from referral_broker.services.environment import BASE_URL, DURATION, NETWORKS, read_one, read_settings, url, variable
+from referral_broker.services.environment import (
+    BASE_URL,
+    DURATION,
+    NETWORKS,
+    TEXTS,
+    read_one,
+    read_settings,
+    url,
+    variable,
+)
 from referral_broker.services.environment import ConfigError as ConfigError
 
 PostgresUrl = Annotated[str, url("postgres", "postgresql")]
@@ -25,6 +34,9 @@ RedisUrl = Annotated[str, url("redis", "rediss", "unix")]
 WebUrl = Annotated[str, url("http", "https")]
 SmtpUrl = Annotated[str, url("smtp", "smtps", "smtp+starttls")]
 SmsGatewayUrl = Annotated[str, url("https", "http")]
+ShortText = Annotated[str, Meta(min_length=1, max_length=300)]
+OrganisationNumber = Annotated[str, Meta(pattern=r"^\d{3} ?\d{3} ?\d{3}$")]
+EmailAddress = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -209,6 +221,64 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             "calendar months after the last dispatch (creation, if never dispatched) before a referral is anonymised",
         ),
     ] = RETENTION_MONTHS
+    # The privacy statement (/personvern, issue 22): who is responsible, who processes for them, how long what is kept
+    controller_name: Annotated[
+        ShortText | None,
+        variable(
+            "REFERRAL_BROKER_CONTROLLER_NAME",
+            "the data controller's name, shown in the privacy statement; `serve` requires it with an https public URL",
+            unset="an example, marked as one",
+        ),
+    ] = None
+    controller_org_number: Annotated[
+        OrganisationNumber | None,
+        variable(
+            "REFERRAL_BROKER_CONTROLLER_ORG_NUMBER",
+            "the controller's organisation number (nine digits); required with an https public URL",
+            unset="an example, marked as one",
+        ),
+    ] = None
+    controller_address: Annotated[
+        ShortText | None,
+        variable(
+            "REFERRAL_BROKER_CONTROLLER_ADDRESS",
+            "the controller's postal address; required with an https public URL",
+            unset="an example, marked as one",
+        ),
+    ] = None
+    controller_email: Annotated[
+        EmailAddress | None,
+        variable(
+            "REFERRAL_BROKER_CONTROLLER_EMAIL",
+            "the address patients write to about their data; required with an https public URL",
+            unset="an example, marked as one",
+        ),
+    ] = None
+    processors: Annotated[
+        tuple[str, ...],
+        TEXTS,
+        variable(
+            "REFERRAL_BROKER_PROCESSORS",
+            "the data processors the privacy statement names, e.g. `Hosting AS (servers, Norway); Mail AS "
+            "(e-mail, EU)`; required with an https public URL",
+        ),
+    ] = ()
+    customer_service_retention_days: Annotated[
+        int,
+        Meta(ge=1, le=365),
+        variable(
+            "REFERRAL_BROKER_CUSTOMER_SERVICE_RETENTION_DAYS",
+            "days after a customer-service request is closed before it is deleted",
+        ),
+    ] = 30
+    log_retention_days: Annotated[
+        int,
+        Meta(ge=1, le=365),
+        variable(
+            "REFERRAL_BROKER_LOG_RETENTION_DAYS",
+            "days the programs' logs are kept, as the privacy statement says; set the log rotation to match",
+        ),
+    ] = 14
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -232,6 +302,23 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
                 "REFERRAL_BROKER_METRICS_TOKEN is not set: with an https public URL /metrics must not be open to "
                 "anyone; set it from a secret (REFERRAL_BROKER_METRICS_TOKEN_FILE) and give Prometheus the token"
             )
+        missing = self.missing_controller_details()
+        if self.is_production and missing:
+            raise ConfigError(
+                f"{', '.join(missing)} not set: with an https public URL the privacy statement must name the real "
+                "controller and processors, not the examples"
+            )
+
+    def missing_controller_details(self) -> list[str]:
+        """The privacy statement's settings still unset (the page shows examples, marked as such, for these)."""
+        given = {
+            "REFERRAL_BROKER_CONTROLLER_NAME": self.controller_name,
+            "REFERRAL_BROKER_CONTROLLER_ORG_NUMBER": self.controller_org_number,
+            "REFERRAL_BROKER_CONTROLLER_ADDRESS": self.controller_address,
+            "REFERRAL_BROKER_CONTROLLER_EMAIL": self.controller_email,
+            "REFERRAL_BROKER_PROCESSORS": self.processors or None,
+        }
+        return [name for name, value in given.items() if value is None]
 
 
 def with_secret_files(env: Mapping[str, str]) -> Mapping[str, str]:

@@ -156,10 +156,11 @@ class LinkedReferral:
     withdrawn_at: datetime | None
     retention_anchor: datetime | None
     contact_ct: bytes
+    held_at: datetime | None  # under legal hold since (docs/decisions/0057)
 
 
 _LINKED_COLUMNS = """id, reference, created_at, consent_version, consent_text_sha256, consent_at, withdrawn_at,
-                     retention_anchor, contact_ct"""
+                     retention_anchor, contact_ct, held_at"""
 
 
 async def linked_referrals(conn: Executor, channel: str, contact_bidx: bytes) -> list[LinkedReferral]:

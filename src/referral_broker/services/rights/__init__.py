@@ -24,7 +24,7 @@ from referral_broker.services.rights.codes import (
     verify_code,
 )
 from referral_broker.services.rights.correction import Rectified, check_correction, rectify
-from referral_broker.services.rights.erasure import Stopped, erase, withdraw
+from referral_broker.services.rights.erasure import HeldForLegalClaim, Stopped, erase, withdraw
 from referral_broker.services.rights.export import EXPORT_FORMAT, export
 from referral_broker.services.rights.linked import LinkedView, NotLinked, find, overview
 from referral_broker.services.rights.sessions import RightsSession, end_session, session_of
@@ -34,6 +34,7 @@ __all__ = [
     "EXPORT_FORMAT",
     "MAX_CODE_ATTEMPTS",
     "CodeRefused",
+    "HeldForLegalClaim",
     "LinkedView",
     "NotLinked",
     "Rectified",

@@ -4,6 +4,9 @@ the clinics that have the referral by a sealed notice.
 Erasure keeps what the law asks of a controller that must show what it did: that a referral was
 forwarded to which clinics on which day and was erased on which day, with no person in it — the same
 anonymous remainder the five-month anonymisation leaves, plus the day of erasure.
+
+A referral under legal hold is not erased (GDPR art. 17(3)(e); docs/decisions/0057): the patient is told why
+and that withdrawing consent still stops everything else; the hold's end returns it to the five-month rule.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from referral_broker.store import audit
 from referral_broker.store import referrals as referral_store
 from referral_broker.store import retention as retention_store
 from referral_broker.store import rights as rights_store
+from referral_protocol.errors import DomainError
 from referral_protocol.notice import NoticeKind
+
+
+class HeldForLegalClaim(DomainError):
+    """The referral is under legal hold: erasure is refused until the hold ends (art. 17(3)(e))."""
 
 
 @dataclass(frozen=True)
@@ -39,30 +47,39 @@ async def withdraw(ctx: BrokerContext, session: RightsSession, reference: str) -
 
 
 async def erase(ctx: BrokerContext, session: RightsSession, reference: str) -> Stopped:
-    """Erase now: stop what is undelivered, anonymise at once, tell the clinics. One transaction."""
+    """Erase now: stop what is undelivered, anonymise at once, tell the clinics. One transaction.
+
+    The hold is read under the row's lock, so a hold placed at the same moment either comes first (and the
+    erasure is refused) or waits for the erasure (and finds nothing left to hold)."""
     now = ctx.clock()
     async with ctx.pool.acquire() as conn, conn.transaction():
         row = await linked.lock(conn, session, reference)
-        deliveries = await referral_store.deliveries_of(conn, row.id, lock=True)  # who is told: decision 0139
-        cancelled = await referral_store.cancel_undelivered(conn, row.id, now)
-        # Anonymising also expires the unserved notices about it: they may hold the old contact details.
-        category = retention.surviving_category(ctx, row.id.bytes, row.contact_ct)
-        await retention_store.anonymise(conn, [row.id], [category], now)
-        await rights_store.mark_erased(conn, row.id, now)
-        planned = await clinic_notices.seal_notices(
-            ctx, conn, kind=NoticeKind.ERASURE, reference=reference, deliveries=deliveries, requested_at=now
-        )
-        await audit.append(
-            conn,
-            at=now,
-            actor="patient",
-            action="rights.erased",
-            subject=str(row.id),
-            details={
-                "cancelled": [str(i) for i in cancelled],
-                "notices": len(planned.sealed),
-                "unsealable": planned.unsealable,
-            },
-        )
+        if row.held_at is not None:  # recorded here; refused once the record is committed
+            await audit.append(conn, at=now, actor="patient", action="rights.erasure_refused", subject=str(row.id))
+            planned = None
+        else:
+            deliveries = await referral_store.deliveries_of(conn, row.id, lock=True)  # who is told: decision 0139
+            cancelled = await referral_store.cancel_undelivered(conn, row.id, now)
+            # Anonymising also expires the unserved notices about it: they may hold the old contact details.
+            category = retention.surviving_category(ctx, row.id.bytes, row.contact_ct)
+            await retention_store.anonymise(conn, [row.id], [category], now)
+            await rights_store.mark_erased(conn, row.id, now)
+            planned = await clinic_notices.seal_notices(
+                ctx, conn, kind=NoticeKind.ERASURE, reference=reference, deliveries=deliveries, requested_at=now
+            )
+            await audit.append(
+                conn,
+                at=now,
+                actor="patient",
+                action="rights.erased",
+                subject=str(row.id),
+                details={
+                    "cancelled": [str(i) for i in cancelled],
+                    "notices": len(planned.sealed),
+                    "unsealable": planned.unsealable,
+                },
+            )
+    if planned is None:
+        raise HeldForLegalClaim("the referral is under legal hold")
     await clinic_notices.ring(ctx, planned)
     return Stopped(len(cancelled), len(planned.sealed), planned.reach)

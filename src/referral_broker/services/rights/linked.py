@@ -48,6 +48,7 @@ class LinkedView:
     deliveries: list[DeliveryView]
     notices: list[NoticeView]
     kept_until: datetime
+    held: bool = False  # under legal hold: kept past `kept_until`, and not erased on request
 
 
 async def overview(ctx: BrokerContext, session: RightsSession) -> list[LinkedView]:
@@ -84,6 +85,7 @@ async def _view(ctx: BrokerContext, r: rights_store.LinkedReferral) -> LinkedVie
         deliveries=await referral_store.deliveries_of(ctx.pool, r.id),
         notices=await notices.of_referral(ctx.pool, r.id),
         kept_until=months_after(r.retention_anchor or r.created_at, ctx.settings.retention_months),
+        held=r.held_at is not None,
     )
 
 

@@ -9,13 +9,14 @@ from litestar.handlers import HTTPRouteHandler
 from referral_broker.web.ops.access import EXCEPTION_HANDLERS, provide_operator, require_session
 from referral_broker.web.ops.audit_trail import AuditPages
 from referral_broker.web.ops.dashboard import DashboardPages
+from referral_broker.web.ops.legal_holds import LegalHoldPages
 from referral_broker.web.ops.metrics import metrics
 from referral_broker.web.ops.sign_in import SignInPages
 
 #: Every /ops route passes the session guard; see `access` for the rules.
 OPS_ROUTER = Router(
     path="/ops",
-    route_handlers=[SignInPages, DashboardPages, AuditPages],
+    route_handlers=[SignInPages, DashboardPages, AuditPages, LegalHoldPages],
     guards=[require_session],
     dependencies={"operator": Provide(provide_operator, sync_to_thread=False)},
     exception_handlers=EXCEPTION_HANDLERS,

@@ -328,6 +328,8 @@ class RightsPages(Controller):
             stopped = await rights.erase(broker, session, view.reference)
         except NotLinked:
             return await _requests_page(request, broker, session, problem="not_linked", status_code=404)
+        except rights.HeldForLegalClaim:
+            return await _requests_page(request, broker, session, problem="held", status_code=409)
         done = Done(
             kind="erased",
             reference=view.reference,
@@ -372,7 +374,9 @@ async def _confirm_page(request: Request[Any, Any, Any], broker: BrokerContext, 
     found = await _linked(request, broker)
     if not isinstance(found, tuple):
         return found
-    _, view = found
+    session, view = found
+    if action == "erase" and view.held:  # said before the patient confirms, not after
+        return await _requests_page(request, broker, session, problem="held", status_code=409)
     t = _t(request)
     kind = NoticeKind.ERASURE if action == "erase" else NoticeKind.WITHDRAWAL
     return render(

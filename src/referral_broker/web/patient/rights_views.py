@@ -50,6 +50,7 @@ class ReferralCard:
     states: list[ClinicState]
     notices: list[SentNotice]
     contact_readable: bool
+    held: bool = False
 
 
 def card(t: Translator, view: LinkedView) -> ReferralCard:
@@ -65,6 +66,7 @@ def card(t: Translator, view: LinkedView) -> ReferralCard:
         states=clinic_states(managed),
         notices=[SentNotice(names.get(n.delivery_id, "?"), n.kind, n.status, n.created_at) for n in view.notices],
         contact_readable=view.contact is not None,
+        held=view.held,
     )
 
 

@@ -15,6 +15,7 @@ from referral_broker.web.patient.api import PatientApi
 from referral_broker.web.patient.error_pages import PAGE_EXCEPTION_HANDLERS
 from referral_broker.web.patient.manage_pages import ManagePages
 from referral_broker.web.patient.pages import PatientPages
+from referral_broker.web.patient.privacy_page import PrivacyPage
 from referral_broker.web.patient.rights_pages import RightsPages
 from referral_broker.web.patient.robots import robots_txt
 
@@ -22,6 +23,7 @@ PATIENT_ROUTES: list[type[Controller] | HTTPRouteHandler] = [
     PatientPages,
     ManagePages,
     RightsPages,
+    PrivacyPage,
     PatientApi,
     robots_txt,
 ]
