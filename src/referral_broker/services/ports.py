@@ -60,3 +60,19 @@ class CodeNotSent(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ReplySender(Protocol):
+    """Sends an operator's answer to a customer-service message by e-mail to the address its sender gave.
+
+    Raises `ReplyNotSent` when the message did not go out; the caller then records no answer."""
+
+    async def send_reply(self, recipient: str, subject: str, text: str) -> None: ...
+
+
+class ReplyNotSent(Exception):
+    """The answer could not be sent this time; `reason` is short and names no one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

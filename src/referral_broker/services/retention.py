@@ -1,5 +1,7 @@
 """Anonymisation five calendar months (`REFERRAL_BROKER_RETENTION_MONTHS`) after a referral's last
-dispatch (its creation, where nothing was ever dispatched).
+dispatch (its creation, where nothing was ever dispatched); in the same run, other personal data with
+limits of their own: unfetched notices, lapsed one-time codes, and customer-service messages
+`REFERRAL_BROKER_CUSTOMER_SERVICE_RETENTION_DAYS` after they were closed.
 
 Idempotent and resumable: each batch is one transaction that picks due referrals with
 `FOR UPDATE SKIP LOCKED` and strips them completely, so a run killed at any moment leaves no
@@ -13,14 +15,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 
 from referral_broker.crypto.contact import ContactDecryptionFailed
 from referral_broker.domain.retention import months_before
 from referral_broker.services.context import BrokerContext
-from referral_broker.store import audit, notices, retention, rights
+from referral_broker.store import audit, customer_messages, notices, retention, rights
 from referral_protocol.referral import ContactCopy
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class RetentionRun:
     batches: int
     expired_notices: int = 0
     deleted_codes: int = 0
+    deleted_customer_messages: int = 0
 
 
 async def anonymise_expired(
@@ -74,6 +77,9 @@ async def anonymise_expired(
         # and one-time codes and their sessions once they can no longer be used.
         expired_notices = await notices.expire_older_than(conn, cutoff)
         lapsed_codes = await rights.delete_lapsed(conn, now)
+        # Customer-service messages (and their answers) a set number of days after they were closed.
+        closed_cutoff = now - timedelta(days=ctx.settings.customer_service_retention_days)
+        deleted_messages = await customer_messages.delete_closed_before(conn, closed_cutoff)
         await audit.append(
             conn,
             at=now,
@@ -86,12 +92,13 @@ async def anonymise_expired(
                 "batches": batches,
                 "expired_notices": expired_notices,
                 "deleted_codes": lapsed_codes,
+                "deleted_customer_messages": deleted_messages,
             },
         )
     log.info(
         "retention run: %d referrals anonymised, %d undelivered deliveries expired, %d notices expired, "
-        "%d one-time codes deleted",
-        anonymised, expired, expired_notices, lapsed_codes,
+        "%d one-time codes deleted, %d closed customer-service messages deleted",
+        anonymised, expired, expired_notices, lapsed_codes, deleted_messages,
     )  # fmt: skip
     return RetentionRun(
         cutoff=cutoff,
@@ -100,6 +107,7 @@ async def anonymise_expired(
         batches=batches,
         expired_notices=expired_notices,
         deleted_codes=lapsed_codes,
+        deleted_customer_messages=deleted_messages,
     )
 
 

@@ -209,6 +209,23 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             "calendar months after the last dispatch (creation, if never dispatched) before a referral is anonymised",
         ),
     ] = RETENTION_MONTHS
+    # Customer service (issue 22)
+    customer_service_retention_days: Annotated[
+        int,
+        Meta(ge=1, le=3650),
+        variable(
+            "REFERRAL_BROKER_CUSTOMER_SERVICE_RETENTION_DAYS",
+            "days after a customer-service message is closed before the retention run deletes it (and its answer)",
+        ),
+    ] = 30
+    customer_service_rate: Annotated[
+        int,
+        Meta(ge=0, le=100_000),
+        variable(
+            "REFERRAL_BROKER_CUSTOMER_SERVICE_RATE",
+            "messages one client may send through the contact form per minute; `0` = no limit",
+        ),
+    ] = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
