@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 #: The one job name per kind of work; the outbox, the doorbell and the worker all use these.
 JOB_DISPATCH = "dispatch_referral"
@@ -62,6 +62,7 @@ class CodeNotSent(Exception):
         self.reason = reason
 
 
+@runtime_checkable
 class ReplySender(Protocol):
     """Sends an operator's answer to a customer-service message by e-mail to the address its sender gave.
 
