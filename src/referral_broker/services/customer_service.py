@@ -70,6 +70,12 @@ def _has_control(value: str) -> bool:
     return any(unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS for c in value)
 
 
+def marked_controls(value: str) -> str:
+    """`value` with each refused control character shown as U+FFFD (�), to show the sender where it was: a page
+    may not hold the character itself."""
+    return "".join("\ufffd" if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS else c for c in value)
+
+
 def _checked_text(name: str, value: str, limit: int, errors: list[FieldError]) -> str:
     value = value.replace("\r\n", "\n").strip()  # a browser sends CRLF for the line break it counted as one
     if not value:

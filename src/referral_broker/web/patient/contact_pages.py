@@ -47,6 +47,11 @@ class ContactForm:
 
         return cls(one("message"), one("reply_email"), one("about"), one(HONEYPOT_FIELD))
 
+    def shown(self) -> ContactForm:
+        """As the page shows it again: a refused control character becomes a visible mark."""
+        mark = customer_service.marked_controls
+        return ContactForm(mark(self.message), mark(self.reply_email), mark(self.about))
+
 
 def _messages(errors: list[FieldError], t: Translator) -> dict[str, str]:
     found: dict[str, str] = {}
@@ -74,7 +79,7 @@ def _form_page(
         status_code=status,
         headers=headers,
         switch_url=CONTACT_PATH if request.method == "GET" else None,
-        form=form,
+        form=form.shown(),
         errors=_messages(errors or [], t),
         field_order=FIELDS,
         too_many=too_many,
