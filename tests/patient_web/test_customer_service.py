@@ -161,6 +161,15 @@ async def test_past_the_limit_the_form_comes_back_with_the_text_and_nothing_is_s
         await store.aclose()
 
 
+async def test_forms_with_mistakes_do_not_count_toward_the_limit(make_client: Any, broker: BrokerContext) -> None:
+    client = await make_client(customer_service_rate=1, clock=_fixed)
+    for _ in range(4):
+        assert (await _send(client, reply_email="kari@")).status_code == 422
+    assert (await _send(client)).status_code == 200
+    assert (await _send(client)).status_code == 429
+    assert await _stored(broker) == 1
+
+
 async def test_the_stored_row_holds_no_plaintext_and_nothing_reaches_the_logs(
     make_client: Any, broker: BrokerContext, caplog: pytest.LogCaptureFixture
 ) -> None:

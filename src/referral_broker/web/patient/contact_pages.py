@@ -2,9 +2,9 @@
 
 English and Nynorsk are the same path with `?lang=en` / `?lang=nn`, as every patient page. The form is
 guarded as the referral form is: CSRF (the app's middleware), a honeypot refused openly, and a per-client
-limit counted atomically in Redis (`REFERRAL_BROKER_CUSTOMER_SERVICE_RATE`). A refusal for the limit shows
-the form again with what was typed. Nothing typed is logged; it is stored only encrypted
-(`services/customer_service`).
+limit on messages stored, counted atomically in Redis (`REFERRAL_BROKER_CUSTOMER_SERVICE_RATE`); a form
+with mistakes is not counted. A refusal for the limit shows the form again with what was typed. Nothing
+typed is logged; it is stored only encrypted (`services/customer_service`).
 """
 
 from __future__ import annotations
@@ -105,6 +105,13 @@ class ContactPages(Controller):
         submit_counter: NamedDependency[WindowCounter],
     ) -> Template:
         form = ContactForm.from_form(await request.form())
+        if form.honeypot:
+            # Refused openly like any bad request, and nothing is stored (decision 0122).
+            return render(request, "patient/error.html", status_code=400, problem="refused")
+        written, errors = customer_service.check_written(form.message, form.reply_email, form.about)
+        if written is None:
+            return _form_page(request, broker, form, errors=errors, status=422)
+        # Only what would be stored is counted: a typo corrected does not use up the sender's messages.
         client = client_of(request, broker.settings.trusted_proxies)
         admission = await admit_to(
             broker, submit_counter, client, kind="contact-rate", rate=broker.settings.customer_service_rate
@@ -112,12 +119,6 @@ class ContactPages(Controller):
         if not admission.admitted:
             wait = str(max(1, admission.retry_after_seconds))
             return _form_page(request, broker, form, status=429, too_many=True, headers={"retry-after": wait})
-        if form.honeypot:
-            # Refused openly like any bad request, and nothing is stored (decision 0122).
-            return render(request, "patient/error.html", status_code=400, problem="refused")
-        written, errors = customer_service.check_written(form.message, form.reply_email, form.about)
-        if written is None:
-            return _form_page(request, broker, form, errors=errors, status=422)
         reference = await customer_service.receive(broker, written, language=language_of(request))
         return render(
             request,
