@@ -257,6 +257,7 @@ async def _collect_ops_pages(client: AsyncTestClient[Any], pages: Pages, broker:
     await sign_in(client, auditor, clock)
     pages.add("ops-dashboard-auditor", await client.get("/ops"), 200)
     pages.add("ops-messages-auditor", await client.get("/ops/messages"), 200)
+    pages.add("ops-message-role-refused", await client.get(f"/ops/messages/{message}"), 403)
     pages.add("ops-role-refused", await post_form(client, "/ops/clinics/fysio-oslo/suspend"), 403)
 
 

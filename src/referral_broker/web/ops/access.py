@@ -96,7 +96,8 @@ def sign_in_required(request: Request[Any, Any, Any], _: SignInRequired) -> Resp
 
 
 def role_required(request: Request[Any, Any, Any], exc: RoleRequired) -> Response[Any]:
-    return ops_page(request, "ops/refused.html", {"who": exc.who, "problem": "role"}, status_code=403)
+    problem = "role_private" if request.method in _READING else "role"  # a page only the operator role may read
+    return ops_page(request, "ops/refused.html", {"who": exc.who, "problem": problem}, status_code=403)
 
 
 def csrf_refused(request: Request[Any, Any, Any], _: PermissionDeniedException) -> Response[Any]:
