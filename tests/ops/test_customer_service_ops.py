@@ -213,3 +213,65 @@ async def test_the_retention_period_follows_the_setting(settings: Any, broker: B
     quick = BrokerContext(short, broker.pool, broker.keys, broker.doorbell, broker.clock)
     assert (await retention.anonymise_expired(quick, now=closed_at + timedelta(days=1))).deleted_customer_messages == 0
     assert (await retention.anonymise_expired(quick, now=closed_at + timedelta(days=2))).deleted_customer_messages == 1
+
+
+async def test_metrics_count_messages_by_state_and_show_nothing_of_them(
+    client: AsyncTestClient[Any], broker: BrokerContext
+) -> None:
+    first = await _message(broker)
+    await _message(broker, reply=False)
+    await customer_service.close(broker, first, actor="test")
+    scraped = await client.get("/metrics")
+    assert scraped.status_code == 200
+    assert 'referral_broker_customer_messages{state="open"} 1.0' in scraped.text
+    assert 'referral_broker_customer_messages{state="closed"} 1.0' in scraped.text
+    reference = await broker.pool.fetchval("SELECT reference FROM customer_messages LIMIT 1")
+    for hidden in ("Kanari", "kanari", "4410", "7K2M9", reference):
+        assert hidden not in scraped.text
+
+
+async def test_without_smtp_the_answer_goes_to_the_dev_outbox(
+    settings: Any, broker: BrokerContext, tmp_path: Any
+) -> None:
+    from referral_broker.adapters.configured import configured_reply_sender
+
+    outbox = tmp_path / "outbox"
+    sender = configured_reply_sender(msgspec.structs.replace(settings, smtp_url=None, dev_outbox=outbox))
+    message_id = await _message(broker, language="nn")
+    await customer_service.answer(broker, message_id, CANARY_ANSWER, by="olga", actor="operator:olga", sender=sender)
+    [written] = list(outbox.iterdir())
+    text = written.read_text()
+    assert text.startswith(f"To: {CANARY_EMAIL}\n") and "Subject: Svar frå kundeservice (KS-" in text
+    assert CANARY_ANSWER in text and "/kontakt?lang=nn" in text
+
+
+class _SlowSender:
+    """A mail server that takes a moment, so two answers overlap."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send_reply(self, recipient: str, subject: str, text: str) -> None:
+        import asyncio
+
+        await asyncio.sleep(0.2)
+        self.sent.append(text)
+
+
+async def test_two_operators_answering_at_once_both_send_and_both_answers_are_kept(broker: BrokerContext) -> None:
+    import asyncio
+
+    message_id = await _message(broker)
+    sender = _SlowSender()
+    await asyncio.gather(
+        *(
+            customer_service.answer(
+                broker, message_id, f"Svar nummer {i}", by=f"op{i}", actor=f"operator:op{i}", sender=sender
+            )
+            for i in range(2)
+        )
+    )
+    assert len(sender.sent) == 2
+    opened = await customer_service.read(broker, message_id, actor="test")
+    assert sorted(a.text for a in opened.answers) == ["Svar nummer 0", "Svar nummer 1"]
+    assert len(await _events(broker, "customer_message.answered")) == 2

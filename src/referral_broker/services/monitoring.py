@@ -11,7 +11,7 @@ from typing import Any
 
 from referral_broker import texts
 from referral_broker.services.context import BrokerContext
-from referral_broker.store import audit, monitoring, notifications
+from referral_broker.store import audit, customer_messages, monitoring, notifications
 from referral_broker.store.audit import AuditEvent, BrokenLink
 from referral_broker.store.monitoring import (
     ClinicDelivery,
@@ -158,6 +158,8 @@ class MetricsSnapshot:
     arq_depth: int | None
     reconciler_lag_seconds: float
     heartbeat_age_seconds: float | None
+    #: Customer-service messages by state (`open`, `closed`): counts only, never content.
+    customer_messages: dict[str, int] = field(default_factory=dict)
 
 
 async def metrics_snapshot(ctx: BrokerContext) -> MetricsSnapshot:
@@ -173,6 +175,7 @@ async def metrics_snapshot(ctx: BrokerContext) -> MetricsSnapshot:
         arq_depth=await queue_depth(ctx),
         reconciler_lag_seconds=(now - queue.oldest_due_at).total_seconds() if queue.oldest_due_at else 0.0,
         heartbeat_age_seconds=(now - beats[0].beat_at).total_seconds() if beats else None,
+        customer_messages=await customer_messages.counts(ctx.pool),
     )
 
 

@@ -58,8 +58,14 @@ async def listing(conn: Executor, *, closed: bool, limit: int = 200) -> list[Sto
     return [StoredMessage(**dict(r)) for r in await conn.fetch(sql, limit)]
 
 
-async def open_count(conn: Executor) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM customer_messages WHERE closed_at IS NULL"))
+async def counts(conn: Executor) -> dict[str, int]:
+    """How many messages are open and how many closed (waiting to be deleted): numbers only, for /metrics."""
+    row = await conn.fetchrow(
+        """SELECT count(*) FILTER (WHERE closed_at IS NULL) AS open,
+                  count(*) FILTER (WHERE closed_at IS NOT NULL) AS closed
+           FROM customer_messages"""
+    )
+    return {"open": int(row["open"]), "closed": int(row["closed"])}
 
 
 async def by_id(conn: Executor, message_id: uuid.UUID) -> SealedMessage | None:
