@@ -212,7 +212,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     # Customer service (issue 22)
     customer_service_retention_days: Annotated[
         int,
-        Meta(ge=1, le=3650),
+        Meta(ge=1, le=365),
         variable(
             "REFERRAL_BROKER_CUSTOMER_SERVICE_RETENTION_DAYS",
             "days after a customer-service message is closed before the retention run deletes it (and its answer)",
