@@ -275,3 +275,35 @@ async def test_two_operators_answering_at_once_both_send_and_both_answers_are_ke
     opened = await customer_service.read(broker, message_id, actor="test")
     assert sorted(a.text for a in opened.answers) == ["Svar nummer 0", "Svar nummer 1"]
     assert len(await _events(broker, "customer_message.answered")) == 2
+
+
+async def test_the_retention_command_deletes_closed_messages_and_says_how_many(broker: BrokerContext) -> None:
+    """`referral-broker retention run`, as cron or an operator runs it, with the period from its environment."""
+    import asyncio
+    import os
+
+    from tests.processes import program
+
+    message_id = await _message(broker)
+    await customer_service.close(broker, message_id, actor="test")
+    closed_at = await broker.pool.fetchval("SELECT closed_at FROM customer_messages")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": broker.settings.database_url,
+        "REFERRAL_BROKER_KEYS_DIR": str(broker.settings.keys_dir),
+        "REFERRAL_BROKER_CUSTOMER_SERVICE_RETENTION_DAYS": "7",
+        **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_") or k == "PYTHONPATH"},
+    }
+
+    async def run(after: timedelta) -> str:
+        now = (closed_at + after).isoformat()
+        args = [program("referral-broker"), "retention", "run", "--now", now]
+        proc = await asyncio.create_subprocess_exec(*args, env=env, stdout=asyncio.subprocess.PIPE)
+        out, _ = await proc.communicate()
+        assert proc.returncode == 0
+        return out.decode()
+
+    assert "0 closed customer-service message(s) deleted" in await run(timedelta(days=6, hours=23))
+    assert await broker.pool.fetchval("SELECT count(*) FROM customer_messages") == 1
+    assert "1 closed customer-service message(s) deleted" in await run(timedelta(days=7, minutes=1))
+    assert await broker.pool.fetchval("SELECT count(*) FROM customer_messages") == 0
