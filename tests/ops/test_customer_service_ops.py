@@ -307,3 +307,16 @@ async def test_the_retention_command_deletes_closed_messages_and_says_how_many(b
     assert await broker.pool.fetchval("SELECT count(*) FROM customer_messages") == 1
     assert "1 closed customer-service message(s) deleted" in await run(timedelta(days=7, minutes=1))
     assert await broker.pool.fetchval("SELECT count(*) FROM customer_messages") == 0
+
+
+async def test_the_dashboard_flags_open_messages(
+    client: AsyncTestClient[Any], broker: BrokerContext, operator: Account, clock: Clock
+) -> None:
+    await sign_in(client, operator, clock)
+    assert "customer-service message" not in (await client.get("/ops")).text
+    first = await _message(broker)
+    await _message(broker)
+    assert "2 customer-service messages are open: see Customer service." in (await client.get("/ops")).text
+    await customer_service.close(broker, first, actor="test")
+    board = await client.get("/ops", headers={"accept-language": "nb"})
+    assert "1 melding til kundeservice er åpen: se Kundeservice." in board.text
