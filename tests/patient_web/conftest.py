@@ -52,12 +52,12 @@ async def clinics(broker: BrokerContext) -> dict[str, EnrolledClinic]:
 
 @pytest.fixture
 async def make_client(settings: Settings) -> AsyncIterator[ClientFactory]:
-    """Clients of apps built with changed settings (`submit_rate=…`) or a fixed clock."""
+    """Clients of apps built with changed settings (`submit_rate=…`, `customer_service_rate=…`) or a fixed clock."""
     opened: list[AsyncTestClient[Any]] = []
 
     async def make(*, clock: Callable[[], datetime] | None = None, **changes: Any) -> AsyncTestClient[Any]:
         app = create_app(
-            msgspec.structs.replace(settings, **{"submit_rate": 1000, **changes}),
+            msgspec.structs.replace(settings, **{"submit_rate": 1000, "customer_service_rate": 1000, **changes}),
             doorbell_factory=lambda s: RecordingDoorbell(),
             **({"clock": clock} if clock else {}),
         )

@@ -18,7 +18,8 @@ async def _post_routes(client: AsyncTestClient[Any]) -> list[tuple[str, dict[str
     """Every POST route a patient's browser uses, with a body that would otherwise be accepted."""
     receipt = await send_form(client, ["fysio-oslo"])
     token = manage_token_of(receipt.text)
-    return [("/send", good_form(["fysio-oslo"])), (f"/manage/{token}/withdraw", {})]
+    contact = {"message": "Et spørsmål", "reply_email": "", "about": "", "website": ""}
+    return [("/send", good_form(["fysio-oslo"])), (f"/manage/{token}/withdraw", {}), ("/kontakt", contact)]
 
 
 @pytest.mark.parametrize(

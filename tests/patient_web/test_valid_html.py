@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import uuid
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -122,6 +123,31 @@ async def _collect_patient_pages(
     pages.add(f"{lang}-manage-unknown", await client.get("/manage/not-a-token"), 404, lang)
 
     await _collect_rights_pages(client, pages, sink, lang)
+    await _collect_contact_pages(client, pages, lang)
+
+
+async def _collect_contact_pages(client: AsyncTestClient[Any], pages: Pages, lang: str) -> None:
+    """The contact form, with every field wrong, its receipt with and without a reply address, and past its limit."""
+    form = pages.add(f"{lang}-contact", await client.get(f"/kontakt?lang={lang}"), 200, lang)
+    token = {"_csrf_token": csrf_of(form), "website": ""}
+    wrong = {"message": "Hei\x07", "reply_email": "kari@", "about": "RB-1"}
+    pages.add(f"{lang}-contact-errors", await client.post("/kontakt", data={**token, **wrong}), 422, lang)
+    good = {"message": "Hvordan endrer jeg e-postadressen?\nMvh Kari", "reply_email": KARI, "about": "RB-7K2M9-Q4X8D"}
+    pages.add(f"{lang}-contact-receipt", await client.post("/kontakt", data={**token, **good}), 200, lang)
+    no_reply = {**good, "reply_email": "", "about": ""}
+    pages.add(f"{lang}-contact-receipt-no-reply", await client.post("/kontakt", data={**token, **no_reply}), 200, lang)
+    pages.add(f"{lang}-contact-refused-400", await client.post("/kontakt", data={**token, **good, "website": "x"}), 400)
+
+
+async def _contact_too_many(client: AsyncTestClient[Any], pages: Pages, lang: str) -> None:
+    """The form shown again past the limit (`client`'s app allows one message a minute)."""
+    form = await client.get(f"/kontakt?lang={lang}")
+    data = {"_csrf_token": csrf_of(form.text), "website": "", "message": "Hei", "reply_email": "", "about": ""}
+    for _ in range(3):
+        refused = await client.post("/kontakt", data=data)
+        if refused.status_code != 200:
+            break
+    pages.add(f"{lang}-contact-too-many", refused, 429, lang)
 
 
 async def _deliver(broker: BrokerContext, receipt: str) -> None:
@@ -219,9 +245,28 @@ async def _collect_ops_pages(client: AsyncTestClient[Any], pages: Pages, broker:
     refused = await post_form(client, "/ops/holds", reference=reference, reason="legal_claim", note="ola@example.no")
     pages.add("ops-holds-refused", refused, 409)
 
+    message = await broker.pool.fetchval(
+        "SELECT id FROM customer_messages WHERE can_reply ORDER BY received_at LIMIT 1"
+    )
+    silent = await broker.pool.fetchval("SELECT id FROM customer_messages WHERE NOT can_reply LIMIT 1")
+    assert message and silent, "the patient pages' pass sent no customer-service message"
+    pages.add("ops-messages", await client.get("/ops/messages"), 200)
+    pages.add("ops-message", await client.get(f"/ops/messages/{message}"), 200)
+    pages.add("ops-message-nb", await client.get(f"/ops/messages/{message}", headers=norwegian), 200, "nb")
+    pages.add("ops-message-no-reply", await client.get(f"/ops/messages/{silent}"), 200)
+    empty = await post_form(client, f"/ops/messages/{message}/answer", answer=" ")
+    pages.add("ops-message-answer-error", empty, 422)
+    pages.add("ops-message-unknown", await client.get(f"/ops/messages/{uuid.uuid4()}"), 404)
+    closed = await post_form(client, f"/ops/messages/{message}/close")
+    assert closed.status_code == 303
+    pages.add("ops-messages-closed", await client.get(closed.headers["location"]), 200)
+    pages.add("ops-message-closed", await client.get(f"/ops/messages/{message}"), 200)
+
     await sign_in(client, auditor, clock)
     pages.add("ops-dashboard-auditor", await client.get("/ops"), 200)
     pages.add("ops-holds-auditor", await client.get("/ops/holds"), 200)
+    pages.add("ops-messages-auditor", await client.get("/ops/messages"), 200)
+    pages.add("ops-message-role-refused", await client.get(f"/ops/messages/{message}"), 403)
     pages.add("ops-role-refused", await post_form(client, "/ops/clinics/fysio-oslo/suspend"), 403)
 
 
@@ -245,6 +290,7 @@ async def test_every_page_in_both_languages_with_and_without_errors_is_valid_htm
     for lang in ("nb", "nn", "en"):  # English last: its pass runs out the address's codes
         patient = await make_client(smtp_url=mail_sink.url, mail_from="kode@broker.test")
         await _collect_patient_pages(patient, pages, broker, mail_sink, lang)
+        await _contact_too_many(await make_client(customer_service_rate=1), pages, lang)
     clock = Clock()
     await _collect_ops_pages(await make_client(clock=clock, submit_rate=0), pages, broker, clock)
 

@@ -1,15 +1,16 @@
 """The canary sweep (security.md, "What a breach of the broker must not reveal"; controls 13 and 18).
 
-Every feature is used once through the real programs (`referral-broker serve`, `worker`, the operator
-CLI, `retention run`, `referral-clinic pull`) with canary strings as the patient's details:
-submission by the JSON API and by the web form, dispatch, clinic notices by e-mail and signed webhook
-(local sinks), the clinic's pull, the manage link (view and withdraw), the patient's rights (one-time
-code by e-mail, list, export, correction, withdrawal, erasure), the operator's sign-in and every page
-reachable from the dashboard, /metrics, and the retention run. Then no canary may appear in a
+Every feature is used once through the real programs (`referral-broker serve`, `worker`, the operator CLI,
+`retention run`, `referral-clinic pull`) with canary strings as the patient's details: submission by the JSON
+API and by the web form, dispatch, clinic notices by e-mail and signed webhook (local sinks), the clinic's
+pull, the manage link (view and withdraw), the patient's rights (one-time code by e-mail, list, export,
+correction, withdrawal, erasure), a customer-service message through the contact form, the operator's sign-in
+and every page reachable from the dashboard (the message's own page, the one place meant to show it, is
+checked to show it and not searched), /metrics, and the retention run. Then no canary may appear in a
 `pg_dump`, in any Redis value (taken while jobs were queued, while they ran, and at the end: the job
-payloads), in any log line of any program, on any operator page, in the metrics, or in any notice to
-a clinic. Only the patient (the receipt, the rights pages, the code e-mail) and the chosen clinics (the
-decrypted files) ever see them.
+payloads), in any log line of any program, on any operator page, in the metrics, or in any notice to a clinic.
+Only the patient (the receipt, the rights pages, the code e-mail) and the chosen clinics (the decrypted files)
+ever see them.
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ FORM_PATIENT = {
     "description": "QXCANARY-FORM-NEED-9E2 sore wrist from typing",
 }
 CORRECTED_NAME = "Qxcanary Rettetnavn"
+CONTACT_MESSAGE = {
+    "message": "QXCANARY-CONTACT-MSG-3F7 hvordan endrer jeg navnet?",
+    "reply_email": "qx.canary.kontakt@example.no",
+}
 CANARIES = [
+    *CONTACT_MESSAGE.values(),
     *API_PATIENT.values(),
     *FORM_PATIENT.values(),
     "+4741239873",  # the form's phone as the broker normalises it
@@ -152,6 +158,12 @@ async def test_no_submitted_string_is_kept_logged_shown_or_sent_anywhere_but_to_
         assert receipt.status_code == 200, receipt.text
         manage = re.search(r'href="[^"]*(/manage/[A-Za-z0-9_-]+)"', receipt.text)
         assert manage, "the receipt has no manage link"
+        # A customer-service message through the contact form (decrypted only on its own /ops page).
+        contact = browser.get("/kontakt")
+        sent = browser.post(
+            "/kontakt", data={"_csrf_token": _csrf(contact.text), "website": "", "about": "", **CONTACT_MESSAGE}
+        )
+        assert sent.status_code == 200 and "KS-" in sent.text, sent.text
     seen["redis, jobs queued"] = _redis_values(stack.redis_url)
 
     stack.start_worker()
@@ -207,7 +219,7 @@ async def test_no_submitted_string_is_kept_logged_shown_or_sent_anywhere_but_to_
             },
         )
         assert signed_in.status_code == 303, signed_in.text
-        to_visit, visited = ["/ops"], set()
+        to_visit, visited, opened_message = ["/ops"], set(), False
         while to_visit and len(visited) < 40:
             path = to_visit.pop()
             if path in visited:
@@ -215,11 +227,15 @@ async def test_no_submitted_string_is_kept_logged_shown_or_sent_anywhere_but_to_
             visited.add(path)
             page = ops.get(path)
             assert page.status_code == 200, (path, page.status_code)
+            if re.fullmatch(r"/ops/messages/[0-9a-f-]{36}", path):  # the one page meant to show a message
+                assert CONTACT_MESSAGE["message"] in page.text
+                opened_message = True
+                continue
             seen[f"operator page {path}"] = page.text
             for link in _parsed(page.text).links:
                 if link.startswith("/ops") and "logout" not in link:
                     to_visit.append(link.split("#")[0])
-        assert {"/ops", "/ops/audit"} <= visited, visited
+        assert {"/ops", "/ops/audit", "/ops/messages"} <= visited and opened_message, visited
         seen["metrics"] = ops.get("/metrics").text
         assert "referral_broker_submissions_total" in seen["metrics"]
 

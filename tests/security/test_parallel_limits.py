@@ -357,3 +357,25 @@ async def test_forty_parallel_replays_of_one_signed_request_are_served_once(
 
     assert answers[200] == 1, answers
     assert answers[200] + answers[401] == BURST, answers
+
+
+# --- customer service ---------------------------------------------------------------------------
+
+
+async def test_forty_parallel_contact_messages_from_one_client_store_at_most_the_rate(
+    start_live: StartLive, http: httpx.AsyncClient, broker: BrokerContext
+) -> None:
+    rate = 3
+    live = start_live(clock=_fixed, customer_service_rate=rate)
+    csrf = await _csrf(http, f"{live.url}/kontakt")
+
+    def send() -> Awaitable[httpx.Response]:
+        return _post_form(http, f"{live.url}/kontakt", csrf, "203.0.113.80", message="Et spørsmål om tjenesten")
+
+    answers = await _burst(http, live, [send for _ in range(BURST)])
+
+    assert answers == Counter({200: rate, 429: BURST - rate})
+    assert await broker.pool.fetchval("SELECT count(*) FROM customer_messages") == rate
+    # Another client is not held back by the first one's burst.
+    other = await _post_form(http, f"{live.url}/kontakt", csrf, "198.51.100.80", message="Et annet spørsmål")
+    assert other.status_code == 200

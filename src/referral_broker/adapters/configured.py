@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from referral_broker.adapters.dev_outbox import DevOutbox
 from referral_broker.adapters.sms import HttpSmsGateway, SmsGateway
-from referral_broker.adapters.smtp import SmtpServer, send_code_email, send_notice_email
+from referral_broker.adapters.smtp import SmtpServer, send_code_email, send_notice_email, send_reply_email
 from referral_broker.adapters.webhook import post_webhook
 from referral_broker.services.code_channels import SUBJECT, code_text
 from referral_broker.services.notice_channels import Notice
-from referral_broker.services.ports import CodeNotSent, CodeSender
+from referral_broker.services.ports import CodeNotSent, CodeSender, ReplyNotSent, ReplySender
 from referral_broker.services.settings import Settings
 from referral_protocol.envelope import BrokerSigner
 
@@ -46,6 +46,34 @@ class ConfiguredCodeSender:
 
 def configured_sender(settings: Settings) -> CodeSender:
     return ConfiguredCodeSender(settings)
+
+
+class ConfiguredReplySender:
+    """Customer-service answers by e-mail through SMTP, or (development) the dev outbox."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._smtp = SmtpServer.from_url(settings.smtp_url) if settings.smtp_url else None
+        self._mail_from = settings.mail_from
+        self._dev = DevOutbox(settings.dev_outbox) if settings.dev_outbox else None
+
+    @property
+    def can_send(self) -> bool:
+        return self._smtp is not None or self._dev is not None
+
+    async def send_reply(self, recipient: str, subject: str, text: str) -> None:
+        if self._smtp is not None:
+            await send_reply_email(self._smtp, self._mail_from, recipient, subject, text)
+            return
+        if self._dev is None:
+            raise ReplyNotSent("e-mail is not configured")
+        try:
+            await self._dev.deliver("email", recipient, f"Subject: {subject}\n\n{text}")
+        except CodeNotSent as exc:
+            raise ReplyNotSent(exc.reason) from exc
+
+
+def configured_reply_sender(settings: Settings) -> ReplySender:
+    return ConfiguredReplySender(settings)
 
 
 class ConfiguredNoticeSender:

@@ -1,4 +1,4 @@
-"""E-mail through an SMTP server (aiosmtplib): clinic notices and patients' one-time codes."""
+"""E-mail through an SMTP server (aiosmtplib): clinic notices, patients' one-time codes, customer-service answers."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import aiosmtplib
 from referral_broker.adapters import TIMEOUT_SECONDS
 from referral_broker.services.code_channels import SUBJECT as CODE_SUBJECT
 from referral_broker.services.notice_channels import ChannelFailed, Notice, email_text
-from referral_broker.services.ports import CodeNotSent
+from referral_broker.services.ports import CodeNotSent, ReplyNotSent
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,20 @@ async def send_code_email(server: SmtpServer, sender: str, recipient: str, text:
         await deliver_email(server, message)
     except ChannelFailed as exc:
         raise CodeNotSent(exc.reason) from exc
+
+
+async def send_reply_email(server: SmtpServer, sender: str, recipient: str, subject: str, text: str) -> None:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    message.set_content(text)
+    try:
+        await deliver_email(server, message)
+    except ChannelFailed as exc:
+        raise ReplyNotSent(exc.reason) from exc
 
 
 async def deliver_email(server: SmtpServer, message: EmailMessage) -> None:

@@ -33,8 +33,9 @@ def cmd_retention_run(args: argparse.Namespace) -> int:
         f"anonymised {result.anonymised} referral(s) last dispatched (or, never dispatched, created) before "
         f"{result.cutoff.isoformat()}; {result.expired_deliveries} undelivered delivery(ies) expired; "
         f"{result.batches} batch(es); {result.expired_notices} unfetched clinic notice(s) expired; "
-        f"{result.deleted_codes} lapsed one-time code(s) deleted; {result.held} due referral(s) skipped: under legal "
-        "hold"
+        f"{result.deleted_codes} lapsed one-time code(s) deleted; "
+        f"{result.deleted_customer_messages} closed customer-service message(s) deleted; "
+        f"{result.held} due referral(s) skipped: under legal hold"
     )
     return 0
 

@@ -12,3 +12,9 @@ def new_reference() -> str:
     """'RB-' and ten characters: 50 random bits, collisions refused by the database and retried."""
     chars = "".join(secrets.choice(_ALPHABET) for _ in range(10))
     return f"RB-{chars[:5]}-{chars[5:]}"
+
+
+def new_customer_reference() -> str:
+    """'KS-' (kundeservice) and ten characters, so a customer-service message is never mistaken for a referral."""
+    chars = "".join(secrets.choice(_ALPHABET) for _ in range(10))
+    return f"KS-{chars[:5]}-{chars[5:]}"

@@ -11,7 +11,7 @@ from typing import Any
 
 from referral_broker import texts
 from referral_broker.services.context import BrokerContext
-from referral_broker.store import audit, monitoring, notifications
+from referral_broker.store import audit, customer_messages, monitoring, notifications
 from referral_broker.store.audit import AuditEvent, BrokenLink
 from referral_broker.store.monitoring import (
     ClinicDelivery,
@@ -80,6 +80,7 @@ class Dashboard:
     failures: list[FailureCount]
     email_configured: bool
     flags: list[Flag] = field(default_factory=list)
+    open_customer_messages: int = 0
 
 
 def _overdue(c: ClinicDelivery, since: datetime) -> bool:
@@ -114,6 +115,7 @@ async def dashboard(ctx: BrokerContext) -> Dashboard:
         notice_troubles=await notifications.troubled(ctx.pool, now - timedelta(days=7)),
         failures=await monitoring.failure_counts(ctx.pool),
         email_configured=ctx.settings.smtp_url is not None,
+        open_customer_messages=(await customer_messages.counts(ctx.pool))["open"],
     )
     board.flags.extend(_flags(board, reminder_after))
     return board
@@ -142,6 +144,8 @@ def _flags(board: Dashboard, reminder_after: timedelta) -> list[Flag]:
         flags.append(Flag("alert", "ops.flag.reconciler_lag"))
     if not board.email_configured and any(c.delivery.has_email for c in board.clinics):
         flags.append(Flag("warning", "ops.flag.email_off"))
+    if board.open_customer_messages:
+        flags.append(Flag("warning", "ops.flag.customer_messages", count=board.open_customer_messages))
     return flags
 
 
@@ -158,6 +162,8 @@ class MetricsSnapshot:
     arq_depth: int | None
     reconciler_lag_seconds: float
     heartbeat_age_seconds: float | None
+    #: Customer-service messages by state (`open`, `closed`): counts only, never content.
+    customer_messages: dict[str, int] = field(default_factory=dict)
 
 
 async def metrics_snapshot(ctx: BrokerContext) -> MetricsSnapshot:
@@ -173,6 +179,7 @@ async def metrics_snapshot(ctx: BrokerContext) -> MetricsSnapshot:
         arq_depth=await queue_depth(ctx),
         reconciler_lag_seconds=(now - queue.oldest_due_at).total_seconds() if queue.oldest_due_at else 0.0,
         heartbeat_age_seconds=(now - beats[0].beat_at).total_seconds() if beats else None,
+        customer_messages=await customer_messages.counts(ctx.pool),
     )
 
 

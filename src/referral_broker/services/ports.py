@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 #: The one job name per kind of work; the outbox, the doorbell and the worker all use these.
 JOB_DISPATCH = "dispatch_referral"
@@ -56,6 +56,23 @@ class CodeSender(Protocol):
 
 class CodeNotSent(Exception):
     """The code could not be sent this time; `reason` is short and names no one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@runtime_checkable
+class ReplySender(Protocol):
+    """Sends an operator's answer to a customer-service message by e-mail to the address its sender gave.
+
+    Raises `ReplyNotSent` when the message did not go out; the caller then records no answer."""
+
+    async def send_reply(self, recipient: str, subject: str, text: str) -> None: ...
+
+
+class ReplyNotSent(Exception):
+    """The answer could not be sent this time; `reason` is short and names no one."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

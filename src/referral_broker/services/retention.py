@@ -1,5 +1,8 @@
 """Anonymisation five calendar months (`REFERRAL_BROKER_RETENTION_MONTHS`) after a referral's last
 dispatch (its creation, where nothing was ever dispatched). A referral under legal hold is skipped, and counted.
+In the same run, other personal data with
+limits of their own: unfetched notices, lapsed one-time codes, and customer-service messages
+`REFERRAL_BROKER_CUSTOMER_SERVICE_RETENTION_DAYS` after they were closed.
 
 Idempotent and resumable: each batch is one transaction that picks due referrals with
 `FOR UPDATE SKIP LOCKED` and strips them completely, so a run killed at any moment leaves no
@@ -13,14 +16,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import msgspec
 
 from referral_broker.crypto.contact import ContactDecryptionFailed
 from referral_broker.domain.retention import months_before
 from referral_broker.services.context import BrokerContext
-from referral_broker.store import audit, legal_holds, notices, retention, rights
+from referral_broker.store import audit, customer_messages, legal_holds, notices, retention, rights
 from referral_protocol.referral import ContactCopy
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ class RetentionRun:
     expired_notices: int = 0
     deleted_codes: int = 0
     held: int = 0  # due, but under legal hold: skipped
+    deleted_customer_messages: int = 0
 
 
 async def anonymise_expired(
@@ -76,6 +80,9 @@ async def anonymise_expired(
         expired_notices = await notices.expire_older_than(conn, cutoff)
         lapsed_codes = await rights.delete_lapsed(conn, now)
         held = await legal_holds.held_and_due(conn, cutoff)
+        # Customer-service messages (and their answers) a set number of days after they were closed.
+        closed_cutoff = now - timedelta(days=ctx.settings.customer_service_retention_days)
+        deleted_messages = await customer_messages.delete_closed_before(conn, closed_cutoff)
         await audit.append(
             conn,
             at=now,
@@ -89,12 +96,14 @@ async def anonymise_expired(
                 "expired_notices": expired_notices,
                 "deleted_codes": lapsed_codes,
                 "held": held,
+                "deleted_customer_messages": deleted_messages,
             },
         )
     log.info(
         "retention run: %d referrals anonymised, %d undelivered deliveries expired, %d notices expired, "
-        "%d one-time codes deleted, %d due referrals kept under legal hold",
-        anonymised, expired, expired_notices, lapsed_codes, held,
+        "%d one-time codes deleted, %d closed customer-service messages deleted, %d due referrals kept under legal "
+        "hold",
+        anonymised, expired, expired_notices, lapsed_codes, deleted_messages, held,
     )  # fmt: skip
     return RetentionRun(
         cutoff=cutoff,
@@ -104,6 +113,7 @@ async def anonymise_expired(
         expired_notices=expired_notices,
         deleted_codes=lapsed_codes,
         held=held,
+        deleted_customer_messages=deleted_messages,
     )
 
 

@@ -263,12 +263,13 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             "(e-mail, EU)`; required with an https public URL",
         ),
     ] = ()
+    # Customer service (issue 22)
     customer_service_retention_days: Annotated[
         int,
         Meta(ge=1, le=365),
         variable(
             "REFERRAL_BROKER_CUSTOMER_SERVICE_RETENTION_DAYS",
-            "days after a customer-service request is closed before it is deleted",
+            "days after a customer-service message is closed before the retention run deletes it (and its answer)",
         ),
     ] = 30
     log_retention_days: Annotated[
@@ -279,6 +280,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             "days the programs' logs are kept, as the privacy statement says; set the log rotation to match",
         ),
     ] = 14
+    customer_service_rate: Annotated[
+        int,
+        Meta(ge=0, le=100_000),
+        variable(
+            "REFERRAL_BROKER_CUSTOMER_SERVICE_RATE",
+            "messages one client may send through the contact form per minute; `0` = no limit",
+        ),
+    ] = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

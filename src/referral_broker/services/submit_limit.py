@@ -43,16 +43,24 @@ class Admission:
 
 async def admit(ctx: BrokerContext, counter: WindowCounter, client_address: str) -> Admission:
     """Count one submission attempt by `client_address`; refuse the one past the configured rate."""
-    rate = ctx.settings.submit_rate
+    return await admit_to(ctx, counter, client_address, kind="submit-rate", rate=ctx.settings.submit_rate)
+
+
+async def admit_to(
+    ctx: BrokerContext, counter: WindowCounter, client_address: str, *, kind: str, rate: int
+) -> Admission:
+    """Count one attempt by `client_address` at the limit named `kind` (its own counters); refuse past `rate`.
+
+    The count is the counter store's atomic increment, so a burst of parallel requests admits at most `rate`."""
     if rate == 0:
         return Admission(True)
     epoch = int(ctx.clock().timestamp())
     window = epoch // WINDOW_SECONDS
-    digest = ctx.keys.vault.blind_index("submit-rate", f"{window}|{client_address}")
+    digest = ctx.keys.vault.blind_index(kind, f"{window}|{client_address}")
     try:
-        count = await counter.hit(f"submit-rate:{digest.hex()[:40]}", COUNTER_TTL_SECONDS)
+        count = await counter.hit(f"{kind}:{digest.hex()[:40]}", COUNTER_TTL_SECONDS)
     except CounterUnavailable:
-        log.warning("the submission counter is unreachable; admitting without a limit (fail-open)")
+        log.warning("the %s counter is unreachable; admitting without a limit (fail-open)", kind)
         return Admission(True)
     if count <= rate:
         return Admission(True)

@@ -2,7 +2,8 @@
 
 Every route needs a live session unless it is marked `ops_public` (the login page). A route that
 changes something (any method but GET/HEAD) needs the `operator` role unless marked `ops_any_role`
-(logout); `auditor` accounts only read. The CSRF token of every form is checked before this, by the
+(logout); `auditor` accounts only read, and not what is marked `ops_operator_only` (a customer-service
+message, which holds what a person wrote). The CSRF token of every form is checked before this, by the
 app's CSRF middleware.
 """
 
@@ -58,6 +59,8 @@ def broker_of(connection: ASGIConnection[Any, Any, Any, Any]) -> BrokerContext:
 
 
 def needs_operator_role(handler: BaseRouteHandler) -> bool:
+    if handler.opt.get("ops_operator_only"):
+        return True
     if handler.opt.get("ops_any_role"):
         return False
     methods: set[str] = set(getattr(handler, "http_methods", set()))
@@ -93,7 +96,8 @@ def sign_in_required(request: Request[Any, Any, Any], _: SignInRequired) -> Resp
 
 
 def role_required(request: Request[Any, Any, Any], exc: RoleRequired) -> Response[Any]:
-    return ops_page(request, "ops/refused.html", {"who": exc.who, "problem": "role"}, status_code=403)
+    problem = "role_private" if request.method in _READING else "role"  # a page only the operator role may read
+    return ops_page(request, "ops/refused.html", {"who": exc.who, "problem": problem}, status_code=403)
 
 
 def csrf_refused(request: Request[Any, Any, Any], _: PermissionDeniedException) -> Response[Any]:

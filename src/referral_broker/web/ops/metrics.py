@@ -88,6 +88,14 @@ class SnapshotCollector(Collector):
             "Age of the oldest due, unfinished outbox row",
             value=s.reconciler_lag_seconds,
         )
+        messages = GaugeMetricFamily(
+            _P + "customer_messages",
+            "Customer-service messages by state (closed ones await deletion)",
+            labels=["state"],
+        )
+        for state, n in sorted(s.customer_messages.items()):
+            messages.add_metric([state], n)
+        yield messages
         if s.heartbeat_age_seconds is not None:
             yield GaugeMetricFamily(
                 _P + "worker_heartbeat_age_seconds",

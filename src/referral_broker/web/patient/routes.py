@@ -1,4 +1,5 @@
-"""What `create_app()` wires for patients: the pages, the JSON API, `/robots.txt`, the submission counter's lifetime."""
+"""What `create_app()` wires for patients: the pages (customer service too), the JSON API, `/robots.txt`, the
+submission counter's lifetime."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from referral_broker.adapters.configured import configured_sender
 from referral_broker.adapters.redis_counter import RedisWindowCounter
 from referral_broker.services.settings import Settings
 from referral_broker.web.patient.api import PatientApi
+from referral_broker.web.patient.contact_pages import ContactPages
 from referral_broker.web.patient.error_pages import PAGE_EXCEPTION_HANDLERS
 from referral_broker.web.patient.manage_pages import ManagePages
 from referral_broker.web.patient.pages import PatientPages
@@ -24,6 +26,7 @@ PATIENT_ROUTES: list[type[Controller] | HTTPRouteHandler] = [
     ManagePages,
     RightsPages,
     PrivacyPage,
+    ContactPages,
     PatientApi,
     robots_txt,
 ]
