@@ -6,10 +6,12 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException
 from litestar.params import FromQuery
 
-from referral_broker.services import clinic_auth, clinic_inbox
+from referral_broker.services import clinic_auth, clinic_inbox, inbox_waiting
 from referral_broker.services.context import BrokerContext
+from referral_broker.services.inbox_waiting import InboxWaiters
 from referral_broker.store.clinics import ClinicRow
 from referral_broker.web.head_requests import method_as_sent
 from referral_protocol.enrolment import AckRequest, AckResult, InboxPage
@@ -32,12 +34,23 @@ class ClinicInboxApi(Controller):
         self,
         clinic: NamedDependency[ClinicRow],
         broker: NamedDependency[BrokerContext],
+        request: Request[Any, Any, Any],
         limit: FromQuery[int] = 100,
         after: FromQuery[str | None] = None,
+        wait: FromQuery[str | None] = None,
     ) -> InboxPage:
         """What waits, oldest first. Pass `after=start`, then each page's `next`, to read on before
-        acknowledging: each page then says where the next one begins."""
-        return await clinic_inbox.list_inbox(broker, clinic, limit, after)
+        acknowledging: each page then says where the next one begins. With `wait=N` (whole seconds, at
+        most 25) an empty inbox is not answered at once: the answer comes as soon as something arrives
+        for the clinic, or after N seconds as the usual empty page."""
+        seconds = inbox_waiting.parse_wait(wait)
+        waiters: InboxWaiters = request.app.state.inbox_waiters
+        try:
+            return await inbox_waiting.list_or_wait(broker, waiters, clinic, limit, after, seconds)
+        except inbox_waiting.WaitRefused as exc:
+            raise HTTPException(
+                detail=str(exc), status_code=exc.status, headers={"retry-after": str(exc.retry_after)}
+            ) from None
 
     @post("/inbox/ack", status_code=200)
     async def ack(
