@@ -24,6 +24,8 @@ from referral_broker.store.pool import Executor
 log = logging.getLogger(__name__)
 
 CHANNEL = "clinic_inbox"
+#: How the listening connection shows in `pg_stat_activity` (one per api process).
+APPLICATION_NAME = "referral-broker inbox listener"
 #: How often the listener checks its connection is alive: a killed backend is usually noticed at once
 #: (the socket closes), a silently dropped network path only by this probe.
 PROBE_SECONDS = 10.0
@@ -72,7 +74,9 @@ class InboxListener:
         ever_connected = False
         while True:
             try:
-                conn: asyncpg.Connection = await asyncpg.connect(self._dsn, timeout=10)
+                conn: asyncpg.Connection = await asyncpg.connect(
+                    self._dsn, timeout=10, server_settings={"application_name": APPLICATION_NAME}
+                )
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 log.warning("inbox listener cannot connect (%s); retrying in %.1f s", type(exc).__name__, backoff)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not a secret
