@@ -26,6 +26,8 @@ from referral_clinic.session import say
 DEFAULT_INTERVAL = 60.0
 #: Seconds the broker is asked to hold an empty inbox request (its most: 25, below common proxies' 30 s).
 DEFAULT_WAIT = 25
+#: Seconds at least between two long-polling requests that found nothing: at most 3 a minute from an idle clinic.
+IDLE_SPACING = 20.0
 DEFAULT_MAX_BACKOFF = 900.0
 
 
@@ -80,6 +82,7 @@ def wait_for_news(
     wait: float,
     interrupted: Callable[[], bool],
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Waited:
     """Ask the broker (`ask`: a long-polling inbox request, True when something waits; False when empty;
     None when it failed) in a helper thread, so a stop does not wait for the broker's answer."""
@@ -101,7 +104,12 @@ def wait_for_news(
         return Waited.FAILED
     if outcome[0]:
         return Waited.NEWS
-    return Waited.TOO_SOON if clock() - started < wait / 2 else Waited.NOTHING
+    if clock() - started < wait / 2:
+        return Waited.TOO_SOON
+    # However long the broker held it, an idle clinic asks at most 60 / IDLE_SPACING times a minute.
+    while (rest := IDLE_SPACING - (clock() - started)) > 0 and not interrupted():
+        sleep(min(rest, 0.2))
+    return Waited.NOTHING
 
 
 def loop(
