@@ -66,7 +66,8 @@ def to_disk(stack: Stack, bodies_file: Path, rate: float, duration: float, folde
     try:
         time.sleep(3)  # its first pull is done and its long poll is held
         result = open_loop(stack, bodies_file, rate, duration, references=True)
-        pending = dict(result.pop("accepted_at"))
+        accepted_list = result.pop("accepted_at")
+        pending = dict(accepted_list)
         waits: list[float] = []
         deadline = time.monotonic() + 120
         while pending and time.monotonic() < deadline:
@@ -80,6 +81,9 @@ def to_disk(stack: Stack, bodies_file: Path, rate: float, duration: float, folde
             time.sleep(0.1)
     finally:
         watcher.stop()
+    accepted = dict(accepted_list)
+    dispatched = asyncio.run(_dispatched_at(stack.database_url, list(accepted)))
+    to_dispatch = [max(0.0, dispatched[r] - at) for r, at in accepted.items() if r in dispatched]
     return {
         "rate": rate,
         "referrals": len(waits),
@@ -87,8 +91,26 @@ def to_disk(stack: Stack, bodies_file: Path, rate: float, duration: float, folde
         "p50_ms": percentile(waits, 50) * 1000,
         "p99_ms": percentile(waits, 99) * 1000,
         "max_ms": max(waits, default=0.0) * 1000,
+        # the part before the clinic's turn: from the 201 to the start of the dispatch that made it available
+        "dispatch_p50_ms": percentile(to_dispatch, 50) * 1000,
+        "dispatch_p99_ms": percentile(to_dispatch, 99) * 1000,
         "loadavg": result["loadavg"],
     }
+
+
+async def _dispatched_at(database_url: str, references: list[str]) -> dict[str, float]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT r.reference, extract(epoch FROM d.dispatched_at) AS at
+               FROM referrals r JOIN deliveries d ON d.referral_id = r.id JOIN clinics c ON c.id = d.clinic_id
+               WHERE c.slug = $1 AND r.reference = ANY($2::text[])""",
+            SLUG,
+            references,
+        )
+    finally:
+        await conn.close()
+    return {r["reference"]: float(r["at"]) for r in rows if r["at"] is not None}
 
 
 def idle_requests_per_minute(stack: Stack, seconds: float, folder: Path) -> dict:
