@@ -3,7 +3,7 @@
 `notify` runs inside the transaction that makes something available (a dispatch, a queued notice), so
 PostgreSQL sends it at that commit and never for a rolled-back one. `InboxListener` is each api process's
 one connection that LISTENs; it hands each clinic id to a callback and, when its connection is lost,
-reconnects with back-off and then calls the callback with None ("anyone may have missed one"). The
+reconnects with back-off; on each connect it calls the callback with None ("anyone may have missed one"). The
 listings themselves stay the truth: a wake-up only says "read again" (decision 0136).
 """
 
@@ -90,11 +90,16 @@ class InboxListener:
                 backoff = self._first_backoff
                 if ever_connected:
                     log.info("inbox listener reconnected; waking every waiting clinic")
-                    self._wake(None)  # a wake-up sent while it was away is lost: everyone reads again
                 ever_connected = True
+                # A wake-up sent while it was away (or before it first connected) is lost: everyone reads again.
+                self._wake(None)
                 await self._watch(conn, lost)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 log.warning("inbox listener lost its connection (%s)", type(exc).__name__)
+            except Exception:
+                # Not foreseen, but the listener must not end: without it every wait runs its full time.
+                log.exception("inbox listener failed; reconnecting")
+                await asyncio.sleep(backoff)
             finally:
                 self.connected.clear()
                 self.backend_pid = None

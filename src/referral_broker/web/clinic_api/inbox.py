@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
-from litestar.params import FromQuery
+from litestar.params import FromQuery, QueryParameter
 
 from referral_broker.services import clinic_auth, clinic_inbox, inbox_waiting
 from referral_broker.services.context import BrokerContext
@@ -24,6 +24,14 @@ async def authenticated_clinic(request: Request[Any, Any, Any], broker: NamedDep
     return await clinic_auth.authenticate(broker, method, str(request.url), dict(request.headers), body)
 
 
+#: Read as text, so that a wrong value is a 400 naming `wait` like every other field error; documented as what it is.
+_WAIT = QueryParameter(
+    name="wait",
+    description=f"seconds to hold an empty answer until something arrives (0 to {inbox_waiting.MAX_WAIT}; 0: at once)",
+    schema_extra={"oneOf": [{"type": "integer", "minimum": 0, "maximum": inbox_waiting.MAX_WAIT}], "default": 0},
+)
+
+
 class ClinicInboxApi(Controller):
     """Mounted under `CLINIC_API`, which provides `broker` and the signed-in `clinic`."""
 
@@ -37,7 +45,7 @@ class ClinicInboxApi(Controller):
         request: Request[Any, Any, Any],
         limit: FromQuery[int] = 100,
         after: FromQuery[str | None] = None,
-        wait: FromQuery[str | None] = None,
+        wait: Annotated[str | None, _WAIT] = None,
     ) -> InboxPage:
         """What waits, oldest first. Pass `after=start`, then each page's `next`, to read on before
         acknowledging: each page then says where the next one begins. With `wait=N` (whole seconds, at
