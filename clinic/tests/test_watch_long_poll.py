@@ -5,6 +5,7 @@ falls back to its interval, without spinning, against a broker (or a proxy) that
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -138,3 +139,24 @@ def test_watch_with_an_interval_never_asks_the_broker_to_wait(clinic: Clinic, mo
         stop.cancel()
     queries = [r.url.query.decode() for r in clinic.broker.requests]
     assert len(queries) >= 3 and not any("wait" in q for q in queries)
+
+
+def test_the_desk_waits_on_the_broker_by_default_and_does_not_spin_when_it_answers_at_once(clinic: Clinic) -> None:
+    from clinic_folder import PASSPHRASE
+    from referral_clinic.desk.front import FrontDesk
+    from referral_clinic.desk.texts import Texts
+
+    clinic.out.mkdir(mode=0o700, exist_ok=True)
+    front = FrontDesk(clinic.dir, clinic.out, Texts("nb"), transport=clinic.broker.transport)
+    front.start()
+    try:
+        front.unlock(PASSPHRASE)
+        deadline = time.monotonic() + 10
+        while len(clinic.broker.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # a desk that spun would ask hundreds of times meanwhile
+    finally:
+        front.stop()
+    queries = [r.url.query.decode() for r in clinic.broker.requests]
+    assert len(queries) == 2, queries  # its first pull, one long poll; then its interval's pause
+    assert "wait" not in queries[0] and "wait=25" in queries[1]
