@@ -219,3 +219,15 @@ async def test_a_killed_listener_connection_reconnects_and_wakes_every_waiter(da
     finally:
         await listener.stop()
         await admin.close()
+
+
+async def test_ten_parallel_long_polls_of_one_clinic_hold_exactly_three(served: Served, broker: BrokerContext) -> None:
+    a = await enrol_clinic(broker, "klinikk-a")
+    polls = [asyncio.create_task(_poll(served, a, "wait=25")) for _ in range(10)]
+    done, _ = await asyncio.wait(polls, timeout=15, return_when=asyncio.ALL_COMPLETED)
+    refused = [t.result() for t in done]
+    assert len(refused) == 7 and all(r.status_code == 429 for r in refused)
+    assert served.waiters.held == 3
+    await _submit_and_dispatch(served, broker, ["klinikk-a"])
+    held = [await t for t in polls if t not in done]
+    assert len(held) == 3 and all(len(r.json()["items"]) == 1 for r in held)
