@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import memory, scenarios, sweep
+from bench import memory, scenarios, sweep, watch_latency
 from bench.bodies import bodies
 from bench.stack import CLINICS, ENROLLED, Stack, bench_stack
 
@@ -45,6 +45,8 @@ class Plan:
     soak_rate: float
     api_workers: int
     durable: bool
+    watch_rates: tuple[float, ...] = (1, 20)
+    idle_seconds: float = 60
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Plan:
@@ -61,6 +63,7 @@ class Plan:
             soak_rate=args.soak_rate,
             api_workers=args.api_workers,
             durable=not args.no_fsync,
+            idle_seconds=30 if quick else 60,
         )
 
 
@@ -78,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep", type=int, nargs="*", default=None, help="table sizes for the sweep, e.g. 1000000 4000000")
     p.add_argument("--api-workers", type=int, default=int(env("BENCH_API_WORKERS", "2")))
     p.add_argument("--no-fsync", action="store_true", help="PostgreSQL without fsync (not what production runs)")
-    p.add_argument("--skip", nargs="*", default=env("BENCH_SKIP", "").split(), help="intake inbox soak pull sweep")
+    p.add_argument(
+        "--skip", nargs="*", default=env("BENCH_SKIP", "").split(), help="intake inbox watch soak pull sweep"
+    )
     p.add_argument("--out", type=Path, default=Path(env("BENCH_OUT", str(ROOT / "docs" / "performance.md"))))
     p.add_argument("--json", type=Path, default=None, help="also write every raw figure here")
     p.add_argument("--workdir", type=Path, default=None, help="keep servers' data and logs here (else removed)")
@@ -114,6 +119,8 @@ def measure(plan: Plan, skip: set[str], workdir: Path) -> dict:
                     )
                     for _ in range(plan.repeats)
                 ]
+        if "watch" not in skip:
+            _watch(plan, stack, bodies_file, workdir, results)
         results["memory"] = {
             "api_peak_mb": sampler.peak("api") / MB,
             "worker_peak_mb": sampler.peak("worker") / MB,
@@ -173,6 +180,25 @@ def _intake(plan: Plan, stack: Stack, bodies_file: Path, worker_pid: int, result
             )
         )
     results["intake"] = {"fixed": fixed, "saturation": saturated, "saturation_alone": alone, "ceiling": ceilings}
+
+
+def _watch(plan: Plan, stack: Stack, bodies_file: Path, workdir: Path, results: dict) -> None:
+    """Submit → decrypted file on the clinic's disk with `referral-clinic watch` (default: long poll) running."""
+    to_disk: dict[str, list[dict]] = {f"{r:g}": [] for r in plan.watch_rates}
+    for _ in range(plan.repeats):
+        for rate in plan.watch_rates:
+            seconds = max(plan.seconds, 30.0) if rate < 5 else plan.seconds  # enough referrals for a p99
+            to_disk[f"{rate:g}"].append(
+                _log(
+                    f"submit to the clinic's disk at {rate:g}/s, watch running",
+                    watch_latency.to_disk(stack, bodies_file, rate, seconds, workdir),
+                )
+            )
+    idle = _log(
+        "idle watching clinic",
+        watch_latency.idle_requests_per_minute(stack, plan.idle_seconds, workdir),
+    )
+    results["watch"] = {"to_disk": to_disk, "idle": idle}
 
 
 def _soak(plan: Plan, stack: Stack, bodies_file: Path, pids: dict[str, int]) -> dict:
@@ -277,6 +303,32 @@ def figures(results: dict) -> tuple[list[tuple[str, str, str, str]], list[tuple[
         row(f"Submit to inbox at {rate:g}/s: p50", [r["p50_ms"] for r in inbox], "ms", _loads(inbox), "{:.0f}")
         p99 = row(f"Submit to inbox at {rate:g}/s: p99", [r["p99_ms"] for r in inbox], "ms", "″", "{:.0f}")
         target("Submit to inbox p99 at 200/s", "< 1 s", f"{p99:.0f} ms", p99 < 1000)
+    watched = results.get("watch")
+    if watched:
+        for rate, runs in watched["to_disk"].items():
+            name = f"Submit to decrypted file on the clinic's disk at {rate}/s offered, `watch` running"
+            row(f"{name}: p50", [r["p50_ms"] for r in runs], "ms", _loads(runs), "{:.0f}")
+            p99 = row(f"{name}: p99", [r["p99_ms"] for r in runs], "ms", "″", "{:.0f}")
+            if all("dispatch_p99_ms" in r for r in runs):
+                row("… of which 201 → dispatch began: p50", [r["dispatch_p50_ms"] for r in runs], "ms", "″", "{:.0f}")
+                row("… of which 201 → dispatch began: p99", [r["dispatch_p99_ms"] for r in runs], "ms", "″", "{:.0f}")
+            missing = sum(r["missing"] for r in runs)
+            target(
+                f"Submit to clinic's disk p99 at {rate}/s (watch)",
+                "< 1 s, none missing",
+                f"{p99:.0f} ms, {missing} missing",
+                p99 < 1000 and missing == 0,
+            )
+        idle = watched["idle"]
+        rows.append(
+            (
+                f"Requests an idle watching clinic makes (over {idle['seconds']:g} s)",
+                f"{idle['per_minute']:.1f} /min",
+                f"{idle['requests']} requests",
+                idle["loadavg"],
+            )
+        )
+        target("Idle watching clinic", "≤ 3 requests/min", f"{idle['per_minute']:.1f} /min", idle["per_minute"] <= 3)
     pull = results.get("pull")
     if pull:
         n = pull[0]["waiting"]

@@ -203,6 +203,13 @@ def test_the_report_has_every_figure_and_keeps_the_text_around_it(tmp_path: Path
             for n in (1000, 4000)
         ],
         "memory": {"api_peak_mb": 90.0, "worker_peak_mb": 60.0},
+        "watch": {
+            "to_disk": {
+                "1": [{"p50_ms": 120.0, "p99_ms": 300.0, "missing": 0, "loadavg": "1 1 1"}],
+                "20": [{"p50_ms": 200.0, "p99_ms": 1500.0, "missing": 0, "loadavg": "1 1 1"}],
+            },
+            "idle": {"seconds": 60, "requests": 3, "per_minute": 3.0, "loadavg": "1 1 1"},
+        },
         "soak": {
             "loadavg": "1 1 1",
             "api": {"first_mb": 90, "last_mb": 90, "peak_mb": 91},
@@ -214,6 +221,12 @@ def test_the_report_has_every_figure_and_keeps_the_text_around_it(tmp_path: Path
     assert "| Intake at saturation (worker paused) / ceiling | 80 % |" in table
     assert "| Clinic pull vs its ceiling | ≥ 50 % | 10.0 % (400 of 4000/s) | **not met** |" in table
     assert "| Submit to inbox p99 at 200/s | < 1 s | 80 ms | met |" in table
+    assert "| Submit to clinic's disk p99 at 1/s (watch) | < 1 s, none missing | 300 ms, 0 missing | met |" in table
+    assert (
+        "| Submit to clinic's disk p99 at 20/s (watch) | < 1 s, none missing | 1500 ms, 0 missing | **not met** |"
+        in table
+    )
+    assert "| Idle watching clinic | ≤ 3 requests/min | 3.0 /min | met |" in table
     assert "making one such file here, as the tool does (no fsync) | 40 µs |" in table
     assert "| … CPU per referral during the pull: clinic tool | 700 µs |" in table
     assert table.index("pull: clinic tool") < table.index("pull: kernel workers") < table.index("pull: postgres")

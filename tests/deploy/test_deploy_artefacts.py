@@ -231,3 +231,19 @@ def test_compose_and_kubernetes_believe_forwarded_addresses_only_from_their_prox
     (rule,) = policy["spec"]["ingress"]
     (peer,) = rule["from"]
     assert peer == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+
+
+def test_reverse_proxy_waits_for_the_long_polling_inbox_and_stays_strict_elsewhere() -> None:
+    """nginx must outwait a held inbox listing (`?wait=` up to MAX_WAIT s), or it cuts it with a 504; every
+    other location keeps the short read timeout."""
+    from referral_broker.services.inbox_waiting import MAX_WAIT
+
+    text = (DEPLOY / "proxy" / "nginx-referral-broker.conf").read_text()
+    locations = dict(re.findall(r"location ([^{]+?) \{(.*?)\n    \}", text, flags=re.S))
+    read_timeout = {
+        where: int(re.search(r"proxy_read_timeout (\d+)s;", body).group(1))  # type: ignore[union-attr]
+        for where, body in locations.items()
+    }
+    assert read_timeout.pop("= /api/v1/clinic/inbox") >= MAX_WAIT + 10
+    assert read_timeout and all(seconds <= 30 for seconds in read_timeout.values())
+    assert "proxy_read_timeout" not in text.split("location", 1)[0]  # not raised for the whole server

@@ -110,6 +110,7 @@ class BrokerClient:
         self._base = base_url.rstrip("/")
         self._seed = signing_seed
         self._key_id = key_id(signing_public)
+        self._timeout = timeout
         # Redirects are not followed: a signature covers one path, and a moved broker should be re-configured.
         self._http = httpx.Client(
             transport=transport, timeout=timeout, headers={"user-agent": USER_AGENT}, follow_redirects=False
@@ -124,10 +125,13 @@ class BrokerClient:
     def close(self) -> None:
         self._http.close()
 
-    def fetch_inbox(self, limit: int, after: str | None = None) -> InboxPage:
-        """A page of the inbox; with `after` (`start`, then a page's `next`), the page that follows it."""
+    def fetch_inbox(self, limit: int, after: str | None = None, *, wait: int = 0) -> InboxPage:
+        """A page of the inbox; with `after` (`start`, then a page's `next`), the page that follows it. With
+        `wait` (seconds) the broker holds an empty answer until something arrives or the time is over."""
         query = f"?limit={limit}" if after is None else f"?limit={limit}&after={quote(after, safe='')}"
-        content = self._send("GET", INBOX_PATH + query, b"")
+        if wait:
+            query += f"&wait={wait}"
+        content = self._send("GET", INBOX_PATH + query, b"", timeout=self._timeout + wait if wait else None)
         return _decoded(_inbox_decoder, content, "a malformed inbox page")
 
     def acknowledge(self, delivery_ids: list[str]) -> AckResult:
@@ -147,7 +151,7 @@ class BrokerClient:
         content = self._send("POST", KEYS_PATH, key_request)
         return _decoded(_key_answer_decoder, content, "a malformed answer to the key request")
 
-    def _send(self, method: str, path_and_query: str, body: bytes) -> bytes:
+    def _send(self, method: str, path_and_query: str, body: bytes, timeout: float | None = None) -> bytes:
         url = httpx.URL(self._base + path_and_query)
         headers = {"accept": "application/json"}
         if body:
@@ -155,7 +159,9 @@ class BrokerClient:
         now = local_clock()
         signed = sign_request(method, str(url), headers, body, key_id=self._key_id, seed=self._seed, created=now)
         try:
-            response = self._http.request(method, url, headers=signed, content=body or None)
+            response = self._http.request(
+                method, url, headers=signed, content=body or None, timeout=timeout or self._timeout
+            )
         except httpx.HTTPError as exc:
             raise BrokerUnavailable(f"cannot reach the broker at {self._base}: {_describe(exc)}") from None
         if response.status_code in (401, 403):

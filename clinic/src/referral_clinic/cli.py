@@ -95,7 +95,13 @@ def _parser() -> argparse.ArgumentParser:
 
     watch_ = commands.add_parser("watch", help="pull again and again; stop with Ctrl-C or SIGTERM")
     _pull_arguments(watch_)
-    watch_.add_argument("--interval", type=_seconds, default=watch.DEFAULT_INTERVAL, help="seconds between pulls (60)")
+    watch_.add_argument(
+        "--interval",
+        type=_seconds,
+        default=None,
+        help="pull every SECONDS instead of waiting for the broker to answer when something arrives (for a broker "
+        "behind a proxy that cuts long requests)",
+    )
     watch_.add_argument(
         "--max-backoff", type=_seconds, default=watch.DEFAULT_MAX_BACKOFF, help="longest wait after failures (900)"
     )
@@ -116,7 +122,12 @@ def _parser() -> argparse.ArgumentParser:
     desk.add_argument("--port", type=_port, default=0, help="the port on 127.0.0.1 (default: a free one)")
     desk.add_argument("--no-browser", action="store_true", help="only print the link; open no browser")
     desk.add_argument("--lang", choices=["nb", "en"], default="nb", help="the desk's language (default nb)")
-    desk.add_argument("--interval", type=_seconds, default=watch.DEFAULT_INTERVAL, help="seconds between pulls (60)")
+    desk.add_argument(
+        "--interval",
+        type=_seconds,
+        default=None,
+        help="pull every SECONDS instead of waiting for the broker to answer when something arrives",
+    )
 
     key_commands.add_parsers(commands)
     return parser
@@ -374,10 +385,36 @@ def _keep_pulling(args: argparse.Namespace, transport: httpx.BaseTransport | Non
             _offer_destroy(session, transport, offered)
         return report
 
+    def long_poll(stopper: watch.Stopper) -> watch.Waited:
+        return watch.wait_for_news(lambda: news_waits(session, transport), wait=watch.DEFAULT_WAIT, interrupted=stopper)
+
     stopper = watch.Stopper()
-    say(f"watching {session.config.broker_url} every {args.interval:g} s; Ctrl-C or SIGTERM stops")
+    if args.interval is None:
+        how = "pulling as soon as the broker says something arrived"
+    else:
+        how = f"every {args.interval:g} s"
+    say(f"watching {session.config.broker_url}, {how}; Ctrl-C or SIGTERM stops")
     with stopper.installed():
-        return watch.loop(cycle, interval=args.interval, max_backoff=args.max_backoff, stopper=stopper)
+        return watch.loop(
+            cycle,
+            interval=args.interval or watch.DEFAULT_INTERVAL,
+            max_backoff=args.max_backoff,
+            stopper=stopper,
+            long_poll=long_poll if args.interval is None else None,
+        )
+
+
+def news_waits(session: Session, transport: httpx.BaseTransport | None, wait: int = watch.DEFAULT_WAIT) -> bool | None:
+    """Ask the broker to answer when something waits in the inbox (at most `wait` s): True when something
+    does, False when nothing came, None (said why) when the broker could not be asked. Holds no lock: a
+    `status` or key command may run meanwhile; the pull that follows takes the folder's lock."""
+    try:
+        with session.client(transport) as client:
+            page = client.fetch_inbox(1, wait=wait)
+    except (BrokerUnavailable, BrokerRefusedClinic) as exc:
+        say(str(exc))
+        return None
+    return bool(page.items)
 
 
 def _status(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:

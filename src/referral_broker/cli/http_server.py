@@ -17,6 +17,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from referral_broker.services import inbox_waiting
 from referral_broker.services.settings import Settings
 
 
@@ -70,6 +71,12 @@ class HeaderDeadline(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         super().on_headers_complete()
+
+    def shutdown(self) -> None:
+        # uvicorn calls this on every connection when it begins to stop, and then waits for the answers
+        # in progress: held inbox listings must answer now, not when their wait runs out.
+        inbox_waiting.server_stopping()
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

@@ -25,7 +25,7 @@ from referral_broker import texts
 from referral_broker.domain.delivery import DeliveryStatus
 from referral_broker.services import notifications
 from referral_broker.services.context import BrokerContext
-from referral_broker.store import clinics, notices
+from referral_broker.store import clinics, inbox_signal, notices
 from referral_broker.store.pool import Connection
 from referral_broker.store.referrals import DeliveryView
 from referral_protocol import envelope
@@ -142,6 +142,7 @@ async def seal_notices(
         if received(delivery) or delivery.status == DeliveryStatus.AVAILABLE.value:
             servable_now.add(target.id)  # a waiting copy is listed again, with the notice after it
     await notices.insert(conn, rows, now)
+    await inbox_signal.notify(conn, {r.clinic_id for r in rows})  # sent at commit: waiting inboxes read again
     planned = await notifications.plan_after_dispatch(ctx, conn, servable_now)
     return PlannedNotices([r.id for r in rows], unsealable, planned, reach(kind, deliveries))
 

@@ -28,7 +28,7 @@ from referral_broker.domain.delivery import DeliveryStatus
 from referral_broker.services import notifications
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import JOB_DISPATCH
-from referral_broker.store import audit, deliveries, monitoring, outbox
+from referral_broker.store import audit, deliveries, inbox_signal, monitoring, outbox
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,7 @@ async def _dispatch_together(
         )
         referral_ids = [referral_id, *others]
         moved = await deliveries.make_available(conn, referral_ids, now)
+        await inbox_signal.notify(conn, {d.clinic_id for d in moved})  # sent at commit: waiting inboxes answer
         signer = ctx.keys.signer
         await deliveries.insert_receipts(
             conn,

@@ -86,6 +86,15 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             "its connection closed",
         ),
     ] = 30.0
+    inbox_held_max: Annotated[
+        int,
+        Meta(ge=1, le=100_000),
+        variable(
+            "REFERRAL_BROKER_INBOX_HELD_MAX",
+            "long-polling clinic inbox requests (`?wait=`) one api process holds at once; more are answered 503 "
+            "with Retry-After",
+        ),
+    ] = 1000
     worker_poll_delay: Annotated[
         float,
         Meta(ge=0.001, le=5.0),

@@ -11,7 +11,9 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.spec import Components
 
 from referral_broker.adapters.arq_doorbell import ArqDoorbell
+from referral_broker.services import inbox_waiting
 from referral_broker.services.context import BrokerContext
+from referral_broker.services.inbox_waiting import InboxWaiters, shutting_down
 from referral_broker.services.ports import Clock, Doorbell, system_clock
 from referral_broker.services.settings import Settings
 from referral_broker.web.api_reference import render_plugins
@@ -42,9 +44,15 @@ def create_app(
         doorbell = make_doorbell(settings)
         broker = await BrokerContext.open(settings, doorbell, clock=clock)
         app.state.broker = broker
+        waiters = app.state.inbox_waiters = InboxWaiters(settings.inbox_held_max)
+        listener = app.state.inbox_listener = inbox_waiting.start_listening(broker, waiters)
+        shutting_down.append(waiters.close)
         try:
             yield
         finally:
+            waiters.close()  # any listing still held answers now (uvicorn calls it earlier: cli/http_server.py)
+            shutting_down.remove(waiters.close)
+            await listener.stop()
             await broker.close()
             close = getattr(doorbell, "close", None)
             if close is not None:

@@ -8,6 +8,7 @@ own lock keeps a `pull` or `watch` started elsewhere out, with a clear message o
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ import httpx
 
 from referral_clinic import watch
 from referral_clinic.broker_client import BrokerRefusedClinic, BrokerUnavailable
-from referral_clinic.cli import pull_once
+from referral_clinic.cli import news_waits, pull_once
 from referral_clinic.desk import deletion, pdf
 from referral_clinic.desk.states import DeskStates, State
 from referral_clinic.desk.texts import Texts
@@ -59,7 +60,7 @@ class FrontDesk:
         texts: Texts,
         *,
         transport: httpx.BaseTransport | None = None,
-        interval: float = watch.DEFAULT_INTERVAL,
+        interval: float | None = None,
     ) -> None:
         self.clinic = ClinicDir(folder)
         self.outdir = outdir
@@ -107,12 +108,36 @@ class FrontDesk:
         self._wake.set()
 
     def _run(self) -> None:
+        pull = True
         while not self._stop.is_set():
-            if self.session is not None:
+            session = self.session
+            if session is None:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            if pull:
                 self.pull()
-            delay = watch.next_delay(self.status.failures, interval=self.interval, max_backoff=15 * 60)
-            self._wake.wait(delay if self.session is not None else None)
+            if self.status.failures or self.interval is not None:
+                self._pause(self.status.failures)
+                pull = True
+                continue
+            # As `watch` does: the broker answers when something arrives; a click on "pull now" ends the wait.
+            waited = watch.wait_for_news(
+                functools.partial(news_waits, session, self.transport),
+                wait=watch.DEFAULT_WAIT,
+                interrupted=self._wake.is_set,
+            )
+            woken = self._wake.is_set()
             self._wake.clear()
+            pull = woken or waited in (watch.Waited.NEWS, watch.Waited.FAILED)
+            if not woken and waited in (watch.Waited.TOO_SOON, watch.Waited.FAILED):
+                self._pause(int(waited is watch.Waited.FAILED))  # the broker does not hold, or is away: no spinning
+                pull = True
+
+    def _pause(self, failures: int) -> None:
+        interval = self.interval or watch.DEFAULT_INTERVAL
+        self._wake.wait(watch.next_delay(failures, interval=interval, max_backoff=15 * 60))
+        self._wake.clear()
 
     def pull(self) -> None:
         """One pull, its PDFs, and the sweep of deleted referrals' leftovers; the outcome goes to `status`."""

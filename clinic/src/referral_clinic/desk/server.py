@@ -83,7 +83,7 @@ def open_desk(
     lang: str,
     port: int = 0,
     transport: httpx.BaseTransport | None = None,
-    interval: float = watch.DEFAULT_INTERVAL,
+    interval: float | None = None,
     refresh_seconds: int = REFRESH_SECONDS,
 ) -> RunningDesk:
     """Take the folder's desk lock, bind the loopback port and start pulling (once unlocked)."""
@@ -137,7 +137,7 @@ def run(
     port: int,
     browser: bool,
     transport: httpx.BaseTransport | None = None,
-    interval: float = watch.DEFAULT_INTERVAL,
+    interval: float | None = None,
 ) -> int:
     """Serve until Ctrl-C or SIGTERM; prints the one-time link (it opens the desk once, on this computer)."""
     desk = open_desk(folder, outdir, lang=lang, port=port, transport=transport, interval=interval)
