@@ -323,19 +323,24 @@ async def test_a_wrong_code_is_refused_clearly_and_five_wrong_tries_use_the_code
     page = (await _ask(client, "email", KARI)).text
     right = _code_in(mail_sink, KARI)
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
-    for _ in range(5):
+    for _ in range(4):
         refused = await _enter(client, page, wrong)
         assert refused.status_code == 422
-        assert "Koden er feil eller ikke lenger gyldig" in refused.text
+        assert "Koden stemmer ikke. Sjekk sifrene og prøv igjen." in refused.text
         assert 'href="/rights"' in refused.text  # ask for a new code
         assert _CODE_ID.search(refused.text)  # and try again here
         assert SESSION_COOKIE not in refused.headers.get("set-cookie", "")
         page = refused.text
-    after = await _enter(client, page, right)
-    assert after.status_code == 422
-    assert await broker.pool.fetchval("SELECT attempts FROM rights_codes") == 5
     empty = await _enter(client, page, "")
     assert empty.status_code == 422 and "Skriv koden vi sendte deg" in empty.text
+    fifth = await _enter(client, page, wrong)
+    assert fifth.status_code == 422 and "Denne koden er brukt opp" in fifth.text  # the fifth wrong try uses it up
+    assert not _CODE_ID.search(fifth.text) and 'id="new-code" href="/rights"' in fifth.text  # no use trying here
+    after = await _enter(client, page, right)  # the right digits, too late (issue 22, item 8)
+    assert after.status_code == 422
+    assert "Denne koden er brukt opp" in after.text and "Sjekk sifrene" not in after.text
+    assert SESSION_COOKIE not in after.headers.get("set-cookie", "")
+    assert await broker.pool.fetchval("SELECT attempts FROM rights_codes") == 5
 
 
 async def test_a_mistyped_code_can_be_tried_again(

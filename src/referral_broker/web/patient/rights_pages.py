@@ -97,6 +97,7 @@ def _code_page(
     *,
     refused: bool = False,
     empty: bool = False,
+    spent: bool = False,
 ) -> Template:
     return render(
         request,
@@ -108,6 +109,7 @@ def _code_page(
         minutes=minutes,
         refused=refused,
         empty=empty,
+        spent=spent,
     )
 
 
@@ -202,8 +204,8 @@ class RightsPages(Controller):
             return _code_page(request, code_id, channel, minutes, empty=True)
         try:
             token, _ = await rights.verify_code(broker, code_id, code)
-        except CodeRefused:
-            return _code_page(request, code_id, channel, minutes, refused=True)
+        except CodeRefused as exc:
+            return _code_page(request, code_id, channel, minutes, refused=True, spent=exc.spent)
         await rights.end_session(broker, session_token(request))  # whatever session this browser held before
         response: Response[Any] = Redirect(REQUESTS, status_code=303)
         response.set_cookie(session_cookie(token))
