@@ -255,7 +255,10 @@ async def test_receipt_shows_reference_clinics_next_steps_retention_and_the_priv
     assert f"<strong>{reference}</strong>" in page
     assert "<li>Klinikk fysio-oslo</li>" in page and "<li>Klinikk hud-bergen</li>" in page
     assert "What happens next?" in page
-    assert "five months after the request is delivered" in page and "Then they are deleted." in page
+    assert (
+        "We keep your contact details encrypted for five months after the request is sent, and then delete them."
+        in page
+    )
     token = manage_token_of(page)
     assert f'<a href="https://broker.test/manage/{token}">' in page
     assert 'class="language-switch"' not in page  # switching language would lose the only copy of the link

@@ -78,6 +78,12 @@ def _exported(v: LinkedView) -> ExportedReferral:
     )
 
 
+def _explanation() -> dict[str, str]:
+    """What the export is, and how long the contact details are kept: the sentence the receipt uses too."""
+    what, kept = texts.in_both("export.explanation"), texts.in_both("retention.contact")
+    return {language: f"{what[i]} {kept[i]}" for i, language in enumerate(texts.BOTH)}
+
+
 async def export(ctx: BrokerContext, session: RightsSession) -> bytes:
     views = await overview(ctx, session)
     now = ctx.clock()
@@ -85,7 +91,7 @@ async def export(ctx: BrokerContext, session: RightsSession) -> bytes:
         format=EXPORT_FORMAT,
         generated_at=now,
         looked_up_by=session.channel,
-        explanation=dict(zip(texts.BOTH, texts.in_both("export.explanation"), strict=True)),
+        explanation=_explanation(),
         referrals=[_exported(v) for v in views],
     )
     async with ctx.pool.acquire() as conn, conn.transaction():

@@ -1,4 +1,5 @@
-"""The private manage link: `GET /manage/{token}` shows each clinic's state, `POST …/withdraw` withdraws consent.
+"""The private manage link: `GET /manage/{token}` shows each clinic's state; `POST …/withdraw` asks to confirm
+(the same step, and the same words, as withdrawing from `/rights`), `POST …/withdraw/confirm` withdraws consent.
 
 An unknown token, a wrong one and one of the wrong shape all get the same 404 page as any unknown path.
 """
@@ -14,12 +15,14 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.response import Template
 
-from referral_broker.domain.delivery import DeliveryStatus
-from referral_broker.services import manage
+from referral_broker.domain.delivery import DeliveryStatus, sources_of
+from referral_broker.services import clinic_notices, manage
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.manage import ManagedView, Withdrawal
 from referral_broker.store.referrals import DeliveryView
-from referral_broker.web.patient.page import render, switch_link
+from referral_broker.web.i18n import Translator
+from referral_broker.web.patient.page import language_of, render, switch_link
+from referral_protocol.notice import NoticeKind
 
 _S = DeliveryStatus
 #: The states a patient is told about; queued and failed are both "waiting" to them.
@@ -58,6 +61,25 @@ def _state(d: DeliveryView, withdrawn_at: datetime | None, anonymised_at: dateti
     return ClinicState(clinic=d.clinic_name, status=status, at=at)
 
 
+def told_names(deliveries: list[DeliveryView], kind: NoticeKind) -> list[str]:
+    """The clinics a notice of this kind goes to, by name, as the service decides it (the one place pages ask)."""
+    return [d.clinic_name for d in deliveries if clinic_notices.told_about(kind, d)]
+
+
+def stoppable_names(deliveries: list[DeliveryView]) -> list[str]:
+    """The clinics whose copy a withdrawal or erasure would stop before they receive it."""
+    sources = set(sources_of(DeliveryStatus.CANCELLED))
+    return [d.clinic_name for d in deliveries if d.status in sources]
+
+
+@dataclass(frozen=True)
+class WithdrawnNow:
+    """What a withdrawal from this page just did, in the words the rights pages use for the same act."""
+
+    stopped: list[str]
+    told: list[str]
+
+
 def not_found_page(request: Request[Any, Any, Any]) -> Template:
     """The one "not found" page, for unknown paths and unknown or wrong manage tokens alike."""
     switch_url = switch_link(request, keep=[])  # the same for every token
@@ -65,9 +87,8 @@ def not_found_page(request: Request[Any, Any, Any]) -> Template:
 
 
 def _manage_page(
-    request: Request[Any, Any, Any], token: str, view: ManagedView, withdrawal: Withdrawal | None = None
+    request: Request[Any, Any, Any], token: str, view: ManagedView, withdrawal: WithdrawnNow | None = None
 ) -> Template:
-    cancelled_now = set(withdrawal.cancelled) if withdrawal else set()
     return render(
         request,
         "patient/manage.html",
@@ -75,9 +96,26 @@ def _manage_page(
         states=clinic_states(view),
         token=token,
         withdrawal=withdrawal,
-        cancelled_now=[d.clinic_name for d in view.deliveries if d.id in cancelled_now],
-        kept=[d.clinic_name for d in view.deliveries if d.status == DeliveryStatus.ACKNOWLEDGED.value],
+        stoppable=stoppable_names(view.deliveries),
+        told=told_names(view.deliveries, NoticeKind.WITHDRAWAL),
         resubmit=[d.clinic_name for d in view.deliveries if d.status == DeliveryStatus.UNDELIVERABLE.value],
+    )
+
+
+def _confirm_page(request: Request[Any, Any, Any], token: str, view: ManagedView) -> Template:
+    """The confirm step before withdrawing: what stops, who is told, that it cannot be undone."""
+    return render(
+        request,
+        "patient/rights_confirm.html",
+        switch_url=None,  # an answer to a POST
+        action="withdraw",
+        reference=view.referral.reference,
+        submitted=Translator(language_of(request)).day(view.referral.created_at),
+        clinics=[d.clinic_name for d in view.deliveries],
+        stopped=stoppable_names(view.deliveries),
+        told=told_names(view.deliveries, NoticeKind.WITHDRAWAL),
+        confirm_url=f"/manage/{token}/withdraw/confirm",
+        cancel_url=f"/manage/{token}",
     )
 
 
@@ -93,10 +131,33 @@ class ManagePages(Controller):
         return not_found_page(request) if view is None else _manage_page(request, token, view)
 
     @post("/{token:str}/withdraw", status_code=200)
+    async def confirm_withdrawal(
+        self, request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext], token: FromPath[str]
+    ) -> Template:
+        view = await manage.look_up(broker, token)
+        if view is None:
+            return not_found_page(request)
+        if view.referral.withdrawn_at is not None:
+            return _manage_page(request, token, view)
+        return _confirm_page(request, token, view)
+
+    @post("/{token:str}/withdraw/confirm", status_code=200)
     async def withdraw(
         self, request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext], token: FromPath[str]
     ) -> Template:
-        withdrawal = await manage.withdraw(broker, token)
-        if withdrawal is None:
+        before = await manage.look_up(broker, token)
+        if before is None:
             return not_found_page(request)
-        return _manage_page(request, token, withdrawal.view, withdrawal)
+        told = told_names(before.deliveries, NoticeKind.WITHDRAWAL) if before.referral.withdrawn_at is None else []
+        withdrawal = await manage.withdraw(broker, token)
+        if withdrawal is None:  # pragma: no cover - found a moment ago, and a referral's token never changes
+            return not_found_page(request)
+        return _manage_page(request, token, withdrawal.view, _withdrawn_now(withdrawal, told))
+
+
+def _withdrawn_now(withdrawal: Withdrawal, told: list[str]) -> WithdrawnNow:
+    cancelled = set(withdrawal.cancelled)
+    return WithdrawnNow(
+        stopped=[d.clinic_name for d in withdrawal.view.deliveries if d.id in cancelled],
+        told=told,
+    )
