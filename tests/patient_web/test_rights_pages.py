@@ -4,6 +4,7 @@ signing out, and every refusal on the way."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import uuid
@@ -379,7 +380,7 @@ async def test_an_expired_code_and_an_expired_session_send_the_patient_back(
 
 
 async def test_missing_session_goes_back_to_the_start_with_a_message(client: AsyncTestClient[Any]) -> None:
-    for path in ("/rights/requests", "/rights/export.json"):
+    for path in ("/rights/requests", "/rights/export.json", "/rights/export"):
         response = await client.get(path, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == "/rights?session=ended"
     page = await client.get("/rights/requests")
@@ -525,6 +526,40 @@ async def test_export_is_an_attachment_with_the_contact_copy_and_no_need(
     actions = await broker.pool.fetch("SELECT action, details::text FROM audit_events WHERE action LIKE 'rights.%'")
     assert "rights.exported" in {a["action"] for a in actions}
     assert all(KARI not in a["details"] for a in actions)
+
+
+async def test_the_export_is_also_a_readable_printable_page_of_the_same_document(
+    client: AsyncTestClient[Any],
+    broker: BrokerContext,
+    clinics: dict[str, EnrolledClinic],
+    mail_sink: MailSink,  # noqa: F811
+) -> None:
+    reference = await _submit(client, ["fysio-oslo", "psyk-oslo"])
+    await _dispatch_and_acknowledge(broker, reference, "fysio-oslo")
+    listed = await _sign_in(client, mail_sink)
+    assert 'href="/rights/export"' in listed.text and 'href="/rights/export.json"' in listed.text
+    document = json.loads((await client.get("/rights/export.json")).content)
+    [referral] = document["referrals"]
+    for lang, words in {
+        "en": ("Everything we hold about you", "Received by the clinic", "Version of the consent text"),
+        "nb": ("Alt vi har om deg", "Mottatt av klinikken", "Versjon av samtykketeksten"),
+    }.items():
+        page = await client.get(f"/rights/export?lang={lang}")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert page.headers["cache-control"] == "no-store"
+        text = html.unescape(page.text)
+        assert all(word in text for word in words)
+        assert document["explanation"][lang] in text  # the same words as the file, retention sentence included
+        assert reference in text and NEED not in text
+        for value in (referral["contact_details"]["name"], KARI, "+4741234567", referral["consent"]["text_sha256"]):
+            assert value in text
+        assert "Klinikk fysio-oslo" in text and "Klinikk psyk-oslo" in text
+        assert 'href="/rights/export.json"' in text  # the JSON download is kept
+    assert "17. mai 1990" in html.unescape((await client.get("/rights/export?lang=nb")).text)
+    audited = await broker.pool.fetch("SELECT details FROM audit_events WHERE action = 'rights.exported'")
+    assert sorted(
+        json.loads(a["details"])["form"] if isinstance(a["details"], str) else a["details"]["form"] for a in audited
+    ) == ["json", "page", "page", "page"]
 
 
 async def test_correcting_contact_details_updates_the_copy_and_tells_the_clinics(

@@ -85,6 +85,13 @@ def _explanation() -> dict[str, str]:
 
 
 async def export(ctx: BrokerContext, session: RightsSession) -> bytes:
+    """The export as the JSON file the patient downloads."""
+    return msgspec.json.format(_encode(await export_document(ctx, session, form="json")), indent=2)
+
+
+async def export_document(ctx: BrokerContext, session: RightsSession, *, form: str) -> SubjectAccessExport:
+    """Everything held about the session's referrals, audited as one access (`form`: json or page); the JSON
+    download and the printable page are both made from this one document, so they cannot say different things."""
     views = await overview(ctx, session)
     now = ctx.clock()
     document = SubjectAccessExport(
@@ -101,6 +108,6 @@ async def export(ctx: BrokerContext, session: RightsSession) -> bytes:
             actor="patient",
             action="rights.exported",
             subject=str(session.code_id),
-            details={"referrals": [str(v.id) for v in views]},
+            details={"referrals": [str(v.id) for v in views], "form": form},
         )
-    return msgspec.json.format(_encode(document), indent=2)
+    return document

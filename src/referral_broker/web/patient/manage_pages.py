@@ -38,6 +38,11 @@ _PATIENT_STATUS = {
 }
 
 
+def patient_status(status: str) -> str:
+    """A delivery state as the patient is told it: a key under "status." in the catalogues."""
+    return _PATIENT_STATUS[DeliveryStatus(status)]
+
+
 @dataclass(frozen=True)
 class ClinicState:
     clinic: str

@@ -28,6 +28,7 @@ from referral_broker.services.ports import CodeNotSent
 from referral_broker.services.rights import CHANNELS, CodeRefused, LinkedView, NotLinked, RightsSession, TooManyCodes
 from referral_broker.services.submit_limit import WindowCounter
 from referral_broker.web.i18n import Translator
+from referral_broker.web.patient.manage_pages import patient_status
 from referral_broker.web.patient.page import language_of, render
 from referral_broker.web.patient.referral_form import messages_by_field
 from referral_broker.web.patient.rights_access import (
@@ -234,6 +235,24 @@ class RightsPages(Controller):
                 "content-disposition": 'attachment; filename="referral-broker-my-data.json"',
                 "cache-control": "no-store",
             },
+        )
+
+    @get("/export")
+    async def export_page(
+        self, request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext]
+    ) -> Response[Any]:
+        """The export as a readable, printable page: the same document the JSON download is made of."""
+        session = await _signed_in(request, broker)
+        if session is None:
+            return _back_to_start()
+        document = await rights.export_document(broker, session, form="page")
+        language = language_of(request)
+        return render(
+            request,
+            "patient/rights_export.html",
+            document=document,
+            explanation=document.explanation.get(language, document.explanation["nb"]),
+            patient_status=patient_status,
         )
 
     @post("/sign-out", status_code=303)
