@@ -86,7 +86,7 @@ async def test_manage_page_shows_each_clinics_state_with_times(
     assert f'<h1>Request <span class="nowrap">{reference}</span></h1>' in page
     assert 'action="/manage/' in page and "Withdraw consent" in page
     nb = (await client.get(f"/manage/{token}?lang=nb")).text
-    assert re.search(r'<span class="status__time">\d\d\.\d\d\.\d{4} kl\. \d\d:\d\d</span>', nb)
+    assert re.search(r'<span class="status__time">\d{1,2}\. [a-zæøå]+ \d{4} kl\. \d\d:\d\d</span>', nb)
 
 
 async def test_wrong_token_shows_the_same_page_as_an_unknown_one(

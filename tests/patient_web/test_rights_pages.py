@@ -16,8 +16,9 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
+from referral_broker.crypto.tokens import token_hash
 from referral_broker.domain.retention import months_after
-from referral_broker.services import dispatch
+from referral_broker.services import dispatch, retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import deliveries
 from referral_broker.web.i18n import CATALOGUES, Translator
@@ -27,7 +28,7 @@ from referral_protocol.notice import NOTICE_KINDS
 from referral_protocol.referral import ContactCopy
 from tests.conftest import EnrolledClinic
 from tests.ops.notice_sinks import MailSink, mail_sink  # noqa: F401 - the SMTP sink fixture
-from tests.patient_web.conftest import FIXED_NOW, ClientFactory, csrf_of, send_form
+from tests.patient_web.conftest import FIXED_NOW, ClientFactory, csrf_of, manage_token_of, send_form
 
 KARI = "kari@example.no"
 NEED = "Vondt i kneet etter fotballtrening"
@@ -670,6 +671,47 @@ async def test_erasure_says_what_remains_then_removes_the_person_and_tells_the_c
     assert ("fysio-oslo", "erasure") in notices and ("psyk-oslo", "erasure") in notices
     again = await _act(client, "/rights/erase/confirm", reference)
     assert again.status_code == 404 and "Vi finner ikke den henvendelsen" in again.text
+
+
+async def test_after_erasure_the_manage_link_says_it_was_erased_on_that_day_and_nothing_more(
+    client: AsyncTestClient[Any],
+    broker: BrokerContext,
+    clinics: dict[str, EnrolledClinic],
+    mail_sink: MailSink,  # noqa: F811
+) -> None:
+    receipt = await send_form(client, ["fysio-oslo"])
+    token = manage_token_of(receipt.text)
+    reference = _REFERENCE.search(receipt.text).group(0)  # type: ignore[union-attr]
+    await _sign_in(client, mail_sink)
+    assert (await _act(client, "/rights/erase/confirm", reference)).status_code == 200
+
+    for lang, words in {
+        "nb": f"Denne henvendelsen ble slettet {_day(broker.clock())}.",
+        "en": f"This request was erased on {_day(broker.clock(), 'en')}.",
+    }.items():
+        page = await client.get(f"/manage/{token}?lang={lang}")
+        assert page.status_code == 410
+        text = html.unescape(page.text)
+        assert words in text
+        main = text[text.index("<main") : text.index("</main>")]
+        assert reference not in main and "Klinikk" not in main and "Kari" not in main  # nothing more
+    csrf = csrf_of((await client.get("/rights")).text)
+    asked = await client.post(f"/manage/{token}/withdraw", data={"_csrf_token": csrf})
+    assert asked.status_code == 410
+    wrong = await client.get(f"/manage/{token[:-3]}xyz")
+    assert wrong.status_code == 404 and "We cannot find this page" in wrong.text  # the language chosen above
+
+    # What is kept: a keyed hash of the link and the day, linked to nothing (no referral id, no token hash).
+    [row] = await broker.pool.fetch("SELECT * FROM erased_manage_links")
+    assert set(row.keys()) == {"link_hash", "erased_on"}
+    assert row["link_hash"] != token_hash(token)
+    assert await broker.pool.fetchval("SELECT count(*) FROM referrals WHERE manage_token_hash IS NOT NULL") == 0
+
+    # Once the retention period has passed since the erasure, the retention run forgets it.
+    run = await retention.anonymise_expired(broker, now=broker.clock() + timedelta(days=31 * 6))
+    assert run.anonymised == 0
+    assert await broker.pool.fetchval("SELECT count(*) FROM erased_manage_links") == 0
+    assert (await client.get(f"/manage/{token}")).status_code == 404
 
 
 async def test_a_reference_not_linked_to_the_confirmed_address_is_refused(

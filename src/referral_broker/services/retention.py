@@ -18,7 +18,7 @@ from datetime import datetime
 import msgspec
 
 from referral_broker.crypto.contact import ContactDecryptionFailed
-from referral_broker.domain.retention import months_before
+from referral_broker.domain.retention import LOCAL_TIME, months_before
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, notices, retention, rights
 from referral_protocol.referral import ContactCopy
@@ -74,6 +74,7 @@ async def anonymise_expired(
         # and one-time codes and their sessions once they can no longer be used.
         expired_notices = await notices.expire_older_than(conn, cutoff)
         lapsed_codes = await rights.delete_lapsed(conn, now)
+        forgotten_links = await rights.forget_erased_links_before(conn, cutoff.astimezone(LOCAL_TIME).date())
         await audit.append(
             conn,
             at=now,
@@ -86,6 +87,7 @@ async def anonymise_expired(
                 "batches": batches,
                 "expired_notices": expired_notices,
                 "deleted_codes": lapsed_codes,
+                "forgotten_erased_links": forgotten_links,
             },
         )
     log.info(

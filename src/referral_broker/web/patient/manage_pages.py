@@ -91,6 +91,15 @@ def not_found_page(request: Request[Any, Any, Any]) -> Template:
     return render(request, "patient/error.html", status_code=404, switch_url=switch_url, problem="not_found")
 
 
+async def _gone(request: Request[Any, Any, Any], broker: BrokerContext, token: str) -> Template:
+    """An erased referral's link says so, and the day (410); any other unknown link is the one 404 page."""
+    erased = await manage.erased_on(broker, token)
+    if erased is None:
+        return not_found_page(request)
+    day = Translator(language_of(request)).day(erased)
+    return render(request, "patient/erased.html", status_code=410, switch_url=switch_link(request, keep=[]), day=day)
+
+
 def _manage_page(
     request: Request[Any, Any, Any], token: str, view: ManagedView, withdrawal: WithdrawnNow | None = None
 ) -> Template:
@@ -133,7 +142,7 @@ class ManagePages(Controller):
         self, request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext], token: FromPath[str]
     ) -> Template:
         view = await manage.look_up(broker, token)
-        return not_found_page(request) if view is None else _manage_page(request, token, view)
+        return await _gone(request, broker, token) if view is None else _manage_page(request, token, view)
 
     @post("/{token:str}/withdraw", status_code=200)
     async def confirm_withdrawal(
@@ -141,7 +150,7 @@ class ManagePages(Controller):
     ) -> Template:
         view = await manage.look_up(broker, token)
         if view is None:
-            return not_found_page(request)
+            return await _gone(request, broker, token)
         if view.referral.withdrawn_at is not None:
             return _manage_page(request, token, view)
         return _confirm_page(request, token, view)
@@ -152,7 +161,7 @@ class ManagePages(Controller):
     ) -> Template:
         before = await manage.look_up(broker, token)
         if before is None:
-            return not_found_page(request)
+            return await _gone(request, broker, token)
         told = told_names(before.deliveries, NoticeKind.WITHDRAWAL) if before.referral.withdrawn_at is None else []
         withdrawal = await manage.withdraw(broker, token)
         if withdrawal is None:  # pragma: no cover - found a moment ago, and a referral's token never changes

@@ -388,6 +388,8 @@ async def _confirm_page(request: Request[Any, Any, Any], broker: BrokerContext, 
         clinics=[d.clinic_name for d in view.deliveries],
         stopped=stoppable(view),
         told=told_about(view, kind) if action == "erase" or view.withdrawn_at is None else [],
+        confirm_url=f"/rights/{action}/confirm",
+        cancel_url=REQUESTS,
         withdrawn=view.withdrawn_at is not None,
         today=day(t, broker.clock()),
     )
