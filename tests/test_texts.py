@@ -98,3 +98,11 @@ def test_every_page_states_the_retention_period_in_the_consent_texts_words() -> 
                 stated = texts.text(language, key)
                 assert "måned" not in stated and "månad" not in stated and "month" not in stated, (language, key)
                 assert "levert" not in stated and "delivered" not in stated, (language, key)
+
+
+def test_the_words_for_what_a_clinic_treats_read_as_a_heading_not_a_person() -> None:
+    # "Behandler:" reads as "therapist:", "Field (optional)" as a form field (issue 22, item 10).
+    assert texts.text("nb", "home.treats") == "Fagområder"
+    assert texts.text("en", "home.treats") == "Types of care"
+    assert texts.text("en", "form.category") == "Type of care (optional)"
+    assert not any("field" in texts.text("en", k).lower() for k in ("form.category", "form.category_none"))

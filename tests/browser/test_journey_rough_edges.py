@@ -110,6 +110,14 @@ async def test_back_and_send_again_makes_no_second_referral(
         await visit.check("sent-again")
         assert await _referrals(broker) == 1
 
+        # On the manage page the withdraw button is not crowded by the link below it (WCAG 2.5.8: 24 px).
+        assert first_link
+        await page.goto(first_link)
+        button = await page.locator("#withdraw-button").bounding_box()
+        link = await page.locator(".more-requests a").bounding_box()
+        assert button and link and link["y"] - (button["y"] + button["height"]) >= 24
+        await visit.check("manage")
+
         # A fresh visit to the form (not Back) is a new request: another key, another referral.
         await page.goto(live.url + "/send?clinic=fysio-oslo")
         await _fill(page, description=DESCRIPTION + " Nå også i hofta.")

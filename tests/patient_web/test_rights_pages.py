@@ -673,6 +673,28 @@ async def test_erasure_says_what_remains_then_removes_the_person_and_tells_the_c
     assert again.status_code == 404 and "Vi finner ikke den henvendelsen" in again.text
 
 
+async def test_the_code_page_switches_language_and_keeps_the_code_it_waits_for(
+    client: AsyncTestClient[Any],
+    broker: BrokerContext,
+    clinics: dict[str, EnrolledClinic],
+    mail_sink: MailSink,  # noqa: F811
+) -> None:
+    await _submit(client, ["fysio-oslo"])
+    asked = await _ask(client, "email", KARI, lang="nb")
+    code_id = _CODE_ID.search(asked.text).group(1)  # type: ignore[union-attr]
+    switch = re.search(r'<a class="language-switch" href="([^"]+)" lang="en"', asked.text)
+    assert switch, "the code page has no language switch"
+    url = html.unescape(switch.group(1))
+    assert url == f"/rights/code?id={code_id}&channel=email&lang=en"
+    english = await client.get(url)
+    assert english.status_code == 200 and '<html lang="en">' in english.text
+    assert f'value="{code_id}"' in english.text and KARI not in english.text
+    opened = await _enter(client, english.text, _code_in(mail_sink, KARI))  # the same code still opens it
+    assert str(opened.url).endswith("/rights/requests")
+    bad = await client.get("/rights/code?id=not-an-id", follow_redirects=False)
+    assert bad.status_code == 303 and bad.headers["location"].startswith("/rights?")
+
+
 async def test_after_erasure_the_manage_link_says_it_was_erased_on_that_day_and_nothing_more(
     client: AsyncTestClient[Any],
     broker: BrokerContext,

@@ -13,6 +13,7 @@ message, enter it, then see, download, correct, withdraw or erase the requests l
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -44,6 +45,7 @@ from referral_protocol.notice import NoticeKind
 
 START = "/rights"
 REQUESTS = "/rights/requests"
+CODE_PAGE = "/rights/code"
 #: Why the start page was reached by a redirect: a query word, never anything personal.
 _ARRIVALS = frozenset({"ended", "signed_out"})
 _NO_NEEDS = {"minimum_age": 0}  # no rights form can give the age error; messages_by_field asks for it
@@ -104,7 +106,9 @@ def _code_page(
         request,
         "patient/rights_code.html",
         status_code=422 if refused or empty else 200,
-        switch_url=None,  # the code id lives in this page's form; a switch would lose it
+        # The code id is random and opens nothing without the code (five tries in all), so the switch may carry
+        # it: the same code page in another language, the code field empty.
+        switch_url=f"{CODE_PAGE}?{urlencode([('id', code_id), ('channel', channel)])}",
         code_id=code_id,
         channel=channel if channel in CHANNELS else "email",
         minutes=minutes,
@@ -213,6 +217,21 @@ class RightsPages(Controller):
         return response
 
     # --- what a session sees -------------------------------------------------------------------
+
+    @get("/code")
+    async def code_page(
+        self,
+        request: Request[Any, Any, Any],
+        broker: NamedDependency[BrokerContext],
+        id: FromQuery[str] = "",
+        channel: FromQuery[str] = "email",
+    ) -> Response[Any]:
+        """The code page again, in the language the switch chose; a code id of the wrong shape starts over."""
+        try:
+            uuid.UUID(id)
+        except ValueError:
+            return _back_to_start()
+        return _code_page(request, id, channel, broker.settings.rights_code_minutes)
 
     @get("/requests")
     async def requests(self, request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext]) -> Response[Any]:
