@@ -15,11 +15,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromQuery
 from litestar.response import Template
 
-from referral_broker.services import catalogue, intake
+from referral_broker.services import catalogue, intake, manage
 from referral_broker.services.catalogue import ClinicChoice
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.submit_limit import Admission, WindowCounter
-from referral_broker.web.i18n import Translator
+from referral_broker.web.i18n import LANGUAGES, Translator
+from referral_broker.web.patient.manage_pages import not_found_page
 from referral_broker.web.patient.page import language_of, render, switch_link
 from referral_broker.web.patient.referral_form import HONEYPOT_FIELD, ReferralForm, messages_by_field
 from referral_broker.web.patient.submission_guard import admit_submission
@@ -109,17 +110,25 @@ def _receipt_page(
     receipt: Receipt,
     *,
     repeated: bool,
-    clinics: dict[str, ClinicChoice],
-    form: ReferralForm,
+    clinic_names: list[str],
 ) -> Template:
+    """The receipt. Its language switch is a form that posts the manage token, already on this page, to
+    `POST /receipt`: a link would leave the only copy of the private link behind, or put it in a URL."""
+    language = language_of(request)
     return render(
         request,
         "patient/receipt.html",
         switch_url=None,
         receipt=receipt,
         repeated=repeated,
-        clinic_names=[clinics[s].name if s in clinics else s for s in form.clinics],
+        clinic_names=clinic_names,
+        manage_token=receipt.manage_url.rsplit("/", 1)[-1],
+        receipt_languages=[(other, Translator(other)) for other in LANGUAGES if other != language],
     )
+
+
+def _names(clinics: dict[str, ClinicChoice], form: ReferralForm) -> list[str]:
+    return [clinics[s].name if s in clinics else s for s in form.clinics]
 
 
 class PatientPages(Controller):
@@ -159,6 +168,21 @@ class PatientPages(Controller):
             request, form, [by_slug[s] for s in wanted], errors=[], minimum_age=broker.settings.minimum_age
         )
 
+    @post("/receipt", status_code=200)
+    async def receipt_again(self, request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext]) -> Template:
+        """The receipt in the language `?lang=` names, for the manage token the receipt's switch posts."""
+        token = (await request.form()).get("token")
+        view = await manage.look_up(broker, token) if isinstance(token, str) else None
+        if view is None or not isinstance(token, str):
+            return not_found_page(request)
+        receipt = Receipt(
+            reference=view.referral.reference,
+            manage_url=f"{broker.settings.public_url}/manage/{token}",
+            submitted_at=view.referral.created_at,
+            deliveries=[],
+        )
+        return _receipt_page(request, receipt, repeated=False, clinic_names=[d.clinic_name for d in view.deliveries])
+
     @post("/send")
     async def send(
         self,
@@ -176,7 +200,7 @@ class PatientPages(Controller):
             # Back and Send again past the limit: the first receipt, not "not sent yet" (it was sent).
             earlier = await intake.earlier_receipt(broker, referral, idempotency_key=form.submission)
             if earlier is not None:
-                return _receipt_page(request, earlier, repeated=True, clinics=clinics, form=form)
+                return _receipt_page(request, earlier, repeated=True, clinic_names=_names(clinics, form))
         if not admission.admitted:
             # The form again, with what was typed and why it was not sent (issue 22, item 4).
             return _form_page(
@@ -199,6 +223,6 @@ class PatientPages(Controller):
                 errors = exc.errors
             else:
                 await admission.settle("neither" if repeated else "accepted")
-                return _receipt_page(request, receipt, repeated=repeated, clinics=clinics, form=form)
+                return _receipt_page(request, receipt, repeated=repeated, clinic_names=_names(clinics, form))
         await admission.settle("refused")
         return _form_page(request, form, chosen, errors=errors, minimum_age=minimum_age)
