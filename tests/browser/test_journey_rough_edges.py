@@ -124,6 +124,18 @@ async def test_back_and_send_again_makes_no_second_referral(
         await _send(page)
         await expect(page.locator(".confirmation .lead")).not_to_contain_text(text["repeated"])
         assert await _referrals(broker) == 2
+
+        # Item 10: the receipt switches language without losing the private link (a form, not a link).
+        second = (await page.locator(".reference strong").inner_text()).strip()
+        second_link = await page.locator(".manage-link a").get_attribute("href")
+        other = "en" if lang == "nb" else "nb"
+        await page.locator(f".receipt-languages button[lang={other}]").click()
+        await expect(page.locator("html")).to_have_attribute("lang", other)
+        await expect(page.locator("h1")).to_have_text(TEXTS[other]["receipt"])
+        assert (await page.locator(".reference strong").inner_text()).strip() == second
+        assert await page.locator(".manage-link a").get_attribute("href") == second_link
+        assert second_link and second_link.rsplit("/", 1)[1] not in page.url
+        await visit.check("receipt-switched")
     finally:
         await context.close()
 
