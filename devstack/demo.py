@@ -156,7 +156,9 @@ referral-broker is running at {public_url}
   Patients:  open {public_url}/ in a browser (find clinics, send a request, receipt, manage link)
              {public_url}/rights finds a patient's requests by e-mail or phone (codes: see "one-time codes")
   API:       {public_url}/schema  (GET /api/v1/clinics, GET /api/v1/consent, POST /api/v1/referrals)
-  Operators: {public_url}/ops — first make an account (it prints the TOTP secret for your app):
+  Operators: {public_url}/ops — first make an account (it prints the TOTP secret for your app; the
+             password, at least 12 characters, is asked for on the terminal or read from
+             REFERRAL_BROKER_OPERATOR_PASSWORD):
     DATABASE_URL={database_url} REFERRAL_BROKER_KEYS_DIR=keys \\
       .venv/bin/referral-broker operator create --username you --role operator
 

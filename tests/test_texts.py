@@ -82,3 +82,27 @@ def test_the_subject_access_export_explains_itself_word_for_word_as_before() -> 
     explanation = dict(zip(texts.BOTH, texts.in_both("export.explanation"), strict=True))
     assert explanation["nb"].startswith("Dette er alt henvisningsformidleren har om deg knyttet til adressen")
     assert explanation["en"].endswith("The clinics hold their own copy of what they received; ask them for it.")
+
+
+def test_every_page_states_the_retention_period_in_the_consent_texts_words() -> None:
+    """The consent text (versioned, hash-pinned) says five months after the request was *sent*; the one sentence
+    the receipt, the export and the printable export share says the same (issue 22, item 6)."""
+    consent = wording.consent_texts(CONSENT_VERSION)
+    phrases = {"nb": "i fem måneder etter at henvendelsen er sendt", "en": "for five months after the request is sent"}
+    for language, phrase in phrases.items():
+        assert phrase in consent[language]
+        assert phrase in texts.text(language, "retention.contact")
+    for language in texts.languages():
+        for key in ("receipt.retention", "export.explanation"):
+            if texts.needs(language, key):
+                stated = texts.text(language, key)
+                assert "måned" not in stated and "månad" not in stated and "month" not in stated, (language, key)
+                assert "levert" not in stated and "delivered" not in stated, (language, key)
+
+
+def test_the_words_for_what_a_clinic_treats_read_as_a_heading_not_a_person() -> None:
+    # "Behandler:" reads as "therapist:", "Field (optional)" as a form field (issue 22, item 10).
+    assert texts.text("nb", "home.treats") == "Fagområder"
+    assert texts.text("en", "home.treats") == "Types of care"
+    assert texts.text("en", "form.category") == "Type of care (optional)"
+    assert not any("field" in texts.text("en", k).lower() for k in ("form.category", "form.category_none"))

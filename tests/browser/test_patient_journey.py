@@ -32,12 +32,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "date_error": "Skriv fødselsdatoen som dd.mm.åååå",
         "consent_error": "Du må krysse av for samtykke",
         "receipt": "Henvendelsen er sendt",
-        "retention": "fem måneder etter at henvendelsen er levert",
+        "retention": "fem måneder etter at henvendelsen er sendt",
         "received": "Mottatt av klinikken",
         "inbox": "Levert til klinikkens innboks",
         "withdraw": "Trekk tilbake samtykket",
         "withdrawn": "Samtykket er trukket tilbake",
-        "kept": "beholder den",
+        "confirm": "Trekke tilbake samtykket?",
+        "told": "får beskjed om at du trakk tilbake samtykket",
+        "told_done": "Disse klinikkene får beskjed om at du trakk tilbake samtykket",
         "not_found": "Vi finner ikke denne siden",
         "switch": "English",
     },
@@ -52,12 +54,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "date_error": "Write your date of birth as dd.mm.yyyy",
         "consent_error": "Tick the consent box",
         "receipt": "Your request has been sent",
-        "retention": "five months after the request is delivered",
+        "retention": "five months after the request is sent",
         "received": "Received by the clinic",
         "inbox": "Delivered to the clinic's inbox",
         "withdraw": "Withdraw consent",
         "withdrawn": "Consent has been withdrawn",
-        "kept": "keep it",
+        "confirm": "Withdraw consent?",
+        "told": "are told that you withdrew consent",
+        "told_done": "These clinics are told that you withdrew consent",
         "not_found": "We cannot find this page",
         "switch": "Norsk",
     },
@@ -176,12 +180,18 @@ async def test_patient_finds_clinics_sends_follows_and_withdraws(
         await expect(statuses.filter(has_text=CLINIC_NAMES["psyk-oslo"])).to_contain_text(text["inbox"])
         await visit.check("manage")
 
-        # 8. Withdraw, in one step, with the keyboard.
+        # 8. Withdraw with the keyboard, after a confirm step that says what stops and who is told.
+        await expect(page.locator(".withdraw")).to_contain_text(text["told"])
         await _tab_to(page, "withdraw-button")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("h1")).to_have_text(text["confirm"])
+        await expect(page.locator("main")).to_contain_text(text["told"])
+        await visit.check("confirm-withdrawal")
+        await _tab_to(page, "confirm-button")
         await page.keyboard.press("Enter")
         await expect(page.locator(".confirmation h2")).to_have_text(text["withdrawn"])
         await expect(page.locator(".confirmation")).to_contain_text(CLINIC_NAMES["psyk-oslo"])
-        await expect(page.locator(".confirmation")).to_contain_text(text["kept"])
+        await expect(page.locator(".confirmation")).to_contain_text(text["told_done"])
         await expect(page.get_by_role("button", name=text["withdraw"])).to_have_count(0)
         await visit.check("withdrawn")
         states = await broker.pool.fetch(

@@ -32,7 +32,7 @@ async def test_audit_page_filters_by_clinic_action_and_time(
     await submit_and_dispatch(client, broker, ["klinikk-a"])
     await submit_and_dispatch(client, broker, ["klinikk-b"])
     await sign_in(client, operator, clock)
-    await post_form(client, "/ops/clinics/klinikk-b/suspend")
+    await post_form(client, "/ops/clinics/klinikk-b/suspend", confirm="yes")
 
     everything = (await client.get("/ops/audit")).text
     assert "clinic.enrolled" in everything and "operator.login" in everything and "clinic.suspended" in everything

@@ -35,6 +35,17 @@ def test_latency_lines_skip_hours_without_dispatches_and_an_empty_day_says_so() 
     assert charts.latency_chart(_hours([(0, None)] * 24)).empty
 
 
+def test_the_latency_axis_never_shows_the_same_label_twice() -> None:
+    for peak, labels in (
+        (0.08, ["0 s", "0.05 s", "0.1 s"]),  # 0.05 was rounded to "0.1 s" beside the top's "0.1 s"
+        (0.4, ["0 s", "0.25 s", "0.5 s"]),
+        (3.0, ["0 s", "2.5 s", "5 s"]),
+        (0.009, ["0 s", "0.005 s", "0.01 s"]),
+    ):
+        chart = charts.latency_chart(_hours([(1, peak / 2)]))
+        assert [tick.label for tick in chart.y_ticks] == labels, peak
+
+
 def test_ages_read_at_a_glance() -> None:
     now = datetime(2026, 11, 22, 12, tzinfo=UTC)
     assert display.ago(now, None) == "never"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 import uuid
 from datetime import timedelta
@@ -147,10 +148,22 @@ async def test_an_operator_suspends_and_reactivates_a_clinic(
 ) -> None:
     a = await enrol_clinic(broker, "klinikk-a")
     await sign_in(client, operator, clock)
-    assert (await post_form(client, "/ops/clinics/klinikk-a/suspend")).status_code == 303
+    name = await broker.pool.fetchval("SELECT name FROM clinics WHERE slug = 'klinikk-a'")
+    # The first click asks, naming the clinic; nothing is suspended yet.
+    asked = await post_form(client, "/ops/clinics/klinikk-a/suspend")
+    assert asked.status_code == 200 and f"Suspend {name}?" in html.unescape(asked.text)
+    assert 'name="confirm" value="yes"' in asked.text
+    assert await broker.pool.fetchval("SELECT status FROM clinics WHERE slug = 'klinikk-a'") == "active"
+    assert (await post_form(client, "/ops/clinics/no-such-clinic/suspend")).status_code == 409
+    done = await post_form(client, "/ops/clinics/klinikk-a/suspend", confirm="yes")
+    assert done.status_code == 303 and done.headers["location"] == "/ops?done=suspended&clinic=klinikk-a"
+    said = html.unescape((await client.get(done.headers["location"])).text)
+    assert f"{name} is suspended: it is not offered to patients" in said
+    forged = html.unescape((await client.get("/ops?done=suspended&clinic=<b>evil</b>")).text)
+    assert "evil" not in forged[forged.index("<main") :]  # a name comes from the board, never from the query
     assert "klinikk-a" not in (await client.get("/api/v1/clinics")).text  # not offered to patients
     assert (await _signed_inbox(client, a)).status_code == 403  # its requests are refused
-    assert (await post_form(client, "/ops/clinics/klinikk-a/suspend")).status_code == 409
+    assert (await post_form(client, "/ops/clinics/klinikk-a/suspend", confirm="yes")).status_code == 409
     assert (await post_form(client, "/ops/clinics/klinikk-a/reactivate")).status_code == 303
     assert "klinikk-a" in (await client.get("/api/v1/clinics")).text
     assert (await _signed_inbox(client, a)).status_code == 200
@@ -186,7 +199,7 @@ async def test_an_operator_verifies_pending_keys_only_with_the_right_fingerprint
     refused = await broker.pool.fetchval("SELECT actor FROM audit_events WHERE action = 'clinic.verify_refused'")
     assert refused == "operator:olga"  # the refusal is recorded (and committed)
     right = await post_form(client, "/ops/clinics/klinikk-c/verify", fingerprint=c.fingerprint.lower())
-    assert right.status_code == 303 and right.headers["location"] == "/ops?done=verified"
+    assert right.status_code == 303 and right.headers["location"] == "/ops?done=verified&clinic=klinikk-c"
     states = {r["state"] for r in await broker.pool.fetch("SELECT state FROM clinic_keys")}
     assert states == {"active"}
     assert await broker.pool.fetchval("SELECT status FROM clinics") == "active"

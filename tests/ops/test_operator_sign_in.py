@@ -70,10 +70,16 @@ async def test_a_replayed_totp_code_is_refused(
     await post_form(client, "/ops/logout")
     replay = await post_login(client, operator, clock, code=code)  # same code, same time-step
     assert replay.status_code == 401
+    assert "This code was already used. Wait for your app to show the next code" in replay.text
+    assert SESSION_COOKIE not in _set_cookies(replay)
+    # Only the right password reaches the code: a wrong one with the used code gets the one generic answer.
+    guessed = await post_login(client, operator, clock, code=code, password="not the password!")
+    assert guessed.status_code == 401 and "already used" not in guessed.text
+    assert "The username, password or code is wrong." in guessed.text
     reasons = await broker.pool.fetch(
         "SELECT details->>'reason' AS r FROM audit_events WHERE action = 'operator.login_failed'"
     )
-    assert [r["r"] for r in reasons] == ["code already used"]
+    assert [r["r"] for r in reasons] == ["code already used", "wrong password"]
     # An older step's code is refused too once a later one was used: codes only move forward.
     clock.advance(seconds=30)
     earlier = code_at(operator, clock() - timedelta(seconds=30))

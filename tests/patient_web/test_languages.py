@@ -79,6 +79,8 @@ def test_every_text_a_template_asks_for_exists() -> None:
         assert key in nb, key
     for status in ("waiting", "available", "acknowledged", "dead", "cancelled", "expired"):
         assert f"status.{status}" in nb and f"status.{status}_detail" in nb
+    for limit in ("accepted", "refused"):
+        assert f"form.limit.{limit}" in nb
     for problem in ("not_found", "csrf", "too_many", "too_large", "refused", "generic"):
         assert f"error_page.{problem}" in nb and f"error_page.{problem}_title" in nb
 
@@ -139,18 +141,22 @@ def test_the_operators_pages_speak_bokmal_for_nynorsk() -> None:
 
 def test_times_are_written_in_norwegian_time_the_way_each_language_writes_them() -> None:
     moment = datetime(2026, 1, 5, 23, 30, tzinfo=UTC)  # already 6 January in Oslo
-    assert Translator("nb").when(moment) == "06.01.2026 kl. 00:30"
+    assert Translator("nb").when(moment) == "6. januar 2026 kl. 00:30"
     assert Translator("en").when(moment) == "6 January 2026 at 00:30"
     assert Translator("en").listing(["A", "B", "C"]) == "A, B and C"
     assert Translator("nb").listing(["A", "B"]) == "A og B"
+    # One date style per language: a moment reads as the day does, with the time after it (issue 22, item 10).
+    for language in ("nb", "nn", "en"):
+        t = Translator(language)
+        assert t.when(moment).startswith(t.day(moment) + " ")
 
 
 @pytest.mark.parametrize(
     ("language", "when", "day", "listing", "one", "two"),
     [
-        ("nb", "06.01.2026 kl. 00:30", "6. januar 2026", "A, B og C", "1 klinikk passer", "2 klinikker passer"),
+        ("nb", "6. januar 2026 kl. 00:30", "6. januar 2026", "A, B og C", "1 klinikk passer", "2 klinikker passer"),
         ("en", "6 January 2026 at 00:30", "6 January 2026", "A, B and C", "1 clinic matches", "2 clinics match"),
-        ("nn", "06.01.2026 kl. 00:30", "6. januar 2026", "A, B og C", "1 klinikk passar", "2 klinikkar passar"),
+        ("nn", "6. januar 2026 kl. 00:30", "6. januar 2026", "A, B og C", "1 klinikk passar", "2 klinikkar passar"),
     ],
 )
 def test_dates_lists_and_plurals_in_each_language(

@@ -1,4 +1,4 @@
-"""The private manage link: each clinic's state with times, and withdrawing consent in one step."""
+"""The private manage link: each clinic's state with times, and withdrawing consent after a confirm step."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ async def test_manage_page_shows_each_clinics_state_with_times(
     assert f'<h1>Request <span class="nowrap">{reference}</span></h1>' in page
     assert 'action="/manage/' in page and "Withdraw consent" in page
     nb = (await client.get(f"/manage/{token}?lang=nb")).text
-    assert re.search(r'<span class="status__time">\d\d\.\d\d\.\d{4} kl\. \d\d:\d\d</span>', nb)
+    assert re.search(r'<span class="status__time">\d{1,2}\. [a-zæøå]+ \d{4} kl\. \d\d:\d\d</span>', nb)
 
 
 async def test_wrong_token_shows_the_same_page_as_an_unknown_one(
@@ -119,15 +119,27 @@ async def test_withdraw_cancels_undelivered_deliveries_and_leaves_those_received
     assert len(await _inbox_ids(client, clinics["psyk-oslo"])) == 1
 
     page = await client.get(f"/manage/{token}?lang=en")
-    response = await client.post(f"/manage/{token}/withdraw", data={"_csrf_token": csrf_of(page.text)})
+    # The manage page says beforehand what withdrawing stops and who is told, in the rights pages' words.
+    assert "Stopped at once, before the clinic receives it: Klinikk hud-bergen and Klinikk psyk-oslo." in page.text
+    told = "Klinikk fysio-oslo and Klinikk psyk-oslo"
+    assert (
+        f"These clinics have, or may have collected, the request and are told that you withdrew consent: {told}."
+        in (page.text)
+    )
+    assert "keep it" not in page.text and "Contact them directly" not in page.text  # they are told automatically
+    csrf = csrf_of(page.text)
+    asked = await client.post(f"/manage/{token}/withdraw", data={"_csrf_token": csrf})
+    assert asked.status_code == 200 and "<h1>Withdraw consent?</h1>" in asked.text
+    assert "This cannot be undone." in asked.text
+    assert f'action="/manage/{token}/withdraw/confirm"' in asked.text and f'href="/manage/{token}"' in asked.text
+    assert await broker.pool.fetchval("SELECT withdrawn_at FROM referrals WHERE id = $1", referral_id) is None
+    response = await client.post(f"/manage/{token}/withdraw/confirm", data={"_csrf_token": csrf_of(asked.text)})
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
     text = response.text
     assert "Consent has been withdrawn" in text
-    stopped = text[text.index("Stopped now, before the clinic received it:") :]
-    assert "<li>Klinikk hud-bergen</li>" in stopped and "<li>Klinikk psyk-oslo</li>" in stopped
-    assert "These clinics had already received the request and keep it: Klinikk fysio-oslo." in text
-    assert "Contact them directly" in text
+    assert "Stopped before the clinic received it: Klinikk hud-bergen and Klinikk psyk-oslo." in text
+    assert f"These clinics are told that you withdrew consent: {told}." in text
     assert 'action="/manage/' not in text  # nothing left to withdraw
 
     rows = {
@@ -185,12 +197,14 @@ async def test_withdrawing_twice_is_harmless(
 ) -> None:
     token, referral_id = await _submitted(client, broker, ["fysio-oslo"])
     csrf = csrf_of((await client.get(f"/manage/{token}")).text)
-    first = await client.post(f"/manage/{token}/withdraw", data={"_csrf_token": csrf})
+    first = await client.post(f"/manage/{token}/withdraw/confirm", data={"_csrf_token": csrf})
     withdrawn_at = await broker.pool.fetchval("SELECT withdrawn_at FROM referrals")
-    second = await client.post(f"/manage/{token}/withdraw", data={"_csrf_token": csrf})
-    assert first.status_code == second.status_code == 200
-    assert "Stanset nå, før klinikken mottok den:" in first.text
+    second = await client.post(f"/manage/{token}/withdraw/confirm", data={"_csrf_token": csrf})
+    asked_again = await client.post(f"/manage/{token}/withdraw", data={"_csrf_token": csrf})
+    assert first.status_code == second.status_code == asked_again.status_code == 200
+    assert "Stanset før klinikken mottok den: Klinikk fysio-oslo." in first.text
     assert "Det var ingenting igjen å stanse." in second.text
+    assert "Trekke tilbake samtykket?" not in asked_again.text  # nothing to confirm any more
     assert await broker.pool.fetchval("SELECT withdrawn_at FROM referrals") == withdrawn_at
     assert await broker.pool.fetchval("SELECT count(*) FROM audit_events WHERE action = 'referral.withdrawn'") == 1
     assert (
@@ -207,7 +221,8 @@ async def test_withdraw_with_an_unknown_token_changes_nothing(
     token, _ = await _submitted(client, broker, ["fysio-oslo"])
     csrf = csrf_of((await client.get(f"/manage/{token}")).text)
     for wrong in (token[:-2] + "zz", "nope"):
-        response = await client.post(f"/manage/{wrong}/withdraw", data={"_csrf_token": csrf})
-        assert response.status_code == 404
-        assert "Vi finner ikke denne siden" in response.text
+        for step in ("withdraw", "withdraw/confirm"):
+            response = await client.post(f"/manage/{wrong}/{step}", data={"_csrf_token": csrf})
+            assert response.status_code == 404
+            assert "Vi finner ikke denne siden" in response.text
     assert await broker.pool.fetchval("SELECT count(*) FROM referrals WHERE withdrawn_at IS NOT NULL") == 0

@@ -13,7 +13,7 @@ from litestar.testing import AsyncTestClient
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from tests.conftest import EnrolledClinic
-from tests.patient_web.conftest import form_token, good_form, manage_token_of, send_form
+from tests.patient_web.conftest import csrf_of, form_token, good_form, manage_token_of, send_form
 from tests.patient_web.test_page_security import parse
 
 
@@ -255,10 +255,23 @@ async def test_receipt_shows_reference_clinics_next_steps_retention_and_the_priv
     assert f"<strong>{reference}</strong>" in page
     assert "<li>Klinikk fysio-oslo</li>" in page and "<li>Klinikk hud-bergen</li>" in page
     assert "What happens next?" in page
-    assert "five months after the request is delivered" in page and "Then they are deleted." in page
+    assert (
+        "We keep your contact details encrypted for five months after the request is sent, and then delete them."
+        in page
+    )
     token = manage_token_of(page)
     assert f'<a href="https://broker.test/manage/{token}">' in page
-    assert 'class="language-switch"' not in page  # switching language would lose the only copy of the link
+    assert 'class="language-switch"' not in page  # a link would lose the only copy of the private link
+    # The switch is a form posting the token (already on the page), never a URL holding it.
+    assert '<form method="post" action="/receipt?lang=nb">' in page and f'name="token" value="{token}"' in page
+    switched = await client.post("/receipt?lang=nb", data={"_csrf_token": csrf_of(page), "token": token})
+    assert switched.status_code == 200 and '<html lang="nb">' in switched.text
+    assert "Henvendelsen er sendt" in switched.text and f"<strong>{reference}</strong>" in switched.text
+    assert manage_token_of(switched.text) == token
+    assert "<li>Klinikk fysio-oslo</li>" in switched.text and "<li>Klinikk hud-bergen</li>" in switched.text
+    assert "allerede sendt" not in switched.text and switched.headers["cache-control"] == "no-store"
+    wrong = await client.post("/receipt?lang=nb", data={"_csrf_token": csrf_of(page), "token": token[:-3] + "xyz"})
+    assert wrong.status_code == 404
 
 
 async def test_manage_token_has_at_least_128_bits_and_is_stored_only_hashed(

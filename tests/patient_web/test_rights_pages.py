@@ -4,6 +4,7 @@ signing out, and every refusal on the way."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import uuid
@@ -15,8 +16,9 @@ import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
+from referral_broker.crypto.tokens import token_hash
 from referral_broker.domain.retention import months_after
-from referral_broker.services import dispatch
+from referral_broker.services import dispatch, retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import deliveries
 from referral_broker.web.i18n import CATALOGUES, Translator
@@ -26,7 +28,7 @@ from referral_protocol.notice import NOTICE_KINDS
 from referral_protocol.referral import ContactCopy
 from tests.conftest import EnrolledClinic
 from tests.ops.notice_sinks import MailSink, mail_sink  # noqa: F401 - the SMTP sink fixture
-from tests.patient_web.conftest import FIXED_NOW, ClientFactory, csrf_of, send_form
+from tests.patient_web.conftest import FIXED_NOW, ClientFactory, csrf_of, manage_token_of, send_form
 
 KARI = "kari@example.no"
 NEED = "Vondt i kneet etter fotballtrening"
@@ -225,7 +227,8 @@ async def test_the_code_page_is_the_same_whether_or_not_the_address_has_requests
     await _submit(client, ["fysio-oslo"])
 
     def normalised(page: str) -> str:
-        return re.sub(r'value="[0-9a-f-]{36,}"', 'value="…"', page)
+        # The code's random id (in the form and in the language switch's link) is all that may differ.
+        return re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "…", page)
 
     linked = await _ask(client, "email", KARI)
     unknown = await _ask(client, "email", "ingen.henvendelser@example.no")
@@ -323,19 +326,24 @@ async def test_a_wrong_code_is_refused_clearly_and_five_wrong_tries_use_the_code
     page = (await _ask(client, "email", KARI)).text
     right = _code_in(mail_sink, KARI)
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
-    for _ in range(5):
+    for _ in range(4):
         refused = await _enter(client, page, wrong)
         assert refused.status_code == 422
-        assert "Koden er feil eller ikke lenger gyldig" in refused.text
+        assert "Koden stemmer ikke. Sjekk sifrene og prøv igjen." in refused.text
         assert 'href="/rights"' in refused.text  # ask for a new code
         assert _CODE_ID.search(refused.text)  # and try again here
         assert SESSION_COOKIE not in refused.headers.get("set-cookie", "")
         page = refused.text
-    after = await _enter(client, page, right)
-    assert after.status_code == 422
-    assert await broker.pool.fetchval("SELECT attempts FROM rights_codes") == 5
     empty = await _enter(client, page, "")
     assert empty.status_code == 422 and "Skriv koden vi sendte deg" in empty.text
+    fifth = await _enter(client, page, wrong)
+    assert fifth.status_code == 422 and "Denne koden er brukt opp" in fifth.text  # the fifth wrong try uses it up
+    assert not _CODE_ID.search(fifth.text) and 'id="new-code" href="/rights"' in fifth.text  # no use trying here
+    after = await _enter(client, page, right)  # the right digits, too late (issue 22, item 8)
+    assert after.status_code == 422
+    assert "Denne koden er brukt opp" in after.text and "Sjekk sifrene" not in after.text
+    assert SESSION_COOKIE not in after.headers.get("set-cookie", "")
+    assert await broker.pool.fetchval("SELECT attempts FROM rights_codes") == 5
 
 
 async def test_a_mistyped_code_can_be_tried_again(
@@ -374,7 +382,7 @@ async def test_an_expired_code_and_an_expired_session_send_the_patient_back(
 
 
 async def test_missing_session_goes_back_to_the_start_with_a_message(client: AsyncTestClient[Any]) -> None:
-    for path in ("/rights/requests", "/rights/export.json"):
+    for path in ("/rights/requests", "/rights/export.json", "/rights/export"):
         response = await client.get(path, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == "/rights?session=ended"
     page = await client.get("/rights/requests")
@@ -522,6 +530,40 @@ async def test_export_is_an_attachment_with_the_contact_copy_and_no_need(
     assert all(KARI not in a["details"] for a in actions)
 
 
+async def test_the_export_is_also_a_readable_printable_page_of_the_same_document(
+    client: AsyncTestClient[Any],
+    broker: BrokerContext,
+    clinics: dict[str, EnrolledClinic],
+    mail_sink: MailSink,  # noqa: F811
+) -> None:
+    reference = await _submit(client, ["fysio-oslo", "psyk-oslo"])
+    await _dispatch_and_acknowledge(broker, reference, "fysio-oslo")
+    listed = await _sign_in(client, mail_sink)
+    assert 'href="/rights/export"' in listed.text and 'href="/rights/export.json"' in listed.text
+    document = json.loads((await client.get("/rights/export.json")).content)
+    [referral] = document["referrals"]
+    for lang, words in {
+        "en": ("Everything we hold about you", "Received by the clinic", "Version of the consent text"),
+        "nb": ("Alt vi har om deg", "Mottatt av klinikken", "Versjon av samtykketeksten"),
+    }.items():
+        page = await client.get(f"/rights/export?lang={lang}")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert page.headers["cache-control"] == "no-store"
+        text = html.unescape(page.text)
+        assert all(word in text for word in words)
+        assert document["explanation"][lang] in text  # the same words as the file, retention sentence included
+        assert reference in text and NEED not in text
+        for value in (referral["contact_details"]["name"], KARI, "+4741234567", referral["consent"]["text_sha256"]):
+            assert value in text
+        assert "Klinikk fysio-oslo" in text and "Klinikk psyk-oslo" in text
+        assert 'href="/rights/export.json"' in text  # the JSON download is kept
+    assert "17. mai 1990" in html.unescape((await client.get("/rights/export?lang=nb")).text)
+    audited = await broker.pool.fetch("SELECT details FROM audit_events WHERE action = 'rights.exported'")
+    assert sorted(
+        json.loads(a["details"])["form"] if isinstance(a["details"], str) else a["details"]["form"] for a in audited
+    ) == ["json", "page", "page", "page"]
+
+
 async def test_correcting_contact_details_updates_the_copy_and_tells_the_clinics(
     client: AsyncTestClient[Any],
     broker: BrokerContext,
@@ -635,6 +677,69 @@ async def test_erasure_says_what_remains_then_removes_the_person_and_tells_the_c
     assert await _notices(broker, referral_id) == [("fysio-oslo", "erasure")]
     again = await _act(client, "/rights/erase/confirm", reference)
     assert again.status_code == 404 and "Vi finner ikke den henvendelsen" in again.text
+
+
+async def test_the_code_page_switches_language_and_keeps_the_code_it_waits_for(
+    client: AsyncTestClient[Any],
+    broker: BrokerContext,
+    clinics: dict[str, EnrolledClinic],
+    mail_sink: MailSink,  # noqa: F811
+) -> None:
+    await _submit(client, ["fysio-oslo"])
+    asked = await _ask(client, "email", KARI, lang="nb")
+    code_id = _CODE_ID.search(asked.text).group(1)  # type: ignore[union-attr]
+    switch = re.search(r'<a class="language-switch" href="([^"]+)" lang="en"', asked.text)
+    assert switch, "the code page has no language switch"
+    url = html.unescape(switch.group(1))
+    assert url == f"/rights/code?id={code_id}&channel=email&lang=en"
+    english = await client.get(url)
+    assert english.status_code == 200 and '<html lang="en">' in english.text
+    assert f'value="{code_id}"' in english.text and KARI not in english.text
+    opened = await _enter(client, english.text, _code_in(mail_sink, KARI))  # the same code still opens it
+    assert str(opened.url).endswith("/rights/requests")
+    bad = await client.get("/rights/code?id=not-an-id", follow_redirects=False)
+    assert bad.status_code == 303 and bad.headers["location"].startswith("/rights?")
+
+
+async def test_after_erasure_the_manage_link_says_it_was_erased_on_that_day_and_nothing_more(
+    client: AsyncTestClient[Any],
+    broker: BrokerContext,
+    clinics: dict[str, EnrolledClinic],
+    mail_sink: MailSink,  # noqa: F811
+) -> None:
+    receipt = await send_form(client, ["fysio-oslo"])
+    token = manage_token_of(receipt.text)
+    reference = _REFERENCE.search(receipt.text).group(0)  # type: ignore[union-attr]
+    await _sign_in(client, mail_sink)
+    assert (await _act(client, "/rights/erase/confirm", reference)).status_code == 200
+
+    for lang, words in {
+        "nb": f"Denne henvendelsen ble slettet {_day(broker.clock())}.",
+        "en": f"This request was erased on {_day(broker.clock(), 'en')}.",
+    }.items():
+        page = await client.get(f"/manage/{token}?lang={lang}")
+        assert page.status_code == 410
+        text = html.unescape(page.text)
+        assert words in text
+        main = text[text.index("<main") : text.index("</main>")]
+        assert reference not in main and "Klinikk" not in main and "Kari" not in main  # nothing more
+    csrf = csrf_of((await client.get("/rights")).text)
+    asked = await client.post(f"/manage/{token}/withdraw", data={"_csrf_token": csrf})
+    assert asked.status_code == 410
+    wrong = await client.get(f"/manage/{token[:-3]}xyz")
+    assert wrong.status_code == 404 and "We cannot find this page" in wrong.text  # the language chosen above
+
+    # What is kept: a keyed hash of the link and the day, linked to nothing (no referral id, no token hash).
+    [row] = await broker.pool.fetch("SELECT * FROM erased_manage_links")
+    assert set(row.keys()) == {"link_hash", "erased_on"}
+    assert row["link_hash"] != token_hash(token)
+    assert await broker.pool.fetchval("SELECT count(*) FROM referrals WHERE manage_token_hash IS NOT NULL") == 0
+
+    # Once the retention period has passed since the erasure, the retention run forgets it.
+    run = await retention.anonymise_expired(broker, now=broker.clock() + timedelta(days=31 * 6))
+    assert run.anonymised == 0
+    assert await broker.pool.fetchval("SELECT count(*) FROM erased_manage_links") == 0
+    assert (await client.get(f"/manage/{token}")).status_code == 404
 
 
 async def test_a_reference_not_linked_to_the_confirmed_address_is_refused(

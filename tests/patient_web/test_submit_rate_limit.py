@@ -34,21 +34,70 @@ async def test_one_more_than_the_rate_is_refused_across_form_and_api_together(
 ) -> None:
     client: AsyncTestClient[Any] = await make_client(submit_rate=3, clock=_fixed)
     assert (await send_form(client, ["fysio-oslo"])).status_code == 200
-    assert (await send_form(client, ["fysio-oslo"], email="wrong")).status_code == 422  # attempts count too
     assert (await client.post("/api/v1/referrals", json=referral_json(["fysio-oslo"]))).status_code == 201
+    assert (await send_form(client, ["fysio-oslo"])).status_code == 200
 
     refused_api = await client.post("/api/v1/referrals", json=referral_json(["fysio-oslo"]))
     assert refused_api.status_code == 429
+    assert "too many accepted submissions" in refused_api.json()["error"]
     assert "try again in a minute" in refused_api.json()["error"]
     assert 1 <= int(refused_api.headers["retry-after"]) <= 60
 
-    refused_form = await send_form(client, ["fysio-oslo"], lang="en")
+    refused_form = await send_form(client, ["fysio-oslo"], lang="en", description="Sore knee, second try")
     assert refused_form.status_code == 429
-    assert "Too many requests in a short time" in refused_form.text
+    assert "We accept at most 3 requests a minute from the same network" in refused_form.text
+    assert "This request has not been sent yet. What you typed is still in the form below." in refused_form.text
+    assert "Sore knee, second try</textarea>" in refused_form.text  # nothing typed is lost
+    assert 'name="submission"' in refused_form.text and "_csrf_token" in refused_form.text  # can be sent again
+    assert "many requests" not in refused_form.text.lower()
     assert refused_form.headers["retry-after"] == refused_api.headers["retry-after"]
+    assert refused_form.headers["cache-control"] == "no-store"  # it holds what was typed
     nb = await send_form(client, ["fysio-oslo"], lang="nb")
-    assert nb.status_code == 429 and "For mange henvendelser på kort tid" in nb.text
-    assert await _referrals(broker) == 2
+    assert nb.status_code == 429 and "Vi tar imot høyst 3 henvendelser i minuttet" in nb.text
+    assert await _referrals(broker) == 3
+
+
+async def test_typing_mistakes_do_not_use_up_the_accepted_submissions(
+    make_client: Any, broker: BrokerContext, clinics: dict[str, EnrolledClinic]
+) -> None:
+    client: AsyncTestClient[Any] = await make_client(submit_rate=5, submit_refused_rate=20, clock=_fixed)
+    for _ in range(5):
+        assert (await send_form(client, ["fysio-oslo"], email="wrong")).status_code == 422
+    assert (await client.post("/api/v1/referrals", json={"clinics": []})).status_code == 422
+    corrected = await send_form(client, ["fysio-oslo"], lang="en")
+    assert corrected.status_code == 200 and "Your request has been sent" in corrected.text
+    for _ in range(4):
+        assert (await client.post("/api/v1/referrals", json=referral_json(["fysio-oslo"]))).status_code == 201
+    assert (await client.post("/api/v1/referrals", json=referral_json(["fysio-oslo"]))).status_code == 429
+    assert await _referrals(broker) == 5
+
+
+async def test_refused_submissions_have_their_own_looser_limit(
+    make_client: Any, broker: BrokerContext, clinics: dict[str, EnrolledClinic]
+) -> None:
+    client: AsyncTestClient[Any] = await make_client(submit_rate=2, submit_refused_rate=4, clock=_fixed)
+    for _ in range(4):
+        assert (await send_form(client, ["fysio-oslo"], email="wrong")).status_code == 422
+    refused = await send_form(client, ["fysio-oslo"], lang="en", email="still-wrong")
+    assert refused.status_code == 429
+    assert "sent many times in the last minute with something that had to be fixed" in refused.text
+    assert 'value="still-wrong"' in refused.text
+    api = await client.post("/api/v1/referrals", json=referral_json(["fysio-oslo"]))
+    assert api.status_code == 429 and "too many refused submissions" in api.json()["error"]
+    assert await _referrals(broker) == 0
+
+
+async def test_a_repeat_of_the_same_submission_uses_no_place(
+    make_client: Any, broker: BrokerContext, clinics: dict[str, EnrolledClinic]
+) -> None:
+    client: AsyncTestClient[Any] = await make_client(submit_rate=1, clock=_fixed)
+    key = {"idempotency-key": "repeat-uses-no-place-01"}
+    body = referral_json(["fysio-oslo"])
+    assert (await client.post("/api/v1/referrals", json=body, headers=key)).status_code == 201
+    assert (await client.post("/api/v1/referrals", json=body, headers=key)).status_code == 200
+    assert (await client.post("/api/v1/referrals", json=body, headers=key)).status_code == 200
+    assert (await client.post("/api/v1/referrals", json=body)).status_code == 429
+    assert await _referrals(broker) == 1
 
 
 async def test_counter_holds_no_address_and_expires_soon(
@@ -61,10 +110,11 @@ async def test_counter_holds_no_address_and_expires_soon(
     store = aioredis.from_url(redis_url)
     try:
         keys = [k.decode() async for k in store.scan_iter("submit-rate:*")]
-        assert len(keys) == 1
-        assert "testclient" not in keys[0] and "198.51.100.7" not in keys[0]
-        assert await store.get(keys[0]) == b"1"
-        assert 0 < await store.ttl(keys[0]) <= 120
+        assert len(keys) == 2  # the accepted count, and the refused count (given back: 0)
+        assert not any("testclient" in k or "198.51.100.7" in k for k in keys)
+        assert sorted([await store.get(k) for k in keys]) == [b"0", b"1"]
+        for k in keys:
+            assert 0 < await store.ttl(k) <= 120
         everything = [k async for k in store.scan_iter()]
         assert not any(b"testclient" in k or b"198.51.100" in k for k in everything)
     finally:

@@ -117,7 +117,13 @@ async def _collect_patient_pages(
     manage = f"/manage/{manage_token_of(receipt)}"
     await _deliver(broker, receipt)
     page = pages.add(f"{lang}-manage", await client.get(manage), 200, lang)
-    withdrawn = await client.post(f"{manage}/withdraw", data={"_csrf_token": csrf_of(page)})
+    switched = await client.post(
+        f"/receipt?lang={lang}", data={"_csrf_token": csrf_of(page), "token": manage_token_of(receipt)}
+    )
+    pages.add(f"{lang}-receipt-switched", switched, 200, lang)
+    asked = await client.post(f"{manage}/withdraw", data={"_csrf_token": csrf_of(page)})
+    pages.add(f"{lang}-manage-confirm-withdraw", asked, 200, lang)
+    withdrawn = await client.post(f"{manage}/withdraw/confirm", data={"_csrf_token": csrf_of(page)})
     pages.add(f"{lang}-manage-withdrawn-now", withdrawn, 200, lang)
     pages.add(f"{lang}-manage-withdrawn", await client.get(manage), 200, lang)
     pages.add(f"{lang}-manage-unknown", await client.get("/manage/not-a-token"), 404, lang)
@@ -148,6 +154,9 @@ async def _contact_too_many(client: AsyncTestClient[Any], pages: Pages, lang: st
         if refused.status_code != 200:
             break
     pages.add(f"{lang}-contact-too-many", refused, 429, lang)
+    reference = re.search(r"RB-[0-9A-Z]{5}-[0-9A-Z]{5}", receipt)
+    assert reference
+    await _collect_rights_pages(client, pages, sink, lang, (manage, reference.group(0)))
 
 
 async def _deliver(broker: BrokerContext, receipt: str) -> None:
@@ -158,7 +167,9 @@ async def _deliver(broker: BrokerContext, receipt: str) -> None:
     await dispatch.dispatch_referral(broker, referral_id)
 
 
-async def _collect_rights_pages(client: AsyncTestClient[Any], pages: Pages, sink: MailSink, lang: str) -> None:
+async def _collect_rights_pages(
+    client: AsyncTestClient[Any], pages: Pages, sink: MailSink, lang: str, erased: tuple[str, str]
+) -> None:
     start = pages.add(f"{lang}-rights", await client.get("/rights"), 200, lang)
     ask = {"_csrf_token": csrf_of(start), "channel": "email"}
     pages.add(f"{lang}-rights-errors", await client.post("/rights/code", data={**ask, "email": "kari@"}), 422, lang)
@@ -176,6 +187,8 @@ async def _collect_rights_pages(client: AsyncTestClient[Any], pages: Pages, sink
         f"{lang}-rights-code-refused", await client.post("/rights/verify", data={**enter, "code": wrong}), 422, lang
     )
     pages.add(f"{lang}-rights-code-empty", await client.post("/rights/verify", data={**enter, "code": ""}), 422, lang)
+    again = f"/rights/code?id={code_id.group(1)}&channel=email&lang={lang}"
+    pages.add(f"{lang}-rights-code-again", await client.get(again), 200, lang)
     listed = pages.add(
         f"{lang}-rights-requests", await client.post("/rights/verify", data={**enter, "code": code.group(1)}), 200, lang
     )
@@ -189,9 +202,13 @@ async def _collect_rights_pages(client: AsyncTestClient[Any], pages: Pages, sink
     fixed = {"name": "Kari Nordmann", "email": KARI, "phone": "412 34 568", "birth_date": "17.05.1990"}
     saved = await client.post("/rights/correct/save", data={**act, **fixed})
     pages.add(f"{lang}-rights-corrected", saved, 200, lang)
+    pages.add(f"{lang}-rights-export-page", await client.get("/rights/export"), 200, lang)
     pages.add(f"{lang}-rights-withdraw", await client.post("/rights/withdraw", data=act), 200, lang)
     pages.add(f"{lang}-rights-erase", await client.post("/rights/erase", data=act), 200, lang)
     pages.add(f"{lang}-rights-withdrawn", await client.post("/rights/withdraw/confirm", data=act), 200, lang)
+    manage_link, erased_reference = erased  # the receipt's referral, erased so its link says so
+    assert (await client.post("/rights/erase/confirm", data={**act, "reference": erased_reference})).status_code == 200
+    pages.add(f"{lang}-manage-erased", await client.get(manage_link), 410, lang)
     pages.add(
         f"{lang}-rights-not-linked",
         await client.post("/rights/erase", data={**act, "reference": "RB-00000-00000"}),
@@ -230,6 +247,7 @@ async def _collect_ops_pages(client: AsyncTestClient[Any], pages: Pages, broker:
 
     await sign_in(client, operator, clock)
     pages.add("ops-dashboard", await client.get("/ops"), 200)
+    pages.add("ops-confirm-suspend", await post_form(client, "/ops/clinics/fysio-oslo/suspend"), 200)
     norwegian = {"accept-language": "nb-NO"}
     pages.add("ops-dashboard-nb", await client.get("/ops", headers=norwegian), 200, "nb")
     pages.add("ops-audit-nb", await client.get("/ops/audit/verify", headers=norwegian), 200, "nb")

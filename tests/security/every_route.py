@@ -151,6 +151,7 @@ async def site_fixture(settings: Settings, broker: BrokerContext, tmp_path: Path
             "username": made.username,
             "password": PASSWORD,
             "fingerprint": "x",
+            "token": manage_token_of(receipt.text),
         }
         yield Site(
             app,

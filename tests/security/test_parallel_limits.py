@@ -316,6 +316,30 @@ async def test_forty_parallel_submissions_from_one_client_accept_at_most_the_rat
     assert await broker.pool.fetchval("SELECT count(*) FROM referrals") == rate
 
 
+async def test_parallel_mixed_submissions_keep_both_the_accepted_and_the_refused_limit(
+    start_live: StartLive, http: httpx.AsyncClient, broker: BrokerContext, clinics: dict[str, EnrolledClinic]
+) -> None:
+    accepted_rate, refused_rate = 5, 8
+    live = start_live(clock=_fixed, submit_rate=accepted_rate, submit_refused_rate=refused_rate)
+    good = referral_json(["fysio-oslo"])
+    wrong = {**good, "clinics": []}
+    where = {"x-forwarded-for": "203.0.113.71"}
+
+    def submit(body: dict[str, Any]) -> Callable[[], Awaitable[httpx.Response]]:
+        return lambda: http.post(f"{live.url}/api/v1/referrals", json=body, headers=where)
+
+    answers = await _burst(http, live, [submit(good if i % 2 else wrong) for i in range(BURST)])
+
+    stored = await broker.pool.fetchval("SELECT count(*) FROM referrals")
+    assert answers[201] == stored <= accepted_rate
+    assert answers[422] <= refused_rate
+    assert answers[201] + answers[422] + answers[429] == BURST
+    # Once the burst has settled, the places it did not use are given back: a mistake-free client can still send
+    # up to the accepted limit, whatever the mistakes were.
+    after = await http.post(f"{live.url}/api/v1/referrals", json=good, headers=where)
+    assert after.status_code == (201 if stored < accepted_rate and answers[422] < refused_rate else 429)
+
+
 async def test_forty_parallel_repeats_of_one_idempotency_key_make_one_referral(
     start_live: StartLive, http: httpx.AsyncClient, broker: BrokerContext, clinics: dict[str, EnrolledClinic]
 ) -> None:

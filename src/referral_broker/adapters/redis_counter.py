@@ -1,4 +1,5 @@
-"""The Redis adapter of the submission limiter's counter port: INCR and EXPIRE in one round trip."""
+"""The Redis adapter of the submission limiter's counter port: INCR and EXPIRE in one round trip; a take-back
+that decrements only a key that still exists (a plain DECR after expiry would make a -1 that never expires)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from referral_broker.services.submit_limit import CounterUnavailable
 
 #: Short timeouts: a Redis that hangs must not hold a patient's submission for long (the limiter fails open).
 _TIMEOUT_SECONDS = 0.5
+_TAKE_BACK = """
+if redis.call('exists', KEYS[1]) == 1 and tonumber(redis.call('get', KEYS[1])) > 0 then
+  return redis.call('decr', KEYS[1])
+end
+return 0
+"""
 
 
 class RedisWindowCounter:
@@ -26,6 +33,12 @@ class RedisWindowCounter:
         except (RedisError, OSError) as exc:
             raise CounterUnavailable(type(exc).__name__) from exc
         return int(count)
+
+    async def take_back(self, key: str) -> None:
+        try:
+            await self._redis.eval(_TAKE_BACK, 1, key)  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            raise CounterUnavailable(type(exc).__name__) from exc
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -83,6 +83,14 @@ async def submit_once(
         return raced, True
 
 
+async def earlier_receipt(ctx: BrokerContext, request: ReferralRequest, *, idempotency_key: str) -> Receipt | None:
+    """The receipt of an earlier identical submission under this key, or None; creates nothing, so it may be
+    answered even to a client past its submission limit (a repeat is not a new referral)."""
+    if not IDEMPOTENCY_KEY.match(idempotency_key):
+        return None
+    return await _earlier_receipt(ctx, _bound_to_request(idempotency_key, request))
+
+
 def _bound_to_request(key: str, request: ReferralRequest) -> str:
     return key + "\x00" + _encode(request).decode()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import date
 
 from referral_broker.crypto.tokens import token_hash
 from referral_broker.services import clinic_notices
@@ -17,6 +18,7 @@ from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import JOB_DISPATCH
 from referral_broker.store import audit, notices, outbox
 from referral_broker.store import referrals as referral_store
+from referral_broker.store import rights as rights_store
 from referral_broker.store.pool import Connection
 from referral_broker.store.referrals import DeliveryView, ManagedReferral
 from referral_protocol.notice import NoticeKind
@@ -42,6 +44,20 @@ class Withdrawal:
 
 def _hash_of(token: str) -> bytes | None:
     return token_hash(token) if _TOKEN_SHAPE.match(token) else None
+
+
+def erased_link_hash(ctx: BrokerContext, manage_token_hash: bytes) -> bytes:
+    """How an erased referral's manage link is remembered (migration 0017): keyed, so the table alone matches
+    nothing."""
+    return ctx.keys.vault.blind_index("erased-manage-link", manage_token_hash.hex())
+
+
+async def erased_on(ctx: BrokerContext, token: str) -> date | None:
+    """The day the referral behind this manage link was erased, or None (never erased, or not a link)."""
+    hashed = _hash_of(token)
+    if hashed is None:
+        return None
+    return await rights_store.erased_on(ctx.pool, erased_link_hash(ctx, hashed))
 
 
 async def look_up(ctx: BrokerContext, token: str) -> ManagedView | None:

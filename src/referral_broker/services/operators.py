@@ -101,6 +101,9 @@ async def create_operator(ctx: BrokerContext, username: str, role: str, password
 class LoginOutcome(StrEnum):
     SIGNED_IN = "signed-in"
     REFUSED = "refused"  # wrong username, password or code: the same answer for each
+    # The right password and a genuine code that was already used in its window: said so, since only someone
+    # who knew the password gets this far (the code is checked after it), and the fix is to wait for the next.
+    CODE_USED = "code-used"
     THROTTLED = "throttled"  # too many failures from this address, or for this account from it
 
 
@@ -152,6 +155,9 @@ def matching_step(secret: str, code: str, now: datetime) -> int | None:
     return None
 
 
+_CODE_USED = "code already used"
+
+
 async def _check(ctx: BrokerContext, op: OperatorRow | None, password: str, code: str, now: datetime) -> str | None:
     """None when the password and code are right; otherwise the reason, for the audit trail only."""
     if not await asyncio.to_thread(_password_matches, op.password_hash if op else None, password):
@@ -164,7 +170,7 @@ async def _check(ctx: BrokerContext, op: OperatorRow | None, password: str, code
     if step is None:
         return "wrong code"
     if not await operators.use_totp_step(ctx.pool, op.id, step):
-        return "code already used"
+        return _CODE_USED
     return None
 
 
@@ -195,7 +201,8 @@ async def log_in(
                 subject=op.username if op else None,
                 details={"reason": reason},
             )
-            return LoginResult(LoginOutcome.REFUSED)
+            used = reason == _CODE_USED
+            return LoginResult(LoginOutcome.CODE_USED if used else LoginOutcome.REFUSED)
         assert op is not None  # noqa: S101 - no reason means the account exists
         if previous_session:
             # Rotation: whatever session the browser held before is ended, and a fresh id is issued.

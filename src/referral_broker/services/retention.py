@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from referral_broker.crypto.contact import ContactDecryptionFailed
-from referral_broker.domain.retention import months_before
+from referral_broker.domain.retention import LOCAL_TIME, months_before
 from referral_broker.services.context import BrokerContext
 from referral_broker.store import audit, customer_messages, legal_holds, notices, retention, rights
 from referral_protocol.referral import ContactCopy
@@ -83,6 +83,7 @@ async def anonymise_expired(
         # Customer-service messages (and their answers) a set number of days after they were closed.
         closed_cutoff = now - timedelta(days=ctx.settings.customer_service_retention_days)
         deleted_messages = await customer_messages.delete_closed_before(conn, closed_cutoff)
+        forgotten_links = await rights.forget_erased_links_before(conn, cutoff.astimezone(LOCAL_TIME).date())
         await audit.append(
             conn,
             at=now,
@@ -97,6 +98,7 @@ async def anonymise_expired(
                 "deleted_codes": lapsed_codes,
                 "held": held,
                 "deleted_customer_messages": deleted_messages,
+                "forgotten_erased_links": forgotten_links,
             },
         )
     log.info(

@@ -110,9 +110,18 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         Meta(ge=0, le=100_000),
         variable(
             "REFERRAL_BROKER_SUBMIT_RATE",
-            "referrals one client may submit per minute, form and API together; `0` = no limit",
+            "referrals one client may have accepted per minute, form and API together; `0` = no limit",
         ),
     ] = 5
+    submit_refused_rate: Annotated[
+        int,
+        Meta(ge=0, le=100_000),
+        variable(
+            "REFERRAL_BROKER_SUBMIT_REFUSED_RATE",
+            "submissions one client may have refused (a field to fix) per minute, form and API together; counted "
+            "apart from accepted ones so typing mistakes never use up the accepted ones; `0` = no limit",
+        ),
+    ] = 20
     trusted_proxies: Annotated[
         tuple[str, ...],
         NETWORKS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from referral_broker.store.pool import Connection, Executor
 
@@ -197,3 +197,31 @@ async def update_contact(
 
 async def mark_erased(conn: Connection, referral_id: uuid.UUID, now: datetime) -> None:
     await conn.execute("UPDATE referrals SET erased_at = $2 WHERE id = $1", referral_id, now)
+
+
+async def manage_token_hash_of(conn: Connection, referral_id: uuid.UUID) -> bytes | None:
+    value: bytes | None = await conn.fetchval("SELECT manage_token_hash FROM referrals WHERE id = $1", referral_id)
+    return value
+
+
+async def remember_erased_link(conn: Connection, link_hash: bytes, erased_on: date) -> None:
+    """The erased referral's manage link, as a keyed hash and the day (migration 0017: nothing else)."""
+    await conn.execute(
+        """INSERT INTO erased_manage_links (link_hash, erased_on) VALUES ($1, $2)
+           ON CONFLICT (link_hash) DO NOTHING""",
+        link_hash,
+        erased_on,
+    )
+
+
+async def erased_on(conn: Executor, link_hash: bytes) -> date | None:
+    day: date | None = await conn.fetchval("SELECT erased_on FROM erased_manage_links WHERE link_hash = $1", link_hash)
+    return day
+
+
+async def forget_erased_links_before(conn: Connection, day: date) -> int:
+    """Delete the erased links remembered for longer than the retention period; how many went."""
+    return int(await conn.fetchval(
+        "WITH gone AS (DELETE FROM erased_manage_links WHERE erased_on < $1 RETURNING 1) SELECT count(*) FROM gone",
+        day,
+    ))  # fmt: skip

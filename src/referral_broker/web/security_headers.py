@@ -19,7 +19,8 @@ HEADERS: dict[str, str] = {
     "cross-origin-opener-policy": "same-origin",
     "cross-origin-resource-policy": "same-origin",
     "permissions-policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
-    # Everything this service answers is personal or changes by the second; nothing may be cached.
+    # Everything this service answers is personal or changes by the second; nothing may be cached. (A route may
+    # set its own: the empty referral form is `private, no-cache` so Back keeps its one-time key, decision 0064.)
     "cache-control": "no-store",
 }
 HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")

@@ -25,7 +25,7 @@ from referral_broker.services.rights.codes import (
 )
 from referral_broker.services.rights.correction import Rectified, check_correction, rectify
 from referral_broker.services.rights.erasure import HeldForLegalClaim, Stopped, erase, withdraw
-from referral_broker.services.rights.export import EXPORT_FORMAT, export
+from referral_broker.services.rights.export import EXPORT_FORMAT, SubjectAccessExport, export, export_document
 from referral_broker.services.rights.linked import LinkedView, NotLinked, find, overview
 from referral_broker.services.rights.sessions import RightsSession, end_session, session_of
 
@@ -40,11 +40,13 @@ __all__ = [
     "Rectified",
     "RightsSession",
     "Stopped",
+    "SubjectAccessExport",
     "TooManyCodes",
     "check_correction",
     "end_session",
     "erase",
     "export",
+    "export_document",
     "find",
     "overview",
     "rectify",

@@ -32,7 +32,12 @@ class TooManyCodes(DomainError):
 
 
 class CodeRefused(DomainError):
-    """The code is wrong, used, expired or tried too often. One message for all: ask for a new one."""
+    """The code is wrong (`spent` False: tries are left, check the digits), or it can no longer open anything
+    (`spent` True: used, expired, out of tries, or unknown; ask for a new one)."""
+
+    def __init__(self, message: str, *, spent: bool) -> None:
+        super().__init__(message)
+        self.spent = spent
 
 
 async def _audit(
@@ -108,9 +113,10 @@ async def verify_code(ctx: BrokerContext, code_id: str, code: str) -> tuple[str,
     try:
         row_id = uuid.UUID(code_id)
     except ValueError:
-        raise CodeRefused("this code is wrong or no longer valid; ask for a new one") from None
+        raise CodeRefused("this code is no longer valid; ask for a new one", spent=True) from None
     code = code.strip().replace(" ", "")
     now = ctx.clock()
+    spent = True
     async with ctx.pool.acquire() as conn, conn.transaction():
         # The try is counted before the code is compared, in the one statement that checks it may be tried.
         row = await rights_store.take_attempt(conn, row_id, now, MAX_CODE_ATTEMPTS)
@@ -119,6 +125,8 @@ async def verify_code(ctx: BrokerContext, code_id: str, code: str) -> tuple[str,
         else:
             right = len(code) == CODE_DIGITS and hmac.compare_digest(_code_hash(ctx, row.id, code), row.code_hash)
             outcome = "opened" if right else "wrong"
+            # The fifth wrong try uses the code up: the right digits after it would be refused too.
+            spent = not right and row.attempts >= MAX_CODE_ATTEMPTS
         if outcome == "opened" and row is not None:
             token, session = await open_session(ctx, conn, row, now)
             await audit.append(conn, at=now, actor="patient", action="rights.session_opened", subject=str(row.id))
@@ -132,4 +140,6 @@ async def verify_code(ctx: BrokerContext, code_id: str, code: str) -> tuple[str,
                 subject=str(row_id),
                 details={"why": outcome},
             )
-    raise CodeRefused("this code is wrong or no longer valid; ask for a new one")
+    if spent:
+        raise CodeRefused("this code is used up or no longer valid; ask for a new one", spent=True)
+    raise CodeRefused("this code is wrong; check the digits and try again", spent=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from referral_broker.domain.retention import LOCAL_TIME
 from referral_broker.services import clinic_notices, manage, retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.rights import linked
@@ -60,6 +61,12 @@ async def erase(ctx: BrokerContext, session: RightsSession, reference: str) -> S
         else:
             deliveries = await referral_store.deliveries_of(conn, row.id, lock=True)  # who is told: decision 0139
             cancelled = await referral_store.cancel_undelivered(conn, row.id, now)
+            # The manage link will say "erased on this day", and nothing more (0017): remembered by a keyed hash.
+            manage_hash = await rights_store.manage_token_hash_of(conn, row.id)
+            if manage_hash is not None:
+                await rights_store.remember_erased_link(
+                    conn, manage.erased_link_hash(ctx, manage_hash), now.astimezone(LOCAL_TIME).date()
+                )
             # Anonymising also expires the unserved notices about it: they may hold the old contact details.
             category = retention.surviving_category(ctx, row.id.bytes, row.contact_ct)
             await retention_store.anonymise(conn, [row.id], [category], now)

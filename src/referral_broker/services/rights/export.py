@@ -94,14 +94,27 @@ def _exported(v: LinkedView) -> ExportedReferral:
     )
 
 
+def _explanation() -> dict[str, str]:
+    """What the export is, and how long the contact details are kept: the sentence the receipt uses too."""
+    what, kept = texts.in_both("export.explanation"), texts.in_both("retention.contact")
+    return {language: f"{what[i]} {kept[i]}" for i, language in enumerate(texts.BOTH)}
+
+
 async def export(ctx: BrokerContext, session: RightsSession) -> bytes:
+    """The export as the JSON file the patient downloads."""
+    return msgspec.json.format(_encode(await export_document(ctx, session, form="json")), indent=2)
+
+
+async def export_document(ctx: BrokerContext, session: RightsSession, *, form: str) -> SubjectAccessExport:
+    """Everything held about the session's referrals, audited as one access (`form`: json or page); the JSON
+    download and the printable page are both made from this one document, so they cannot say different things."""
     views = await overview(ctx, session)
     now = ctx.clock()
     document = SubjectAccessExport(
         format=EXPORT_FORMAT,
         generated_at=now,
         looked_up_by=session.channel,
-        explanation=dict(zip(texts.BOTH, texts.in_both("export.explanation"), strict=True)),
+        explanation=_explanation(),
         referrals=[_exported(v) for v in views],
     )
     async with ctx.pool.acquire() as conn, conn.transaction():
@@ -111,6 +124,6 @@ async def export(ctx: BrokerContext, session: RightsSession) -> bytes:
             actor="patient",
             action="rights.exported",
             subject=str(session.code_id),
-            details={"referrals": [str(v.id) for v in views]},
+            details={"referrals": [str(v.id) for v in views], "form": form},
         )
-    return msgspec.json.format(_encode(document), indent=2)
+    return document

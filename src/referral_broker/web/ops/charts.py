@@ -148,6 +148,16 @@ def latency_chart(hours: list[HourCounts], t: Translator | None = None) -> Chart
         legend=series,
         lines=lines,
         x_ticks=_x_ticks(hours, slot),
-        y_ticks=[Tick(round(_y(v, top_value), 1), seconds(v, t)) for v in (0, top_value / 2, top_value)],
+        y_ticks=_seconds_ticks((0, top_value / 2, top_value), top_value, t),
         empty=peak == 0 and not any(line.dots for line in lines),
     )
+
+
+def _seconds_ticks(values: tuple[float, ...], top_value: float, t: Translator) -> list[Tick]:
+    """Axis labels in seconds, with as many decimals as the values have (up to three): 0.05 must not read
+    "0.1 s" beside the top's "0.1 s", as the one-decimal rounding that times elsewhere on the page use did."""
+    labels = [seconds(v, t) for v in values]
+    if top_value < 10:
+        digits = next((d for d in (1, 2, 3) if all(abs(round(v, d) - v) < 1e-9 for v in values)), 3)
+        labels = [t("ops.time.seconds", n=f"{round(v, digits):g}") for v in values]
+    return [Tick(round(_y(v, top_value), 1), label) for v, label in zip(values, labels, strict=True)]

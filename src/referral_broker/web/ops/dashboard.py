@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
@@ -32,10 +33,13 @@ async def _page(
     who: SignedIn,
     *,
     done: str | None = None,
+    clinic: str | None = None,
     error: str | None = None,
     status: int = 200,
 ) -> Template:
     board = await monitoring.dashboard(broker_of(request))
+    # The clinic a finished action was about, named from the board (never echoed from the query).
+    names = {w.delivery.slug: w.delivery.name for w in board.clinics}
     undeliverable = await clinic_keys.undeliverable_summary(broker_of(request))
     t = display.ops_translator(request)
     return display.ops_page(
@@ -48,6 +52,7 @@ async def _page(
             "throughput": throughput_chart(board.last_day, t),
             "latency": latency_chart(board.last_day, t),
             "done": f"ops.done.{done}" if done in DONE else None,
+            "done_clinic": names.get(clinic or "", ""),
             "error": error,
             "reminder_after": display.seconds(broker_of(request).settings.pull_reminder_after_seconds, t),
         },
@@ -60,16 +65,23 @@ class DashboardPages(Controller):
 
     @get("/")
     async def dashboard(
-        self, request: Request[Any, Any, Any], operator: NamedDependency[SignedIn], done: FromQuery[str | None] = None
+        self,
+        request: Request[Any, Any, Any],
+        operator: NamedDependency[SignedIn],
+        done: FromQuery[str | None] = None,
+        clinic: FromQuery[str | None] = None,
     ) -> Template:
-        return await _page(request, operator, done=done)
+        return await _page(request, operator, done=done, clinic=clinic)
 
-    async def _act(self, request: Request[Any, Any, Any], who: SignedIn, action: Any, done: str) -> Response[Any]:
+    async def _act(
+        self, request: Request[Any, Any, Any], who: SignedIn, action: Any, done: str, clinic: str | None = None
+    ) -> Response[Any]:
         try:
             await action
         except DomainError as exc:
             return await _page(request, who, error=str(exc), status=409)
-        return Redirect(f"/ops?done={done}", status_code=303)
+        query = urlencode([("done", done), *([("clinic", clinic)] if clinic else [])])
+        return Redirect(f"/ops?{query}", status_code=303)
 
     @post("/deliveries/{delivery_id:uuid}/retry", status_code=303)
     async def retry(
@@ -88,8 +100,21 @@ class DashboardPages(Controller):
         self, request: Request[Any, Any, Any], operator: NamedDependency[SignedIn], slug: FromPath[str]
     ) -> Response[Any]:
         broker = broker_of(request)
+        if (await request.form()).get("confirm") != "yes":
+            # One click asks; the second, on a page that names the clinic and what suspending does, acts.
+            board = await monitoring.dashboard(broker)
+            named = next((w.delivery for w in board.clinics if w.delivery.slug == slug), None)
+            if named is None:
+                return await _page(request, operator, error=f"no clinic called {slug!r}", status=409)
+            return display.ops_page(
+                request, "ops/confirm_suspend.html", {"who": operator, "slug": named.slug, "name": named.name}
+            )
         return await self._act(
-            request, operator, operator_actions.suspend_clinic(broker, slug, actor=_actor(operator)), "suspended"
+            request,
+            operator,
+            operator_actions.suspend_clinic(broker, slug, actor=_actor(operator)),
+            "suspended",
+            clinic=slug,
         )
 
     @post("/clinics/{slug:str}/reactivate", status_code=303)
@@ -98,7 +123,11 @@ class DashboardPages(Controller):
     ) -> Response[Any]:
         broker = broker_of(request)
         return await self._act(
-            request, operator, operator_actions.reactivate_clinic(broker, slug, actor=_actor(operator)), "reactivated"
+            request,
+            operator,
+            operator_actions.reactivate_clinic(broker, slug, actor=_actor(operator)),
+            "reactivated",
+            clinic=slug,
         )
 
     @post("/clinics/{slug:str}/verify", status_code=303)
@@ -113,4 +142,5 @@ class DashboardPages(Controller):
             operator,
             operator_actions.verify_clinic_keys(broker, slug, fingerprint, actor=_actor(operator)),
             "verified",
+            clinic=slug,
         )

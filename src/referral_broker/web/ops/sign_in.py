@@ -23,6 +23,7 @@ from referral_broker.web.patient.client_address import client_of
 
 _REFUSED = "ops.login.refused"
 _THROTTLED = "ops.login.throttled"
+_CODE_USED = "ops.login.code_used"
 
 
 def _login_page(
@@ -58,6 +59,8 @@ class SignInPages(Controller):
         if result.outcome == LoginOutcome.THROTTLED:
             minutes = int(operators.LOGIN_WINDOW.total_seconds())
             return _login_page(request, _THROTTLED, 429, {"retry-after": str(minutes)})
+        if result.outcome == LoginOutcome.CODE_USED:
+            return _login_page(request, _CODE_USED, 401)
         if result.outcome != LoginOutcome.SIGNED_IN or result.session_id is None:
             return _login_page(request, _REFUSED, 401)
         response: Response[Any] = Redirect("/ops", status_code=303)

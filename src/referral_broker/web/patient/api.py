@@ -20,6 +20,7 @@ from referral_broker.services.context import BrokerContext
 from referral_broker.services.submit_limit import WindowCounter
 from referral_broker.web.api_document import ErrorBody, InvalidRequestBody, inline_json_schema, json_request_body
 from referral_broker.web.patient.submission_guard import admit_submission
+from referral_protocol.errors import InvalidRequest
 from referral_protocol.referral import Receipt, ReferralRequest
 from referral_protocol.validation import decode_json
 
@@ -99,16 +100,37 @@ class PatientApi(Controller):
 
         Send an `Idempotency-Key` header (16–200 of `A-Za-z0-9._:-`) to make retries safe: a repeat
         answers 200 with the first receipt, the same private link included.
-        Shares its per-client limit (`REFERRAL_BROKER_SUBMIT_RATE` a minute) with the web form: 429 past it."""
-        wait = await admit_submission(request, broker, submit_counter)
-        if wait:
+        Shares its per-client limits with the web form: `REFERRAL_BROKER_SUBMIT_RATE` accepted and
+        `REFERRAL_BROKER_SUBMIT_REFUSED_RATE` refused submissions a minute, each counted apart: 429 past either."""
+        admission = await admit_submission(request, broker, submit_counter)
+        if not admission.admitted and (earlier := await self._repeat(request, broker)) is not None:
+            return Response(earlier, status_code=200)
+        if not admission.admitted:
+            what = "accepted" if admission.limit == "accepted" else "refused"
             raise TooManyRequestsException(
-                detail="too many submissions from this address; try again in a minute",
-                headers={"retry-after": str(wait)},
+                detail=f"too many {what} submissions from this address; try again in a minute",
+                headers={"retry-after": str(admission.retry_after_seconds)},
             )
-        referral = decode_json(await request.body(), ReferralRequest)
-        receipt, repeated = await intake.submit_once(
-            broker, referral, idempotency_key=request.headers.get("idempotency-key")
-        )
+        try:
+            referral = decode_json(await request.body(), ReferralRequest)
+            receipt, repeated = await intake.submit_once(
+                broker, referral, idempotency_key=request.headers.get("idempotency-key")
+            )
+        except InvalidRequest:  # malformed too: a refused submission
+            await admission.settle("refused")
+            raise
+        await admission.settle("neither" if repeated else "accepted")
         # A repeat under the same Idempotency-Key gets the first receipt again, and creates nothing.
         return Response(receipt, status_code=200 if repeated else 201)
+
+    @staticmethod
+    async def _repeat(request: Request[Any, Any, Any], broker: BrokerContext) -> Receipt | None:
+        """The first receipt when this is a repeat under an earlier Idempotency-Key (answered past the limit)."""
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            return None
+        try:
+            referral = decode_json(await request.body(), ReferralRequest)
+        except InvalidRequest:
+            return None
+        return await intake.earlier_receipt(broker, referral, idempotency_key=key)

@@ -13,6 +13,7 @@ message, enter it, then see, download, correct, withdraw or erase the requests l
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,6 +29,7 @@ from referral_broker.services.ports import CodeNotSent
 from referral_broker.services.rights import CHANNELS, CodeRefused, LinkedView, NotLinked, RightsSession, TooManyCodes
 from referral_broker.services.submit_limit import WindowCounter
 from referral_broker.web.i18n import Translator
+from referral_broker.web.patient.manage_pages import patient_status
 from referral_broker.web.patient.page import language_of, render
 from referral_broker.web.patient.referral_form import messages_by_field
 from referral_broker.web.patient.rights_access import (
@@ -51,6 +53,7 @@ from referral_protocol.notice import NoticeKind
 
 START = "/rights"
 REQUESTS = "/rights/requests"
+CODE_PAGE = "/rights/code"
 #: Why the start page was reached by a redirect: a query word, never anything personal.
 _ARRIVALS = frozenset({"ended", "signed_out"})
 _NO_NEEDS = {"minimum_age": 0}  # no rights form can give the age error; messages_by_field asks for it
@@ -105,17 +108,21 @@ def _code_page(
     *,
     refused: bool = False,
     empty: bool = False,
+    spent: bool = False,
 ) -> Template:
     return render(
         request,
         "patient/rights_code.html",
         status_code=422 if refused or empty else 200,
-        switch_url=None,  # the code id lives in this page's form; a switch would lose it
+        # The code id is random and opens nothing without the code (five tries in all), so the switch may carry
+        # it: the same code page in another language, the code field empty.
+        switch_url=f"{CODE_PAGE}?{urlencode([('id', code_id), ('channel', channel)])}",
         code_id=code_id,
         channel=channel if channel in CHANNELS else "email",
         minutes=minutes,
         refused=refused,
         empty=empty,
+        spent=spent,
     )
 
 
@@ -210,14 +217,29 @@ class RightsPages(Controller):
             return _code_page(request, code_id, channel, minutes, empty=True)
         try:
             token, _ = await rights.verify_code(broker, code_id, code)
-        except CodeRefused:
-            return _code_page(request, code_id, channel, minutes, refused=True)
+        except CodeRefused as exc:
+            return _code_page(request, code_id, channel, minutes, refused=True, spent=exc.spent)
         await rights.end_session(broker, session_token(request))  # whatever session this browser held before
         response: Response[Any] = Redirect(REQUESTS, status_code=303)
         response.set_cookie(session_cookie(token))
         return response
 
     # --- what a session sees -------------------------------------------------------------------
+
+    @get("/code")
+    async def code_page(
+        self,
+        request: Request[Any, Any, Any],
+        broker: NamedDependency[BrokerContext],
+        id: FromQuery[str] = "",
+        channel: FromQuery[str] = "email",
+    ) -> Response[Any]:
+        """The code page again, in the language the switch chose; a code id of the wrong shape starts over."""
+        try:
+            uuid.UUID(id)
+        except ValueError:
+            return _back_to_start()
+        return _code_page(request, id, channel, broker.settings.rights_code_minutes)
 
     @get("/requests")
     async def requests(self, request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext]) -> Response[Any]:
@@ -240,6 +262,24 @@ class RightsPages(Controller):
                 "content-disposition": 'attachment; filename="referral-broker-my-data.json"',
                 "cache-control": "no-store",
             },
+        )
+
+    @get("/export")
+    async def export_page(
+        self, request: Request[Any, Any, Any], broker: NamedDependency[BrokerContext]
+    ) -> Response[Any]:
+        """The export as a readable, printable page: the same document the JSON download is made of."""
+        session = await _signed_in(request, broker)
+        if session is None:
+            return _back_to_start()
+        document = await rights.export_document(broker, session, form="page")
+        language = language_of(request)
+        return render(
+            request,
+            "patient/rights_export.html",
+            document=document,
+            explanation=document.explanation.get(language, document.explanation["nb"]),
+            patient_status=patient_status,
         )
 
     @post("/sign-out", status_code=303)
@@ -390,6 +430,8 @@ async def _confirm_page(request: Request[Any, Any, Any], broker: BrokerContext, 
         stopped=stoppable(view),
         told=told_about(view, kind) if action == "erase" or view.withdrawn_at is None else [],
         not_told=not_received(view) if action == "erase" or view.withdrawn_at is None else [],
+        confirm_url=f"/rights/{action}/confirm",
+        cancel_url=REQUESTS,
         withdrawn=view.withdrawn_at is not None,
         today=day(t, broker.clock()),
     )

@@ -13,13 +13,12 @@ from typing import Any
 
 import phonenumbers
 
-from referral_broker.domain.delivery import DeliveryStatus, sources_of
-from referral_broker.services import clinic_notices, rights
+from referral_broker.services import rights
 from referral_broker.services.manage import ManagedView
 from referral_broker.services.rights import LinkedView
 from referral_broker.store.referrals import ManagedReferral
 from referral_broker.web.i18n import Translator
-from referral_broker.web.patient.manage_pages import ClinicState, clinic_states
+from referral_broker.web.patient.manage_pages import ClinicState, clinic_states, stoppable_names, told_names
 from referral_broker.web.patient.referral_form import BirthDateUnreadable, parse_birth_date
 from referral_protocol.errors import FieldError, InvalidRequest
 from referral_protocol.notice import NoticeKind
@@ -72,7 +71,7 @@ def card(t: Translator, view: LinkedView) -> ReferralCard:
 
 def told_about(view: LinkedView, kind: NoticeKind) -> list[str]:
     """The clinics a notice of this kind goes to, by name, as the service decides it."""
-    return [d.clinic_name for d in view.deliveries if clinic_notices.told_about(kind, d)]
+    return told_names(view.deliveries, kind)
 
 
 def not_received(view: LinkedView) -> list[str]:
@@ -82,8 +81,7 @@ def not_received(view: LinkedView) -> list[str]:
 
 def stoppable(view: LinkedView) -> list[str]:
     """The clinics whose copy a withdrawal or erasure would stop before they receive it."""
-    sources = set(sources_of(DeliveryStatus.CANCELLED))
-    return [d.clinic_name for d in view.deliveries if d.status in sources]
+    return stoppable_names(view.deliveries)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from referral_broker.services.submit_limit import WindowCounter
 from referral_broker.web.patient.client_address import client_of
 
 
-async def admit_submission(request: Request[Any, Any, Any], broker: BrokerContext, counter: WindowCounter) -> int:
-    """0 when the client may submit now; otherwise the seconds until it may."""
-    admission = await submit_limit.admit(broker, counter, client_of(request, broker.settings.trusted_proxies))
-    return 0 if admission.admitted else max(1, admission.retry_after_seconds)
+async def admit_submission(
+    request: Request[Any, Any, Any], broker: BrokerContext, counter: WindowCounter
+) -> submit_limit.Admission:
+    """This submission's places in the client's counts; settle it with the outcome once that is known."""
+    return await submit_limit.admit(broker, counter, client_of(request, broker.settings.trusted_proxies))
