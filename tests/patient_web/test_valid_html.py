@@ -128,7 +128,9 @@ async def _collect_patient_pages(
     pages.add(f"{lang}-manage-withdrawn", await client.get(manage), 200, lang)
     pages.add(f"{lang}-manage-unknown", await client.get("/manage/not-a-token"), 404, lang)
 
-    await _collect_rights_pages(client, pages, sink, lang)
+    reference = re.search(r"RB-[0-9A-Z]{5}-[0-9A-Z]{5}", receipt)
+    assert reference
+    await _collect_rights_pages(client, pages, sink, lang, (manage, reference.group(0)))
     await _collect_contact_pages(client, pages, lang)
 
 
@@ -154,9 +156,6 @@ async def _contact_too_many(client: AsyncTestClient[Any], pages: Pages, lang: st
         if refused.status_code != 200:
             break
     pages.add(f"{lang}-contact-too-many", refused, 429, lang)
-    reference = re.search(r"RB-[0-9A-Z]{5}-[0-9A-Z]{5}", receipt)
-    assert reference
-    await _collect_rights_pages(client, pages, sink, lang, (manage, reference.group(0)))
 
 
 async def _deliver(broker: BrokerContext, receipt: str) -> None:

@@ -18,7 +18,13 @@ from referral_broker.services.manage import ManagedView
 from referral_broker.services.rights import LinkedView
 from referral_broker.store.referrals import ManagedReferral
 from referral_broker.web.i18n import Translator
-from referral_broker.web.patient.manage_pages import ClinicState, clinic_states, stoppable_names, told_names
+from referral_broker.web.patient.manage_pages import (
+    ClinicState,
+    clinic_states,
+    not_told_names,
+    stoppable_names,
+    told_names,
+)
 from referral_broker.web.patient.referral_form import BirthDateUnreadable, parse_birth_date
 from referral_protocol.errors import FieldError, InvalidRequest
 from referral_protocol.notice import NoticeKind
@@ -76,7 +82,7 @@ def told_about(view: LinkedView, kind: NoticeKind) -> list[str]:
 
 def not_received(view: LinkedView) -> list[str]:
     """The clinics that have not received the referral (yet): a withdrawal or erasure does not tell them."""
-    return [d.clinic_name for d in view.deliveries if not clinic_notices.received(d)]
+    return not_told_names(view.deliveries, NoticeKind.WITHDRAWAL)
 
 
 def stoppable(view: LinkedView) -> list[str]:
