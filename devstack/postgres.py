@@ -99,6 +99,10 @@ class PostgresServer:
             f"-p {self.port}",
             f"-k {shlex.quote(str(self.socket_dir))}",
             f"-c listen_addresses={LOOPBACK}",
+            # Dynamic shared memory in files under the data directory, not in /dev/shm: a private server must
+            # not die of what else cleans /dev/shm on the machine (systemd's RemoveIPC, a tool unmounting a
+            # chroot's /dev), which showed here as "could not open shared memory segment" in every later test.
+            "-c dynamic_shared_memory_type=mmap",
         ]
         if not self.durable:
             # Fast but unsafe: an OS crash (not merely a killed server) may
