@@ -59,9 +59,10 @@ server-tools:
 	scripts/ensure-system-tools $(SERVER_TOOLS)
 
 # Programs the tests drive that do not come from PyPI: PostgreSQL and Redis, kubectl, Chromium, and Java
-# with npm for the HTML checker below, and poppler (pdftotext) for the desk's PDF tests.
+# with npm for the HTML checker below, poppler (pdftotext) for the desk's PDF tests, and systemd-analyze to verify
+# the units in deploy/.
 system-tools:
-	scripts/ensure-system-tools $(SERVER_TOOLS) kubectl=kubernetes-client chromium=chromium java=default-jre-headless npm=npm pdftotext=poppler-utils
+	scripts/ensure-system-tools $(SERVER_TOOLS) kubectl=kubernetes-client chromium=chromium java=default-jre-headless npm=npm pdftotext=poppler-utils systemd-analyze=systemd
 
 # The Nu Html Checker (vnu.jar) that tests/patient_web/test_valid_html.py runs over every page, from the npm
 # registry at the version its lockfile pins. --ignore-scripts: its install script would download a Java of its
