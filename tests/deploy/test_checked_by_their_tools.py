@@ -44,9 +44,12 @@ def system_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A root as docs/operations.md installs the broker: the venv's program under /opt/referral-broker, the units
     in /etc/systemd/system, the environment file, and the distribution's own units for the targets they name."""
     root = tmp_path_factory.mktemp("root")
-    _executable(root / "opt/referral-broker/bin/referral-broker", str(Path(sys.executable).with_name("referral-broker")))
+    program = str(Path(sys.executable).with_name("referral-broker"))
+    _executable(root / "opt/referral-broker/bin/referral-broker", program)
     (root / "etc/referral-broker").mkdir(parents=True)
-    (root / "etc/referral-broker/environment").write_text("DATABASE_URL=postgresql://broker@localhost/referral_broker\n")
+    (root / "etc/referral-broker/environment").write_text(
+        "DATABASE_URL=postgresql://broker@localhost/referral_broker\n"
+    )
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
     for unit in BROKER_UNITS:
