@@ -7,6 +7,7 @@ has a name of this run (`rbtest-…`) and is removed by that name at the end.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -33,6 +34,7 @@ ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 BROKER_UID = 10001
 
 
+@functools.cache
 def podman_unusable() -> str | None:
     """Why podman cannot run containers here, or None when it can."""
     if shutil.which("podman") is None:
@@ -85,6 +87,8 @@ def build_standins() -> None:
             "--build-arg", f"BASE_IMAGE={base}", "--tag", tag, "--file", str(STANDINS / containerfile), str(STANDINS),
             timeout=1800,
         )  # fmt: skip
+    # Stand-ins a changed Containerfile superseded (untagged, with the stand-ins' label): removed, nobody else's.
+    podman("image", "prune", "--force", "--filter", "label=no.example.referral-broker.test-stand-in")
 
 
 def run_name() -> str:

@@ -57,6 +57,8 @@ def image() -> str:
 def test_run_stage_has_no_compiler_no_package_caches_and_is_not_root(image: str) -> None:
     inspected = json.loads(podman("image", "inspect", image).stdout)[0]
     assert inspected["Config"]["User"] == f"{BROKER_UID}:{BROKER_UID}"
+    env = dict(item.split("=", 1) for item in inspected["Config"]["Env"])
+    assert not {"PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"} & env.keys(), "the build's CA secret is baked in"
     healthcheck = inspected.get("Healthcheck") or {}
     assert healthcheck.get("Test", [""])[0] == "CMD", "the HEALTHCHECK was dropped (build with --format docker)"
 
@@ -70,15 +72,18 @@ def test_run_stage_has_no_compiler_no_package_caches_and_is_not_root(image: str)
         " find / -xdev \\( -name 'gcc*' -o -name 'cc1*' \\) -type f -perm -u+x -print;"
         " echo LISTS; ls -A /var/lib/apt/lists; echo CACHES;"
         " find / -xdev \\( -path '*/.cache/pip' -o -path '*/pip/http*' -o -name '*.whl' -o -name '*.deb' \\) -print;"
-        " echo PIP; ls /opt/referral-broker/bin/ | grep -x 'pip.*' || true",
+        " echo PIP; ls /opt/referral-broker/bin/ | grep -x 'pip.*' || true;"
+        " echo SECRETS; ls -A /run/secrets 2>/dev/null || true",
     ).stdout  # fmt: skip
     compilers, _, rest = look.partition("LISTS\n")
     lists, _, rest = rest.partition("CACHES\n")
-    caches, _, pip = rest.partition("PIP\n")
+    caches, _, rest = rest.partition("PIP\n")
+    pip, _, build_secrets = rest.partition("SECRETS\n")
     assert compilers.strip() == "", f"compilers in the run stage: {compilers}"
     assert lists.strip() == "", f"apt lists left in the image: {lists}"
     assert caches.strip() == "", f"package caches left in the image: {caches}"
     assert pip.strip() == "", "pip is in the broker's venv: the image installs nothing at run time"
+    assert build_secrets.strip() == "", f"the build's secrets are in the image: {build_secrets}"
 
 
 def test_image_size_and_python_packages_are_reported(image: str) -> None:
