@@ -119,6 +119,11 @@ def test_compose_file_brings_up_the_broker_and_carries_a_referral(tmp_path: Path
         ready = wait_for_status(f"{url}/readyz")
         assert ready.status_code == 200
         wait_until_healthy(container("api"))
+        # The api's metrics token came from its secret file: /metrics asks for it.
+        assert httpx.get(f"{url}/metrics", timeout=30).status_code == 401
+        token = (tmp_path / "secrets" / "metrics_token").read_text()
+        scraped = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert scraped.status_code == 200, scraped.text
         api = json.loads(podman("inspect", container("api")).stdout)[0]
         assert api["HostConfig"]["ReadonlyRootfs"] is True
         assert api["Config"]["User"] == f"{BROKER_UID}:{BROKER_UID}"

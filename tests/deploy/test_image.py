@@ -149,6 +149,10 @@ def test_migrate_serve_and_worker_containers_carry_a_referral_to_a_clinic_outsid
         ready = wait_for_status(f"{url}/readyz")
         assert ready.status_code == 200
         wait_until_healthy(f"{name}-api")
+        # The package data came along: a page from its template in the bokmål catalogue, and its stylesheet.
+        page = httpx.get(f"{url}/", timeout=30, headers={"Accept-Language": "nb"})
+        assert page.status_code == 200 and '<html lang="nb"' in page.text, page.text[:500]
+        assert httpx.get(f"{url}/static/site.css", timeout=30).status_code == 200
 
         # A clinic made by the clinic tool outside, enrolled and verified with the operator CLI inside the image.
         clinic_env = {
