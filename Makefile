@@ -11,7 +11,7 @@ SERVER_TOOLS := initdb=postgresql pg_ctl=postgresql pg_dump=postgresql-client re
 
 CODE := src protocol clinic tests devstack bench
 
-.PHONY: dev test lint typecheck typecheck-clinic-platforms contracts messages-check audit unit system-tools server-tools html-checker actionlint clean bench
+.PHONY: dev test lint typecheck typecheck-clinic-platforms contracts messages-check audit unit system-tools server-tools html-checker actionlint clean bench image
 
 $(STAMP): $(PYPROJECTS)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version' 
@@ -59,9 +59,16 @@ server-tools:
 	scripts/ensure-system-tools $(SERVER_TOOLS)
 
 # Programs the tests drive that do not come from PyPI: PostgreSQL and Redis, kubectl, Chromium, and Java
-# with npm for the HTML checker below, and poppler (pdftotext) for the desk's PDF tests.
+# with npm for the HTML checker below, poppler (pdftotext) for the desk's PDF tests, systemd-analyze to verify
+# the units in deploy/, and podman (runc, mmdebstrap, slirp4netns) to build and run the image (tests/deploy/test_image.py).
 system-tools:
-	scripts/ensure-system-tools $(SERVER_TOOLS) kubectl=kubernetes-client chromium=chromium java=default-jre-headless npm=npm pdftotext=poppler-utils
+	scripts/ensure-system-tools $(SERVER_TOOLS) kubectl=kubernetes-client chromium=chromium java=default-jre-headless npm=npm pdftotext=poppler-utils systemd-analyze=systemd \
+	  podman=podman runc=runc mmdebstrap=mmdebstrap slirp4netns=slirp4netns newuidmap=uidmap fuse-overlayfs=fuse-overlayfs
+
+# The broker's container image, built with podman from a Debian base made here (deploy/build-image).
+image:
+	scripts/ensure-system-tools podman=podman runc=runc mmdebstrap=mmdebstrap slirp4netns=slirp4netns newuidmap=uidmap fuse-overlayfs=fuse-overlayfs
+	deploy/build-image
 
 # The Nu Html Checker (vnu.jar) that tests/patient_web/test_valid_html.py runs over every page, from the npm
 # registry at the version its lockfile pins. --ignore-scripts: its install script would download a Java of its
