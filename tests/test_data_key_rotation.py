@@ -30,10 +30,11 @@ from referral_broker.cli.broker import main
 from referral_broker.crypto import data_keys
 from referral_broker.crypto.broker_keys import init_keys
 from referral_broker.crypto.contact import ContactDecryptionFailed, ContactVault, DataKey, UnknownDataKey
+from referral_broker.queue import jobs
+from referral_broker.queue.worker import worker_options
 from referral_broker.services import data_key_rotation, intake, manage, operators, rights
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
-from referral_broker.store import referrals as referral_store
 from referral_broker.web.pages import CSRFCheck, csrf_config
 from referral_protocol.referral import ContactCopy, ReferralRequest
 from tests.conftest import RecordingDoorbell, enrol_clinic, referral_json
@@ -325,7 +326,6 @@ async def test_no_manage_link_stops_working_and_an_idempotent_repeat_finds_its_f
         assert view is not None and view.referral.reference == reference
     fresh_ref, fresh_token = await _submit(ctx, key="client-retry-key-0002")
     assert await _submit(ctx, key="client-retry-key-0002") == (fresh_ref, fresh_token)
-    assert await referral_store.by_idempotency_hash(ctx.pool, b"x" * 32) is None
 
 
 async def test_retire_is_refused_while_anything_is_under_the_old_key(keys: Keys) -> None:
@@ -366,6 +366,22 @@ async def test_the_job_stops_at_its_time_budget_and_the_next_run_resumes(keys: K
     assert not first.finished and first.rewritten == 1 and first.left == 4
     second = await data_key_rotation.reencrypt(ctx, batch_size=1)
     assert second.finished and second.rewritten == 4 and second.left == 0
+
+
+async def test_the_worker_reencrypts_every_hour_and_says_so_in_the_audit_trail(keys: Keys) -> None:
+    ctx = await keys.start()
+    await enrol_clinic(ctx, "rot-klinikk")
+    for _ in range(3):
+        await _submit(ctx)
+    await data_key_rotation.rotate(ctx, keys.folder)
+    ctx = await keys.restart(ctx)
+    (cron,) = (c for c in worker_options(ctx.settings)["cron_jobs"] if c.name == "reencrypt_data")
+    assert cron.coroutine is jobs.reencrypt_data and cron.minute == {47} and cron.unique
+    assert await jobs.reencrypt_data({"broker": ctx}) == 3
+    assert await jobs.reencrypt_data({"broker": ctx}) == 0
+    assert set((await data_key_rotation.left(ctx)).values()) == {0}
+    actors = await ctx.pool.fetch("SELECT actor FROM audit_events WHERE action = 'data_key.reencrypted'")
+    assert [r["actor"] for r in actors] == ["worker"]  # a run with nothing to do leaves no event
 
 
 # --- the commands, as real processes ------------------------------------------------------------------------

@@ -16,3 +16,8 @@ def csrf_secrets(keys_dir: Path) -> list[str]:
     key), current first: new tokens are signed with the first, and during a data-key rotation a form opened
     before the processes restarted still posts (docs/decisions/0070)."""
     return [k.blind_index("csrf-secret", "referral-broker web v1").hex() for k in load_keys(keys_dir).vault.readable]
+
+
+def csrf_secret(keys_dir: Path) -> str:
+    """The key new CSRF tokens are signed with: the current data key's."""
+    return csrf_secrets(keys_dir)[0]
