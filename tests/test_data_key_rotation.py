@@ -328,7 +328,7 @@ async def test_no_manage_link_stops_working_and_an_idempotent_repeat_finds_its_f
     assert await _submit(ctx, key="client-retry-key-0002") == (fresh_ref, fresh_token)
 
 
-async def test_retire_is_refused_while_anything_is_under_the_old_key(keys: Keys) -> None:
+async def test_retire_and_a_second_rotation_are_refused_while_anything_is_under_the_old_key(keys: Keys) -> None:
     ctx = await keys.start()
     await enrol_clinic(ctx, "rot-klinikk")
     await _submit(ctx)
@@ -340,6 +340,10 @@ async def test_retire_is_refused_while_anything_is_under_the_old_key(keys: Keys)
     assert len(ctx.keys.vault.fallbacks) == 1 and len(data_keys.load_vault(keys.folder).fallbacks) == 1
     refused = await ctx.pool.fetchval("SELECT count(*) FROM audit_events WHERE action = 'data_key.retire_refused'")
     assert refused == 1
+    with pytest.raises(data_keys.RotationUnfinished):
+        await data_key_rotation.rotate(ctx, keys.folder)
+    rotated = await ctx.pool.fetchval("SELECT count(*) FROM audit_events WHERE action = 'data_key.rotated'")
+    assert rotated == 1  # the refused second rotation left no event
 
 
 async def test_a_process_without_the_new_key_rewrites_nothing_it_cannot_read(keys: Keys) -> None:

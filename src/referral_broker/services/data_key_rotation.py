@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 
 from referral_broker.crypto import data_keys
-from referral_broker.crypto.contact import ContactDecryptionFailed, ContactVault
+from referral_broker.crypto.contact import ContactDecryptionFailed, ContactVault, DataKey
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.operators import totp_bound_to
 from referral_broker.services.rights.sessions import code_bound_to
@@ -143,17 +143,22 @@ async def reencrypt(
 
 
 async def rotate(ctx: BrokerContext, folder: Path) -> data_keys.Rotation:
-    """Add a new current data key to the folder (the old one stays readable) and record it in the audit trail."""
-    rotation = data_keys.add_key(folder)
+    """Add a new current data key to the folder (the old one stays readable), recorded in the audit trail.
+
+    The event is written first and committed only once the files are in place: a refused or failed
+    rotation leaves no event, and a rotation is never left unrecorded short of the commit itself failing."""
+    new_secret = ContactVault.generate_secret()
     async with ctx.pool.acquire() as conn, conn.transaction():
+        old_id, new_id = data_keys.load_vault(folder).current.id_hex, DataKey(new_secret).id_hex
         await audit.append(
             conn,
             at=ctx.clock(),
             actor=_ACTOR,
             action="data_key.rotated",
-            subject=rotation.new_key_id,
-            details={"old_key_id": rotation.old_key_id, "new_key_id": rotation.new_key_id},
+            subject=new_id,
+            details={"old_key_id": old_id, "new_key_id": new_id},
         )
+        rotation = data_keys.add_key(folder, new_secret)
     return rotation
 
 
@@ -181,14 +186,14 @@ async def retire(ctx: BrokerContext, folder: Path) -> list[str]:
             f"{vault.current.id_hex} ({', '.join(f'{t}: {n}' for t, n in remaining.items() if n)}); "
             "run `referral-broker keys reencrypt` until it reports 0 left, then retire"
         )
-    removed = data_keys.remove_fallbacks(folder)
-    async with ctx.pool.acquire() as conn, conn.transaction():
+    async with ctx.pool.acquire() as conn, conn.transaction():  # the event commits only if the files went
         await audit.append(
             conn,
             at=ctx.clock(),
             actor=_ACTOR,
             action="data_key.retired",
-            subject=",".join(removed),
-            details={"retired_key_ids": removed, "current_key_id": vault.current.id_hex},
+            subject=",".join(fallbacks),
+            details={"retired_key_ids": fallbacks, "current_key_id": vault.current.id_hex},
         )
+        removed = data_keys.remove_fallbacks(folder)
     return removed
