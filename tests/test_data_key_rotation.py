@@ -24,6 +24,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from hypothesis import given
+from hypothesis import strategies as st
 from litestar.middleware.csrf import generate_csrf_token
 
 from referral_broker.cli.broker import main
@@ -64,6 +66,19 @@ def test_every_ciphertext_names_its_key_and_stays_bound_to_its_row() -> None:
     flipped = ct[:4] + bytes([ct[4] ^ 1]) + ct[5:]  # another key id named: no key by that id
     with pytest.raises(UnknownDataKey):
         vault.decrypt(flipped, bound_to=b"row-1")
+
+
+_DURING = ContactVault(ContactVault.generate_secret(), [ContactVault.generate_secret()])
+
+
+@given(st.data())
+def test_any_flipped_bit_of_a_contact_copy_is_refused(data: st.DataObject) -> None:
+    ct = _DURING.encrypt(b'{"email": "kari@example.no"}', bound_to=b"row-1")
+    at = data.draw(st.integers(0, len(ct) - 1))
+    bit = data.draw(st.integers(0, 7))
+    flipped = ct[:at] + bytes([ct[at] ^ (1 << bit)]) + ct[at + 1 :]
+    with pytest.raises(ContactDecryptionFailed):
+        _DURING.decrypt(flipped, bound_to=b"row-1")
 
 
 def test_a_restore_of_the_first_format_reads_while_its_key_is_present() -> None:
@@ -506,3 +521,21 @@ def test_a_missing_key_file_is_one_clear_line(
     err = capsys.readouterr().err
     assert err == f"referral-broker: {tmp_path / 'data.key'} is missing; run `referral-broker keys init` first\n"
     assert list(tmp_path.glob("data*")) == []
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_wrong_fallback_key_file_stops_the_servers_with_one_line(
+    command: str,
+    tmp_path: Path,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("REFERRAL_BROKER_KEYS_DIR", str(tmp_path))
+    init_keys(tmp_path)
+    (tmp_path / f"data-{'a' * 16}.key").write_text(base64.b64encode(os.urandom(32)).decode())
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"referral-broker: {tmp_path}/data-{'a' * 16}.key holds data key ")
+    assert "a wrong or renamed file" in err and "Traceback" not in err

@@ -12,7 +12,7 @@ from typing import Any
 
 from referral_broker.cli import data_keys, operations, retention
 from referral_broker.cli.command_context import run_with_context
-from referral_broker.crypto.broker_keys import BrokerKeysMissing, init_keys
+from referral_broker.crypto.broker_keys import BrokerKeysMissing, init_keys, load_keys
 from referral_broker.crypto.data_keys import DataKeyError
 from referral_broker.services import enrolment
 from referral_broker.services.settings import ConfigError, Settings
@@ -65,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()  # refuse to start on bad configuration, with the variable named
     settings.check_fit_to_serve()
+    load_keys(settings.keys_dir)  # and on a missing or wrong key file, with the file named
     uvicorn.run(
         "referral_broker.cli.broker:app_factory",
         factory=True,
@@ -87,7 +88,9 @@ def app_factory() -> Any:
 def cmd_worker(args: argparse.Namespace) -> int:
     from referral_broker.queue.worker import run_supervised
 
-    run_supervised(_settings())
+    settings = _settings()
+    load_keys(settings.keys_dir)  # a missing or wrong key file: one line naming it, not a restart loop
+    run_supervised(settings)
     return 0
 
 
