@@ -539,3 +539,11 @@ def test_a_wrong_fallback_key_file_stops_the_servers_with_one_line(
     err = capsys.readouterr().err
     assert err.startswith(f"referral-broker: {tmp_path}/data-{'a' * 16}.key holds data key ")
     assert "a wrong or renamed file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("batch", ["0", "-5", "many", "10001"])
+def test_a_wrong_batch_size_is_refused_before_anything_runs(batch: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["keys", "reencrypt", "--batch", batch])
+    assert exit_.value.code == 2
+    assert "is not a batch size: give a whole number from 1 to 10000" in capsys.readouterr().err

@@ -16,6 +16,12 @@ from referral_broker.services.context import BrokerContext
 _RESTART = "restart the api and the workers (they read the keys folder when they start)"
 
 
+def _batch(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a batch size: give a whole number from 1 to 10000")
+    return int(text)
+
+
 def cmd_rotate_data(args: argparse.Namespace) -> int:
     done = run_with_context(lambda ctx: rotation.rotate(ctx, ctx.settings.keys_dir))
     print(f"data key {done.new_key_id} is now current; {done.old_key_id} stays readable as a fallback")
@@ -70,7 +76,7 @@ def add_commands(keys: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "rotate-data", help="make a new current data key; the old one stays readable until retired"
     ).set_defaults(func=cmd_rotate_data)
     reencrypt = keys.add_parser("reencrypt", help="re-encrypt every stored value under the current data key")
-    reencrypt.add_argument("--batch", type=int, default=rotation.BATCH, help="values per transaction")
+    reencrypt.add_argument("--batch", type=_batch, default=rotation.BATCH, help="values per transaction (1-10000)")
     reencrypt.set_defaults(func=cmd_reencrypt)
     keys.add_parser(
         "retire-data", help="remove the old data key (refused while anything is stored under it)"
