@@ -497,11 +497,16 @@ async def test_the_commands_refuse_clearly_and_a_killed_reencryption_loses_nothi
     assert resumed.returncode == 0, resumed.stderr
     assert f"re-encrypted {left + 1} stored value(s)" in resumed.stdout  # the rest, and the session's code
     assert "; 0 left" in resumed.stdout and f"referrals: {left} of {left}" in resumed.stderr
+    assert "keys retire-data` may now remove it" in resumed.stdout
     assert time.monotonic() - started < 30
     assert len(await _references_seen(ctx, session)) == total
     retired = _cli(keys, "retire-data")
     assert retired.returncode == 0 and "retired data key(s)" in retired.stdout, retired.stderr
     assert [p.name for p in keys.folder.glob("data-*.key")] == []
+    after = _cli(keys, "reencrypt")
+    assert after.returncode == 0 and after.stdout.endswith(
+        f"re-encrypted 0 stored value(s) under data key {data_keys.load_vault(keys.folder).current.id_hex}; 0 left\n"
+    )
     ctx = await keys.restart(ctx)
     assert len(await _references_seen(ctx, session)) == total
     # The audit trail names key ids, never key material.

@@ -44,7 +44,11 @@ def cmd_reencrypt(args: argparse.Namespace) -> int:
         )
     if run.left:
         return 1
-    print("nothing is left under an older key: `referral-broker keys retire-data` may now remove it")
+    if run.fallback_key_ids:
+        print(
+            f"nothing is left under {', '.join(run.fallback_key_ids)}: `referral-broker keys retire-data` may now "
+            "remove it"
+        )
     return 0
 
 

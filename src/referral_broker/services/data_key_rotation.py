@@ -52,6 +52,7 @@ class ReencryptRun:
     unreadable: int
     left: int
     finished: bool  # False when the time budget ran out before the tables were walked
+    fallback_key_ids: tuple[str, ...]  # the older keys this process still reads
 
 
 def _bound_to(table: str, value: rows.StoredValue) -> bytes:
@@ -128,7 +129,9 @@ async def reencrypt(
         if not finished:
             break
     remaining = sum((await left(ctx)).values())
-    run = ReencryptRun(vault.current.id_hex, rewritten, unreadable, remaining, finished)
+    run = ReencryptRun(
+        vault.current.id_hex, rewritten, unreadable, remaining, finished, tuple(k.id_hex for k in vault.fallbacks)
+    )
     if rewritten or unreadable:
         async with ctx.pool.acquire() as conn, conn.transaction():
             await audit.append(
