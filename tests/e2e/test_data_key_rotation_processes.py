@@ -34,7 +34,10 @@ OTHERS = 300  # other patients' referrals, so the job runs long enough to be met
 @pytest.fixture
 def stack(servers: Servers, clean_db: str, redis_url: str, tmp_path: Path, mail_sink: MailSink) -> Iterator[Broker]:  # noqa: F811
     with started_broker(clean_db, redis_url, tmp_path, {"REFERRAL_BROKER_SMTP_URL": mail_sink.url}) as b:
-        yield b
+        try:
+            yield b
+        finally:
+            b.server.stop()  # the server _restart started; started_broker stops only the first one
 
 
 def _restart(stack: Broker) -> None:
