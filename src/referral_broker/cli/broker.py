@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from referral_broker.cli import legal_hold, operations, retention
+from referral_broker.cli import data_keys, legal_hold, operations, retention
 from referral_broker.cli.command_context import run_with_context
-from referral_broker.crypto.broker_keys import BrokerKeysMissing, init_keys
+from referral_broker.crypto.broker_keys import BrokerKeysMissing, init_keys, load_keys
+from referral_broker.crypto.data_keys import DataKeyError
 from referral_broker.services import enrolment
 from referral_broker.services.settings import ConfigError, Settings
 from referral_protocol.errors import DomainError
@@ -64,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()  # refuse to start on bad configuration, with the variable named
     settings.check_fit_to_serve()
+    load_keys(settings.keys_dir)  # and on a missing or wrong key file, with the file named
     uvicorn.run(
         "referral_broker.cli.broker:app_factory",
         factory=True,
@@ -86,7 +88,9 @@ def app_factory() -> Any:
 def cmd_worker(args: argparse.Namespace) -> int:
     from referral_broker.queue.worker import run_supervised
 
-    run_supervised(_settings())
+    settings = _settings()
+    load_keys(settings.keys_dir)  # a missing or wrong key file: one line naming it, not a restart loop
+    run_supervised(settings)
     return 0
 
 
@@ -161,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     k_init = keys.add_parser("init", help="create missing broker keys (never overwrites)")
     k_init.add_argument("--dir", help="keys folder (default: $REFERRAL_BROKER_KEYS_DIR or keys/)")
     k_init.set_defaults(func=cmd_keys_init)
+    data_keys.add_commands(keys)
 
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
 
@@ -200,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except (ConfigError, BrokerKeysMissing, DomainError, FileNotFoundError, FileExistsError) as exc:
+    except (ConfigError, BrokerKeysMissing, DataKeyError, DomainError, FileNotFoundError, FileExistsError) as exc:
         print(f"referral-broker: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

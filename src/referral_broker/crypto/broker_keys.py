@@ -1,7 +1,8 @@
 """The broker's keys on disk: the signing seed, the data secret, and `broker.pub` for clinics to pin.
 
 Layout of the keys folder (see keys/README.md): `broker-signing.key` and `data.key` hold base64 secrets
-(mode 0600; in production they are mounted secrets), `broker.pub` holds `ed25519:<base64>`.
+(mode 0600; in production they are mounted secrets), `broker.pub` holds `ed25519:<base64>`. During a
+data-key rotation `data-<key id>.key` files hold the fallback data keys (crypto/data_keys.py).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from referral_broker.crypto.contact import ContactVault
+from referral_broker.crypto.data_keys import DATA_FILE, load_vault
 from referral_protocol.encoding import PUBLISHED_TEST_KEY, b64, format_public_key, is_published_test_key, unb64
 from referral_protocol.envelope import BrokerSigner
 from referral_protocol.keyfile import write_private
 
 SIGNING_FILE = "broker-signing.key"
-DATA_FILE = "data.key"
 PUBLIC_FILE = "broker.pub"
 
 
@@ -61,4 +62,4 @@ def load_keys(folder: Path) -> BrokerKeys:
     signer = BrokerSigner(unb64((folder / SIGNING_FILE).read_text()))
     if is_published_test_key(signer.public_key):
         raise BrokerKeysUnusable(f"{folder / SIGNING_FILE} holds {PUBLISHED_TEST_KEY}; make a new one")
-    return BrokerKeys(signer=signer, vault=ContactVault(unb64((folder / DATA_FILE).read_text())))
+    return BrokerKeys(signer=signer, vault=load_vault(folder))

@@ -63,6 +63,15 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 # short by the ordinary timeout has committed whole batches; the next hour resumes it.
             ),
             cron(
+                jobs.reencrypt_data,
+                name="reencrypt_data",
+                minute={47},
+                second={0},
+                run_at_startup=False,
+                keep_result=0,
+                unique=True,
+            ),
+            cron(
                 jobs.reconcile_outbox,
                 name="reconcile_outbox",
                 second=set(range(0, 60, RECONCILE_EVERY_SECONDS)),

@@ -112,11 +112,11 @@ def check_written(message: str, reply_email: str, about: str) -> tuple[Written |
     return Written(text, reply_to, quoted), []
 
 
-def _message_bound(message_id: uuid.UUID) -> bytes:
+def message_bound(message_id: uuid.UUID) -> bytes:
     return b"customer-message\x00" + message_id.bytes
 
 
-def _answer_bound(message_id: uuid.UUID) -> bytes:
+def answer_bound(message_id: uuid.UUID) -> bytes:
     return b"customer-answer\x00" + message_id.bytes
 
 
@@ -124,7 +124,7 @@ async def receive(ctx: BrokerContext, written: Written, *, language: str) -> str
     """Store the message encrypted; the reference its sender quotes."""
     now = ctx.clock()
     message_id = new_id(now)
-    sealed = ctx.keys.vault.encrypt(msgspec.json.encode(written), bound_to=_message_bound(message_id))
+    sealed = ctx.keys.vault.encrypt(msgspec.json.encode(written), bound_to=message_bound(message_id))
     for _ in range(_REFERENCE_TRIES):
         reference = new_customer_reference()
         stored = await customer_messages.insert(
@@ -170,10 +170,10 @@ async def read(ctx: BrokerContext, message_id: uuid.UUID, *, actor: str) -> Open
 def _opened(ctx: BrokerContext, sealed: customer_messages.SealedMessage) -> OpenedMessage:
     message_id = sealed.facts.id
     vault = ctx.keys.vault
-    written = msgspec.json.decode(vault.decrypt(sealed.message_ct, bound_to=_message_bound(message_id)), type=Written)
+    written = msgspec.json.decode(vault.decrypt(sealed.message_ct, bound_to=message_bound(message_id)), type=Written)
     answers: list[Answer] = []
     if sealed.answer_ct is not None:
-        plain = vault.decrypt(sealed.answer_ct, bound_to=_answer_bound(message_id))
+        plain = vault.decrypt(sealed.answer_ct, bound_to=answer_bound(message_id))
         answers = msgspec.json.decode(plain, type=Answers).answers
     return OpenedMessage(sealed.facts, written, answers)
 
@@ -215,7 +215,7 @@ async def answer(
             raise AnswerNotSent(f"the e-mail was not sent ({exc.reason}); nothing was recorded, try again") from exc
         now = ctx.clock()
         kept = Answers([*opened.answers, Answer(text, by, now)])
-        sealed_answers = ctx.keys.vault.encrypt(msgspec.json.encode(kept), bound_to=_answer_bound(message_id))
+        sealed_answers = ctx.keys.vault.encrypt(msgspec.json.encode(kept), bound_to=answer_bound(message_id))
         await customer_messages.record_answer(conn, message_id, sealed_answers, now)
         await audit.append(conn, at=now, actor=actor, action="customer_message.answered", subject=str(message_id))
 

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from referral_broker.crypto.contact import DataKey
 from referral_broker.crypto.tokens import token_hash
 from referral_broker.domain.ids import new_id
 from referral_broker.domain.keys import ClinicStatus
@@ -95,22 +96,27 @@ def _bound_to_request(key: str, request: ReferralRequest) -> str:
     return key + "\x00" + _encode(request).decode()
 
 
-def _idempotency_hash(ctx: BrokerContext, key: str) -> bytes:
-    return ctx.keys.vault.blind_index("idempotency", key)
+def _idempotency_hash(data_key: DataKey, key: str) -> bytes:
+    return data_key.blind_index("idempotency", key)
 
 
-def _keyed_manage_token(ctx: BrokerContext, key: str) -> str:
-    return base64.urlsafe_b64encode(ctx.keys.vault.blind_index("manage-token", key)).rstrip(b"=").decode()
+def _keyed_manage_token(data_key: DataKey, key: str) -> str:
+    return base64.urlsafe_b64encode(data_key.blind_index("manage-token", key)).rstrip(b"=").decode()
 
 
 async def _earlier_receipt(ctx: BrokerContext, key: str) -> Receipt | None:
-    earlier = await referral_store.by_idempotency_hash(ctx.pool, _idempotency_hash(ctx, key))
-    if earlier is None:
+    # Under every readable data key: a repeat during a data-key rotation finds the first submission, and its
+    # manage token is derived again under the key that made it (docs/decisions/0070).
+    for data_key in ctx.keys.vault.readable:
+        earlier = await referral_store.by_idempotency_hash(ctx.pool, _idempotency_hash(data_key, key))
+        if earlier is not None:
+            break
+    else:
         return None
     deliveries = await referral_store.deliveries_of(ctx.pool, earlier.id)
     return Receipt(
         reference=earlier.reference,
-        manage_url=f"{ctx.settings.public_url}/manage/{_keyed_manage_token(ctx, key)}",
+        manage_url=f"{ctx.settings.public_url}/manage/{_keyed_manage_token(data_key, key)}",
         submitted_at=earlier.created_at,
         deliveries=[DeliverySummary(clinic=d.clinic_slug, status=d.status) for d in deliveries],
     )
@@ -136,7 +142,9 @@ async def _accept(ctx: BrokerContext, request: ReferralRequest, idempotency_key:
 
     referral_id = new_id(now)
     # 256 bits either way; only its hash is stored
-    token = _keyed_manage_token(ctx, idempotency_key) if idempotency_key else secrets.token_urlsafe(32)
+    token = (
+        _keyed_manage_token(ctx.keys.vault.current, idempotency_key) if idempotency_key else secrets.token_urlsafe(32)
+    )
     for _ in range(_SEALING_TRIES):
         try:
             reference = await _store(ctx, checked, targets, referral_id, token, idempotency_key, now)
@@ -203,7 +211,7 @@ async def _store(
             email_bidx=vault.blind_index("email", checked.patient.email.lower()),
             phone_bidx=vault.blind_index("phone", checked.patient.phone),
             manage_token_hash=token_hash(token),
-            idempotency_hash=_idempotency_hash(ctx, idempotency_key) if idempotency_key else None,
+            idempotency_hash=_idempotency_hash(vault.current, idempotency_key) if idempotency_key else None,
             deliveries=[_seal_for(ctx, checked, targets[slug], reference, consent) for slug in checked.clinics],
         )
         try:

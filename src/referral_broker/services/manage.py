@@ -57,7 +57,10 @@ async def erased_on(ctx: BrokerContext, token: str) -> date | None:
     hashed = _hash_of(token)
     if hashed is None:
         return None
-    return await rights_store.erased_on(ctx.pool, erased_link_hash(ctx, hashed))
+    # Under every readable data key: a link erased before a rotation still says so until the old key is retired
+    # (after that it is an unknown link: its keyed hash cannot be made again without the link; decision 0070).
+    hashes = ctx.keys.vault.blind_indexes("erased-manage-link", hashed.hex())
+    return await rights_store.erased_on(ctx.pool, hashes)
 
 
 async def look_up(ctx: BrokerContext, token: str) -> ManagedView | None:

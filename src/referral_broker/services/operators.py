@@ -56,7 +56,7 @@ class NewOperator:
     provisioning_uri: str
 
 
-def _totp_bound_to(operator_id: uuid.UUID) -> bytes:
+def totp_bound_to(operator_id: uuid.UUID) -> bytes:
     return b"operator-totp\x00" + operator_id.bytes
 
 
@@ -83,7 +83,7 @@ async def create_operator(ctx: BrokerContext, username: str, role: str, password
                 username=username,
                 role=role,
                 password_hash=password_hash,
-                totp_secret_ct=ctx.keys.vault.encrypt(totp_secret.encode(), bound_to=_totp_bound_to(operator_id)),
+                totp_secret_ct=ctx.keys.vault.encrypt(totp_secret.encode(), bound_to=totp_bound_to(operator_id)),
                 now=now,
             )
         except operators.UsernameTaken:
@@ -165,7 +165,7 @@ async def _check(ctx: BrokerContext, op: OperatorRow | None, password: str, code
     assert op is not None  # noqa: S101 - a password never matches without an account
     if op.disabled_at is not None:
         return "account disabled"
-    secret = ctx.keys.vault.decrypt(op.totp_secret_ct, bound_to=_totp_bound_to(op.id)).decode()
+    secret = ctx.keys.vault.decrypt(op.totp_secret_ct, bound_to=totp_bound_to(op.id)).decode()
     step = matching_step(secret, code, now)
     if step is None:
         return "wrong code"

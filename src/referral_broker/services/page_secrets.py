@@ -11,6 +11,13 @@ from pathlib import Path
 from referral_broker.crypto.broker_keys import load_keys
 
 
+def csrf_secrets(keys_dir: Path) -> list[str]:
+    """The keys that sign CSRF tokens, one per readable data key (an HMAC of a fixed label under its index
+    key), current first: new tokens are signed with the first, and during a data-key rotation a form opened
+    before the processes restarted still posts (docs/decisions/0070)."""
+    return [k.blind_index("csrf-secret", "referral-broker web v1").hex() for k in load_keys(keys_dir).vault.readable]
+
+
 def csrf_secret(keys_dir: Path) -> str:
-    """The key that signs CSRF tokens: an HMAC of a fixed label under the data secret's index key."""
-    return load_keys(keys_dir).vault.blind_index("csrf-secret", "referral-broker web v1").hex()
+    """The key new CSRF tokens are signed with: the current data key's."""
+    return csrf_secrets(keys_dir)[0]

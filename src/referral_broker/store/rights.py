@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -22,6 +23,7 @@ async def insert_code_within_limit(
     id: uuid.UUID,
     channel: str,
     contact_bidx: bytes,
+    contact_ct: bytes,
     code_hash: bytes,
     now: datetime,
     expires_at: datetime,
@@ -42,11 +44,11 @@ async def insert_code_within_limit(
             int.from_bytes(contact_bidx[:4], "big", signed=True),
         )
         stored = await conn.fetchval(
-            """INSERT INTO rights_codes (id, channel, contact_bidx, code_hash, created_at, expires_at)
-               SELECT $1, $2, $3, $4, $5, $6
+            """INSERT INTO rights_codes (id, channel, contact_bidx, code_hash, created_at, expires_at, contact_ct)
+               SELECT $1, $2, $3, $4, $5, $6, $9
                WHERE (SELECT count(*) FROM rights_codes WHERE contact_bidx = $3 AND created_at > $7) < $8
                RETURNING id""",
-            id, channel, contact_bidx, code_hash, now, expires_at, counted_since, limit,
+            id, channel, contact_bidx, code_hash, now, expires_at, counted_since, limit, contact_ct,
         )  # fmt: skip
     return stored is not None
 
@@ -64,6 +66,7 @@ class CodeRow:
     attempts: int
     expires_at: datetime
     used_at: datetime | None
+    contact_ct: bytes | None
 
 
 async def take_attempt(conn: Connection, id: uuid.UUID, now: datetime, most: int) -> CodeRow | None:
@@ -75,7 +78,7 @@ async def take_attempt(conn: Connection, id: uuid.UUID, now: datetime, most: int
     row = await conn.fetchrow(
         """UPDATE rights_codes SET attempts = attempts + 1
            WHERE id = $1 AND used_at IS NULL AND expires_at > $2 AND attempts < $3
-           RETURNING id, channel, contact_bidx, code_hash, attempts, expires_at, used_at""",
+           RETURNING id, channel, contact_bidx, code_hash, attempts, expires_at, used_at, contact_ct""",
         id,
         now,
         most,
@@ -108,18 +111,19 @@ class SessionRow:
     channel: str
     contact_bidx: bytes
     expires_at: datetime
+    contact_ct: bytes | None
 
 
 async def session(conn: Executor, session_hash: bytes, now: datetime) -> SessionRow | None:
     row = await conn.fetchrow(
-        """SELECT id, channel, contact_bidx, session_expires_at FROM rights_codes
+        """SELECT id, channel, contact_bidx, session_expires_at, contact_ct FROM rights_codes
            WHERE session_hash = $1 AND session_expires_at > $2""",
         session_hash,
         now,
     )
     if row is None:
         return None
-    return SessionRow(row["id"], row["channel"], row["contact_bidx"], row["session_expires_at"])
+    return SessionRow(row["id"], row["channel"], row["contact_bidx"], row["session_expires_at"], row["contact_ct"])
 
 
 async def end_session(conn: Executor, session_hash: bytes, now: datetime) -> None:
@@ -163,24 +167,27 @@ _LINKED_COLUMNS = """id, reference, created_at, consent_version, consent_text_sh
                      retention_anchor, contact_ct, held_at"""
 
 
-async def linked_referrals(conn: Executor, channel: str, contact_bidx: bytes) -> list[LinkedReferral]:
-    """Not yet anonymised referrals whose e-mail or phone (as `channel` says) has this blind index."""
+async def linked_referrals(conn: Executor, channel: str, contact_bidxs: Sequence[bytes]) -> list[LinkedReferral]:
+    """Not yet anonymised referrals whose e-mail or phone (as `channel` says) has one of these blind indexes
+    (the address's index under each readable data key)."""
     column = _BIDX_COLUMN[channel]
     rows = await conn.fetch(
         f"""SELECT {_LINKED_COLUMNS} FROM referrals
-            WHERE {column} = $1 AND anonymised_at IS NULL ORDER BY created_at DESC""",  # noqa: S608 - fixed names
-        contact_bidx,
+            WHERE {column} = ANY($1::bytea[]) AND anonymised_at IS NULL ORDER BY created_at DESC""",  # noqa: S608
+        list(contact_bidxs),
     )
     return [LinkedReferral(**dict(r)) for r in rows]
 
 
-async def lock_linked(conn: Connection, channel: str, contact_bidx: bytes, reference: str) -> LinkedReferral | None:
+async def lock_linked(
+    conn: Connection, channel: str, contact_bidxs: Sequence[bytes], reference: str
+) -> LinkedReferral | None:
     """One linked referral by its reference, locked until the caller's transaction ends."""
     column = _BIDX_COLUMN[channel]
     row = await conn.fetchrow(
         f"""SELECT {_LINKED_COLUMNS} FROM referrals
-            WHERE reference = $2 AND {column} = $1 AND anonymised_at IS NULL FOR UPDATE""",  # noqa: S608
-        contact_bidx,
+            WHERE reference = $2 AND {column} = ANY($1::bytea[]) AND anonymised_at IS NULL FOR UPDATE""",  # noqa: S608
+        list(contact_bidxs),
         reference,
     )
     return LinkedReferral(**dict(row)) if row else None
@@ -214,8 +221,11 @@ async def remember_erased_link(conn: Connection, link_hash: bytes, erased_on: da
     )
 
 
-async def erased_on(conn: Executor, link_hash: bytes) -> date | None:
-    day: date | None = await conn.fetchval("SELECT erased_on FROM erased_manage_links WHERE link_hash = $1", link_hash)
+async def erased_on(conn: Executor, link_hashes: list[bytes]) -> date | None:
+    """The day remembered under any of `link_hashes` (the link's keyed hash under each readable data key)."""
+    day: date | None = await conn.fetchval(
+        "SELECT erased_on FROM erased_manage_links WHERE link_hash = ANY($1::bytea[]) LIMIT 1", link_hashes
+    )
     return day
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.ports import CodeNotSent, CodeSender
-from referral_broker.services.rights.sessions import RightsSession, open_session
+from referral_broker.services.rights.sessions import RightsSession, code_bound_to, open_session
 from referral_broker.store import audit
 from referral_broker.store import rights as rights_store
 from referral_protocol.contact import ContactInvalid, normalise_email, normalise_phone
@@ -64,8 +64,10 @@ def normalised_contact(channel: str, value: str) -> str:
         raise InvalidRequest([FieldError(channel, "invalid", str(exc))]) from None
 
 
-def _code_hash(ctx: BrokerContext, code_id: uuid.UUID, code: str) -> bytes:
-    return ctx.keys.vault.blind_index("rights-code", f"{code_id}:{code}")
+def _code_hashes(ctx: BrokerContext, code_id: uuid.UUID, code: str) -> list[bytes]:
+    """The code's hash under each readable data key, current first: a code sent just before a rotation still
+    opens. (Its per-address limit, counted by the address's index, starts afresh under a new key.)"""
+    return ctx.keys.vault.blind_indexes("rights-code", f"{code_id}:{code}")
 
 
 async def request_code(ctx: BrokerContext, sender: CodeSender, channel: str, value: str) -> uuid.UUID:
@@ -82,7 +84,8 @@ async def request_code(ctx: BrokerContext, sender: CodeSender, channel: str, val
             id=code_id,
             channel=channel,
             contact_bidx=bidx,
-            code_hash=_code_hash(ctx, code_id, code),
+            contact_ct=ctx.keys.vault.encrypt(destination.encode(), bound_to=code_bound_to(code_id)),
+            code_hash=_code_hashes(ctx, code_id, code)[0],
             now=now,
             expires_at=now + timedelta(minutes=settings.rights_code_minutes),
             counted_since=now - timedelta(hours=1),
@@ -123,7 +126,9 @@ async def verify_code(ctx: BrokerContext, code_id: str, code: str) -> tuple[str,
         if row is None:
             outcome = "lapsed" if await rights_store.code_exists(conn, row_id) else "unknown"
         else:
-            right = len(code) == CODE_DIGITS and hmac.compare_digest(_code_hash(ctx, row.id, code), row.code_hash)
+            right = len(code) == CODE_DIGITS and any(
+                hmac.compare_digest(h, row.code_hash) for h in _code_hashes(ctx, row.id, code)
+            )
             outcome = "opened" if right else "wrong"
             # The fifth wrong try uses the code up: the right digits after it would be refused too.
             spent = not right and row.attempts >= MAX_CODE_ATTEMPTS

@@ -103,5 +103,5 @@ async def rectify(ctx: BrokerContext, session: RightsSession, reference: str, co
             details={"fields": changed, "notices": len(planned.sealed), "unsealable": planned.unsealable},
         )
     await clinic_notices.ring(ctx, planned)
-    still = (email_bidx if session.channel == "email" else phone_bidx) == session.contact_bidx
+    still = (email_bidx if session.channel == "email" else phone_bidx) in session.contact_bidxs
     return Rectified(changed, len(planned.sealed), still, planned.reach)

@@ -52,13 +52,13 @@ class LinkedView:
 
 
 async def overview(ctx: BrokerContext, session: RightsSession) -> list[LinkedView]:
-    linked = await rights_store.linked_referrals(ctx.pool, session.channel, session.contact_bidx)
+    linked = await rights_store.linked_referrals(ctx.pool, session.channel, session.contact_bidxs)
     return [await _view(ctx, r) for r in linked]
 
 
 async def find(ctx: BrokerContext, session: RightsSession, reference: str) -> LinkedView:
     """One linked referral's view; only that one is decrypted and looked up further."""
-    for r in await rights_store.linked_referrals(ctx.pool, session.channel, session.contact_bidx):
+    for r in await rights_store.linked_referrals(ctx.pool, session.channel, session.contact_bidxs):
         if r.reference == reference:
             return await _view(ctx, r)
     raise NotLinked
@@ -66,7 +66,7 @@ async def find(ctx: BrokerContext, session: RightsSession, reference: str) -> Li
 
 async def lock(conn: Connection, session: RightsSession, reference: str) -> rights_store.LinkedReferral:
     """The linked referral with this reference, locked until the transaction ends; NotLinked otherwise."""
-    row = await rights_store.lock_linked(conn, session.channel, session.contact_bidx, reference)
+    row = await rights_store.lock_linked(conn, session.channel, session.contact_bidxs, reference)
     if row is None:
         raise NotLinked
     return row
