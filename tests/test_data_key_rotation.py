@@ -34,7 +34,7 @@ from referral_broker.crypto.broker_keys import init_keys
 from referral_broker.crypto.contact import ContactDecryptionFailed, ContactVault, DataKey, UnknownDataKey
 from referral_broker.queue import jobs
 from referral_broker.queue.worker import worker_options
-from referral_broker.services import data_key_rotation, intake, manage, operators, rights
+from referral_broker.services import customer_service, data_key_rotation, intake, manage, operators, rights
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from referral_broker.web.pages import CSRFCheck, csrf_config
@@ -553,3 +553,37 @@ def test_a_wrong_batch_size_is_refused_before_anything_runs(batch: str, capsys: 
         main(["keys", "reencrypt", "--batch", batch])
     assert exit_.value.code == 2
     assert "is not a batch size: give a whole number from 1 to 10000" in capsys.readouterr().err
+
+
+class _Replies:
+    async def send_reply(self, recipient: str, subject: str, text: str) -> None:
+        pass
+
+
+async def test_customer_service_messages_and_answers_are_reencrypted_and_read_after_retirement(keys: Keys) -> None:
+    """Customer service (issue 22) keeps its messages under the data key too: the job walks them, and after the
+    old key is retired an operator still reads the message and its answer."""
+    ctx = await keys.start()
+    written = customer_service.Written("Hvordan endrer jeg e-posten?", reply_to=EMAIL, about=None)
+    reference = await customer_service.receive(ctx, written, language="nb")
+    message_id = (await customer_service.waiting(ctx))[0].id
+    await customer_service.answer(
+        ctx, message_id, "Bruk lenken på kvitteringen.", by="olga", actor="t", sender=_Replies()
+    )
+
+    await data_key_rotation.rotate(ctx, keys.folder)
+    ctx = await keys.restart(ctx)
+    left = await data_key_rotation.left(ctx)
+    assert left["customer_messages"] == 1 and left["customer_answers"] == 1
+    run = await data_key_rotation.reencrypt(ctx)
+    assert run.left == 0 and run.unreadable == 0
+    row = await ctx.pool.fetchrow("SELECT message_ct, answer_ct FROM customer_messages WHERE id = $1", message_id)
+    assert bytes(row["message_ct"]).startswith(ctx.keys.vault.current_prefix)
+    assert bytes(row["answer_ct"]).startswith(ctx.keys.vault.current_prefix)
+
+    await data_key_rotation.retire(ctx, keys.folder)
+    ctx = await keys.restart(ctx)
+    opened = await customer_service.read(ctx, message_id, actor="t")
+    assert opened.facts.reference == reference
+    assert opened.written.message == "Hvordan endrer jeg e-posten?" and opened.written.reply_to == EMAIL
+    assert [a.text for a in opened.answers] == ["Bruk lenken på kvitteringen."]
