@@ -45,6 +45,7 @@ class PullReport:
     received: list[Received] = field(default_factory=list)  # filed in this run, in that order
     # referrals written, or given a notice, in this run, in that order (a dict: each once, found at once)
     references: dict[str, None] = field(default_factory=dict)
+    key_changes: list[str] = field(default_factory=list)  # the broker's signing key changed: what was pinned
 
     @property
     def complete(self) -> bool:
@@ -88,6 +89,7 @@ class PullReport:
             "stopped": self.stopped,
             "complete": self.complete,
             "references": list(self.references),
+            "key_changes": self.key_changes,
             "received": [
                 {"reference": r.reference, "kind": r.kind, "received_at": r.at.isoformat()} for r in self.received
             ],

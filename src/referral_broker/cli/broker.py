@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from referral_broker.cli import operations, retention
+from referral_broker.cli import operations, retention, signing_keys
 from referral_broker.cli.command_context import run_with_context
 from referral_broker.crypto.broker_keys import BrokerKeysMissing, init_keys
 from referral_broker.services import enrolment
@@ -161,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     k_init = keys.add_parser("init", help="create missing broker keys (never overwrites)")
     k_init.add_argument("--dir", help="keys folder (default: $REFERRAL_BROKER_KEYS_DIR or keys/)")
     k_init.set_defaults(func=cmd_keys_init)
+    signing_keys.add_commands(keys)
 
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
 
