@@ -129,3 +129,16 @@ def test_an_announcement_must_be_signed_by_the_old_key_and_a_retirement_by_the_n
     assert check_statement(retire, signer=VECTOR["new_key_id"], clinic=clinic, statement_id=sid).action == "retire"
     with pytest.raises(KeyChangeInvalid, match="signed by the new key"):
         check_statement(retire, signer=VECTOR["old_key_id"], clinic=clinic, statement_id=sid)
+
+
+def test_during_a_key_change_a_webhook_signed_by_either_pinned_key_verifies() -> None:
+    from referral_protocol.webhook import WebhookInvalid, signature_header, verify_webhook
+
+    old, new, stranger = BrokerSigner.generate(), BrokerSigner.generate(), BrokerSigner.generate()
+    body = b'{"type":"referrals.available","clinic":"c","notification":"n","sent_at":"2026-12-07T09:00:00+00:00"}'
+    at = datetime.now(UTC)
+    for signer in (old, new):
+        header = signature_header(signer.sign, signer.key_id, body, at)
+        assert verify_webhook(header, body, [old.public_key, new.public_key]).clinic == "c"
+    with pytest.raises(WebhookInvalid, match="other than the pinned"):
+        verify_webhook(signature_header(stranger.sign, stranger.key_id, body, at), body, [old.public_key])
