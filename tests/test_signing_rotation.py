@@ -241,11 +241,12 @@ async def test_the_commands_say_why_they_refuse(
     async def cli(*args: str) -> int:
         return await asyncio.to_thread(main, ["keys", *args])  # the command runs its own event loop
 
+    await enrol_clinic(broker, "klinikk-a")
     assert await cli("activate-signing") == signing_cli.EXIT_REFUSED
     assert "refused: there is no new signing key to activate" in capsys.readouterr().err
     assert await cli("rotate-signing") == 0
     out = capsys.readouterr().out
-    assert "announced to 0 clinic(s)" in out and "fingerprint of the new key" in out
+    assert "announced to 1 clinic(s)" in out and "fingerprint of the new key" in out
     assert await cli("rotate-signing") == signing_cli.EXIT_REFUSED
     assert "already under way" in capsys.readouterr().err
     assert await cli("signing-status", "--json") == 0
@@ -253,3 +254,14 @@ async def test_the_commands_say_why_they_refuse(
     assert status["phase"] == "announced" and status["active"] == broker.keys.signer.key_id
     assert await cli("retire-signing") == signing_cli.EXIT_REFUSED
     assert "not active yet" in capsys.readouterr().err
+
+    async def clinic_list(*args: str) -> str:
+        assert await asyncio.to_thread(main, ["clinic", "list", *args]) == 0
+        return capsys.readouterr().out
+
+    assert "new broker key: NOT pinned" in await clinic_list()
+    assert json.loads(await clinic_list("--json"))[0]["broker_key_pinned_at"] is None
+    items = await _inbox(broker, "klinikk-a")
+    await _ack(broker, "klinikk-a", [items[0].delivery_id])
+    assert "new broker key: pinned 20" in await clinic_list()
+    assert json.loads(await clinic_list("--json"))[0]["broker_key_pinned_at"] is not None

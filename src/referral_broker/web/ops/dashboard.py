@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from referral_broker.services import clinic_keys, monitoring, operator_actions
+from referral_broker.services import clinic_keys, monitoring, operator_actions, signing_rotation
 from referral_broker.services.operators import SignedIn
 from referral_broker.web.ops import display
 from referral_broker.web.ops.access import broker_of
@@ -37,6 +37,7 @@ async def _page(
 ) -> Template:
     board = await monitoring.dashboard(broker_of(request))
     undeliverable = await clinic_keys.undeliverable_summary(broker_of(request))
+    signing = await signing_rotation.status(broker_of(request))
     t = display.ops_translator(request)
     return display.ops_page(
         request,
@@ -45,6 +46,7 @@ async def _page(
             "who": who,
             "board": board,
             "undeliverable": undeliverable,
+            "signing": signing,
             "throughput": throughput_chart(board.last_day, t),
             "latency": latency_chart(board.last_day, t),
             "done": f"ops.done.{done}" if done in DONE else None,
