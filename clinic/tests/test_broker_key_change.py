@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from clinic_folder import SLUG, Clinic
+from desk_stand import DeskUnderTest, desk  # noqa: F401 - the fixture
 from referral_clinic import broker_pins
 from referral_clinic.cli import main
 from referral_clinic.keystore import ClinicDir
@@ -165,3 +166,22 @@ def test_the_pull_report_names_the_change_for_scripts(clinic: Clinic, capsys: py
     assert clinic.pull("--json") == 0
     report = msgspec.json.decode(capsys.readouterr().out.splitlines()[0])
     assert len(report["key_changes"]) == 1 and key_id(new.public_key) in report["key_changes"][0]
+
+
+def test_the_desk_shows_the_change_and_what_to_do_about_an_unknown_key(desk: DeskUnderTest) -> None:  # noqa: F811
+    clinic = desk.clinic
+    old, new = clinic.broker_signer, BrokerSigner.generate()
+    client = desk.browser()
+    desk.unlock(client)
+    serve_statement(clinic, KeyChangeAction.ANNOUNCE, old=old, new=new, signer=old)
+    desk.pull()
+    page = client.get("/").text
+    assert "Formidleren kunngjorde en ny signeringsnøkkel" in page
+    assert broker_key_fingerprint(new.public_key) in page
+
+    stranger = BrokerSigner.generate()
+    clinic.serve(signer=stranger)
+    desk.pull()
+    page = client.get("/").text
+    assert "en nøkkel denne klinikken ikke stoler på ennå" in page and "ingenting går tapt" in page
+    assert "referral-clinic pin-broker-key" in page and stranger.key_id in page

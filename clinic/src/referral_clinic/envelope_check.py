@@ -44,6 +44,14 @@ class Refused(Exception):
         self.report_as: RefusalReason | None = report_as
 
 
+class UnknownBrokerKey(Refused):
+    """Signed by a broker key this clinic does not pin: left waiting, and the clinic is told to re-pin."""
+
+    def __init__(self, message: str, signer: str) -> None:
+        super().__init__(message)
+        self.signer = signer
+
+
 @dataclass(frozen=True)
 class ClinicKeys:
     """What opening an envelope needs: who we are, whom we trust, and our private encryption keys.
@@ -89,7 +97,8 @@ def _open(item: InboxItem, keys: ClinicKeys) -> tuple[EnvelopeBody, bytes, bytes
         body, signed_by = verify_pinned(item.envelope, keys.pinned)
     except EnvelopeSignedByAnotherKey as exc:
         # Our pinned key, not the envelope, may be what is out of date: never report this one.
-        raise Refused(unknown_signer_message(exc.signer, keys.folder)) from None
+        shown_id = exc.signer if _KEY_ID.fullmatch(exc.signer) else "?"
+        raise UnknownBrokerKey(unknown_signer_message(exc.signer, keys.folder), shown_id) from None
     except EnvelopeRejected as exc:
         raise Refused(str(exc), "bad_signature") from None
     if body.clinic != keys.slug:

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from referral_clinic import broker_pins, durable, notice_file, referral_file
-from referral_clinic.envelope_check import ClinicKeys, Refused, open_item
+from referral_clinic.envelope_check import ClinicKeys, Refused, UnknownBrokerKey, open_item
 from referral_clinic.ledger import FileRecord, Ledger
 from referral_clinic.notice_file import ReceivedNotice
 from referral_clinic.pull_report import PullReport, Received
@@ -98,6 +98,8 @@ class Filer:
                     filing = self._plan(opened, page_references)
                 except Refused as exc:
                     report.refused[item.delivery_id] = str(exc)
+                    if isinstance(exc, UnknownBrokerKey):
+                        report.unknown_broker_keys.add(exc.signer)
                     if exc.report_as is not None:
                         result.refusals.append(Refusal(delivery_id=item.delivery_id, reason=exc.report_as))
                     continue
