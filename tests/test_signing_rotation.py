@@ -98,6 +98,7 @@ async def test_a_rotation_announced_activated_and_retired_loses_nothing(
     statement = _open_statement(items[0], a, old.public_key)
     assert statement.action == KeyChangeAction.ANNOUNCE
     assert statement.old_key == old.public_key and statement.new_key == new_key.public_key
+    assert await _ack(broker, "klinikk-b", [items[0].delivery_id]) == []  # not B's statement: unknown to B
     assert await _ack(broker, "klinikk-a", [items[0].delivery_id]) == [items[0].delivery_id]
     assert len(await _inbox(broker, "klinikk-a")) == 2  # still served after it is acknowledged: every machine sees it
 

@@ -77,6 +77,10 @@ def test_an_announced_key_is_pinned_beside_the_old_and_both_are_accepted(
     assert pinned(clinic) == (old.public_key, (new.public_key,))
     history = broker_pins.load(clinic.dir).changes
     assert [(c.action, c.key_id, c.via) for c in history] == [("announce", new.key_id, statement)]
+    assert main(["status", "--dir", str(clinic.dir)], transport=clinic.broker.transport) == 0
+    status = capsys.readouterr().out
+    assert f"broker key trusted: {old.key_id}" in status
+    assert f"broker key trusted: {new.key_id} (fingerprint {broker_key_fingerprint(new.public_key)})" in status
 
     # Served again (every machine of the clinic must see it): acknowledged again, nothing changes, nothing said.
     clinic.broker.add(statement, statement_envelope)

@@ -420,6 +420,11 @@ def _keep_pulling(args: argparse.Namespace, transport: httpx.BaseTransport | Non
         return watch.loop(cycle, interval=args.interval, max_backoff=args.max_backoff, stopper=stopper)
 
 
+def _broker_keys(session: Session) -> list[dict[str, str]]:
+    """The broker keys this folder trusts: the one in config.json, then any pinned beside it."""
+    return [{"key_id": key_id(k), "fingerprint": broker_key_fingerprint(k)} for k in session.keys.pinned]
+
+
 def _status(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
     session = unlock(args.dir, read_passphrase())
     local_keys = session.secrets.encryption_key_ids
@@ -449,6 +454,7 @@ def _status(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> 
                     "last_pull": last_pull,
                     "destroyable": destroyable,
                     "broker_error": broker_error,
+                    "broker_keys": _broker_keys(session),
                 },
                 sort_keys=True,
                 default=str,
@@ -458,6 +464,8 @@ def _status(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> 
         print(f"clinic {session.config.slug} at {session.config.broker_url}")
         signing = key_commands.signing_key_id(session)
         print(f"signing key {signing}: {_state_of(states, signing)}")
+        for pinned in _broker_keys(session):
+            print(f"broker key trusted: {pinned['key_id']} (fingerprint {pinned['fingerprint']})")
         for k in local_keys:
             held = states.get(k)
             waiting = f", {held.waiting} waiting sealed to it" if held and held.waiting else ""
