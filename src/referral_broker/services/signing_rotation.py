@@ -30,7 +30,7 @@ from referral_broker.store import audit, broker_key_changes, clinics
 from referral_broker.store.broker_key_changes import ClinicPin, KeyChange
 from referral_broker.store.clinics import ClinicRow
 from referral_broker.store.pool import Connection
-from referral_protocol.envelope import BrokerSigner, resign, seal, signer_of
+from referral_protocol.envelope import BrokerSigner, resign, seal
 from referral_protocol.key_change import (
     KEY_CHANGE_KIND,
     KEY_CHANGE_REFERENCE,
@@ -111,6 +111,18 @@ async def _make_statement(
     return await broker_key_changes.insert_statement(
         conn, statement_id=statement_id, change_id=change.id, clinic_id=clinic.id, envelope=sealed.data, now=now
     )
+
+
+async def _resign_all(conn: Connection, old_key_id: str, new: BrokerSigner, batch: int = 500) -> int:
+    """Sign every waiting envelope (referrals and notices) `old_key_id` signed again with `new`; the count.
+    A row signed again no longer matches, so each batch finds the next."""
+    done = 0
+    for kind in ("delivery", "notice"):
+        while rows := await broker_key_changes.envelopes_signed_by(conn, kind, old_key_id, batch):
+            for row_id, envelope in rows:
+                await broker_key_changes.replace_envelope(conn, kind, row_id, resign(envelope, new))
+            done += len(rows)
+    return done
 
 
 def _signer_for(change: KeyChange, signers: dict[str, BrokerSigner]) -> BrokerSigner | None:
@@ -269,11 +281,7 @@ async def retire(ctx: BrokerContext, *, force: bool = False) -> Retired:
             now=now,
         ) or await broker_key_changes.change(conn, "retire", new.key_id)
         assert change is not None  # noqa: S101 - inserted, or there before
-        resigned = 0
-        for kind, row_id, envelope in await broker_key_changes.waiting_envelopes(conn):
-            if signer_of(envelope) == old.key_id:
-                await broker_key_changes.replace_envelope(conn, kind, row_id, resign(envelope, new))
-                resigned += 1
+        resigned = await _resign_all(conn, old.key_id, new)
         made = 0
         for clinic in await clinics.all_clinics(conn):
             if clinic.status == "active":
@@ -293,6 +301,12 @@ async def retire(ctx: BrokerContext, *, force: bool = False) -> Retired:
             },
         )
     signing_keys.drop_previous(folder, old.key_id)
+    # Anything a process sealed with the old key before activation and stored only now (an intake in flight
+    # across both steps) is signed again too: re-signing needs only the new key.
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        late = await _resign_all(conn, old.key_id, new)
+    if late:
+        log.warning("%d envelope(s) signed by the retired key %s were stored late and signed again", late, old.key_id)
     return Retired(old.key_id, new.key_id, resigned, made, unpinned if force else [])
 
 

@@ -138,16 +138,22 @@ async def pins(conn: Executor, change_id: uuid.UUID) -> list[ClinicPin]:
     return [ClinicPin(r["slug"], r["status"], r["acknowledged_at"]) for r in rows]
 
 
-async def waiting_envelopes(conn: Executor) -> list[tuple[str, uuid.UUID, bytes]]:
-    """Every stored envelope still waiting for a clinic: ("delivery" | "notice", id, envelope)."""
+_WAITING_TABLES = {"delivery": "deliveries", "notice": "clinic_notices"}
+
+
+async def envelopes_signed_by(conn: Executor, kind: str, signer: str, limit: int) -> list[tuple[uuid.UUID, bytes]]:
+    """Stored envelopes of `kind` ("delivery" or "notice") still waiting for a clinic that `signer` signed
+    (the envelope's JSON `signer` member); locked until the caller's commit."""
     rows = await conn.fetch(
-        """SELECT 'delivery' AS kind, id, envelope FROM deliveries WHERE envelope IS NOT NULL
-           UNION ALL
-           SELECT 'notice', id, envelope FROM clinic_notices WHERE envelope IS NOT NULL"""
+        f"""SELECT id, envelope FROM {_WAITING_TABLES[kind]}
+            WHERE envelope IS NOT NULL AND convert_from(envelope, 'UTF8')::jsonb ->> 'signer' = $1
+            LIMIT $2 FOR UPDATE""",  # noqa: S608 - a table name from the constant map
+        signer,
+        limit,
     )
-    return [(r["kind"], r["id"], r["envelope"]) for r in rows]
+    return [(r["id"], r["envelope"]) for r in rows]
 
 
 async def replace_envelope(conn: Executor, kind: str, row_id: uuid.UUID, envelope: bytes) -> None:
-    table = "deliveries" if kind == "delivery" else "clinic_notices"
+    table = _WAITING_TABLES[kind]
     await conn.execute(f"UPDATE {table} SET envelope = $2 WHERE id = $1", row_id, envelope)  # noqa: S608
