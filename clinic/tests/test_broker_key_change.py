@@ -82,11 +82,15 @@ def test_an_announced_key_is_pinned_beside_the_old_and_both_are_accepted(
     assert f"broker key trusted: {old.key_id}" in status
     assert f"broker key trusted: {new.key_id} (fingerprint {broker_key_fingerprint(new.public_key)})" in status
 
-    # Served again (every machine of the clinic must see it): acknowledged again, nothing changes, nothing said.
+    # Served again (every machine of the clinic must see it): nothing changes, nothing is said, and it is not
+    # acknowledged a second time from this machine (the ledger would grow by a line a pull).
     clinic.broker.add(statement, statement_envelope)
+    calls = len(clinic.broker.ack_calls)
+    lines = len(clinic.ledger_events())
     assert clinic.pull() == 0
     assert "announced" not in capsys.readouterr().err
     assert len(broker_pins.load(clinic.dir).changes) == 1
+    assert len(clinic.broker.ack_calls) == calls and len(clinic.ledger_events()) == lines
 
 
 def test_a_retirement_makes_the_new_key_the_pinned_one_and_drops_the_old(

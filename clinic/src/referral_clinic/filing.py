@@ -93,7 +93,10 @@ class Filer:
                         self._keys, message = broker_pins.apply(self._keys, opened, now=self._clock())
                         if message:
                             report.key_changes.append(message)
-                        already.append(item.delivery_id)
+                        # The broker serves it on every reading until the next change: acknowledged once
+                        # from here, so the ledger does not grow by a line a pull.
+                        if message or not self._ledger.is_acknowledged(item.delivery_id):
+                            already.append(item.delivery_id)
                         continue
                     filing = self._plan(opened, page_references)
                 except Refused as exc:
