@@ -266,3 +266,19 @@ async def test_the_commands_say_why_they_refuse(
     await _ack(broker, "klinikk-a", [items[0].delivery_id])
     assert "new broker key: pinned 20" in await clinic_list()
     assert json.loads(await clinic_list("--json"))[0]["broker_key_pinned_at"] is not None
+
+
+async def test_waiting_envelopes_are_signed_again_batch_by_batch(
+    client: AsyncTestClient[Any], broker: BrokerContext, keys_dir: Path
+) -> None:
+    await enrol_clinic(broker, "klinikk-a")
+    old = broker.keys.signer
+    for _ in range(3):
+        await _submit(client, broker, ["klinikk-a"])
+    await signing_rotation.rotate(broker)
+    await signing_rotation.activate(broker)
+    new = broker.keys.signer
+    async with broker.pool.acquire() as conn, conn.transaction():
+        assert await signing_rotation._resign_all(conn, old.key_id, new, batch=1) == 3
+    items = [i for i in await _inbox(broker, "klinikk-a") if signer_of(i.envelope) == new.key_id]
+    assert len(items) == 3 and all(verify(i.envelope, new.public_key).kind == "referral" for i in items)
