@@ -30,6 +30,7 @@ from nacl.signing import SigningKey
 from referral_protocol.consent import CONSENT_VERSION, consent_text_sha256
 from referral_protocol.encoding import enrolment_fingerprint
 from referral_protocol.envelope import ENVELOPE_FORMAT, EnvelopeBody, Recipient, SignedEnvelope
+from referral_protocol.key_change import KEY_CHANGE_FORMAT, KEY_CHANGE_KIND, KEY_CHANGE_REFERENCE, KeyChangeStatement
 from referral_protocol.padding import BUCKETS
 from referral_protocol.referral import REFERRAL_PAYLOAD_FORMAT, Need, Patient, ReferralPayload, SealedConsent
 from referral_protocol.request_signature import sign_request
@@ -54,6 +55,8 @@ def test_secret(label: str) -> bytes:
 
 
 BROKER_SIGNING_SEED = test_secret("broker signing")
+BROKER_NEXT_SIGNING_SEED = test_secret("broker signing, next")
+STATEMENT_ID = "3b0c5d2e-7a41-4f6e-9c1d-2b8a6f0e4d71"
 CLINIC_SIGNING_SEED = test_secret("clinic signing")
 CLINIC_ENCRYPTION_SECRET = test_secret("clinic encryption")
 EPHEMERAL_SECRET = test_secret("sealed box ephemeral")
@@ -69,6 +72,10 @@ def _key_id(public: bytes) -> str:
 
 def broker_public() -> bytes:
     return bytes(SigningKey(BROKER_SIGNING_SEED).verify_key)
+
+
+def broker_next_public() -> bytes:
+    return bytes(SigningKey(BROKER_NEXT_SIGNING_SEED).verify_key)
 
 
 def clinic_signing_public() -> bytes:
@@ -98,6 +105,9 @@ def test_keys() -> dict[str, Any]:
         "broker_signing_public": _b64(broker_public()),
         "broker_key_id": _key_id(broker_public()),
         "broker_pub_file": f"ed25519:{_b64(broker_public())}",
+        "broker_next_signing_seed": _b64(BROKER_NEXT_SIGNING_SEED),
+        "broker_next_signing_public": _b64(broker_next_public()),
+        "broker_next_key_id": _key_id(broker_next_public()),
         "clinic_slug": SLUG,
         "clinic_signing_seed": _b64(CLINIC_SIGNING_SEED),
         "clinic_signing_public": _b64(clinic_signing_public()),
@@ -275,6 +285,61 @@ def webhook_vector() -> dict[str, Any]:
     }
 
 
+def broker_key_fingerprint(public: bytes) -> str:
+    digest = hashlib.sha256(b"referral-broker broker key v1\x00" + public).digest()[:20]
+    text = base64.b32encode(digest).decode()
+    return "-".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+def key_change_vector() -> dict[str, Any]:
+    """An announcement: signed by the (test) broker key, carrying the (test) next key; sealed like any envelope."""
+    statement = KeyChangeStatement(
+        format=KEY_CHANGE_FORMAT,
+        action="announce",
+        statement_id=STATEMENT_ID,
+        clinic=SLUG,
+        issued_at=ISSUED_AT,
+        old_key=broker_public(),
+        new_key=broker_next_public(),
+        new_key_fingerprint=broker_key_fingerprint(broker_next_public()),
+    )
+    encoder = msgspec.json.Encoder()
+    payload = encoder.encode(statement)
+    padded = iso7816_pad(payload)
+    body = EnvelopeBody(
+        kind=KEY_CHANGE_KIND,
+        delivery_id=STATEMENT_ID,
+        reference=KEY_CHANGE_REFERENCE,
+        clinic=SLUG,
+        issued_at=ISSUED_AT,
+        recipients=[
+            Recipient(
+                key_id=_key_id(clinic_encryption_public()),
+                box=sealed_box(padded, clinic_encryption_public(), EPHEMERAL_SECRET),
+            )
+        ],
+    )
+    body_bytes = encoder.encode(body)
+    signature = SigningKey(BROKER_SIGNING_SEED).sign(b"referral-broker envelope v1\x00" + body_bytes).signature
+    envelope = encoder.encode(
+        SignedEnvelope(format=ENVELOPE_FORMAT, signer=_key_id(broker_public()), body=body_bytes, signature=signature)
+    )
+    return {
+        "warning": WARNING,
+        "old_key": _b64(broker_public()),
+        "old_key_id": _key_id(broker_public()),
+        "new_key": _b64(broker_next_public()),
+        "new_key_id": _key_id(broker_next_public()),
+        "new_key_fingerprint": broker_key_fingerprint(broker_next_public()),
+        "fingerprint_message": _b64(b"referral-broker broker key v1\x00" + broker_next_public()),
+        "clinic": SLUG,
+        "opening_key": _b64(CLINIC_ENCRYPTION_SECRET),
+        "statement": payload.decode(),
+        "envelope_body": body_bytes.decode(),
+        "envelope": envelope.decode(),
+    }
+
+
 def vectors() -> dict[str, bytes]:
     """Every vector file, by name, as bytes."""
     made = {
@@ -284,6 +349,7 @@ def vectors() -> dict[str, bytes]:
         "envelope.json": envelope_vector(),
         "signed-requests.json": request_vectors(),
         "webhook.json": webhook_vector(),
+        "key-change.json": key_change_vector(),
     }
     return {name: (json.dumps(v, indent=2, ensure_ascii=False) + "\n").encode() for name, v in made.items()}
 

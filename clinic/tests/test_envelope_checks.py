@@ -36,7 +36,7 @@ def test_tampered_envelope_is_refused_and_not_acknowledged(clinic: Clinic, capsy
 
 def test_envelope_signed_by_other_key_is_refused(clinic: Clinic, capsys: pytest.CaptureFixture[str]) -> None:
     payload = clinic.serve(signer=BrokerSigner.generate())
-    _assert_refused_untouched(clinic, capsys, payload.delivery_id, "pinned broker key")
+    _assert_refused_untouched(clinic, capsys, payload.delivery_id, "which this clinic has not pinned")
 
 
 def test_envelope_addressed_to_other_clinic_is_refused(clinic: Clinic, capsys: pytest.CaptureFixture[str]) -> None:

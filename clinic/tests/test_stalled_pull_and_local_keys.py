@@ -39,7 +39,7 @@ def test_an_envelope_signed_by_another_broker_key_is_skipped_not_reported(
     """If the broker changed its key, the pin is out of date, not the envelope: never throw referrals away."""
     clinic.serve(signer=BrokerSigner.generate())
     assert clinic.pull() == 1
-    assert "pin it" in capsys.readouterr().err
+    assert "then run `referral-clinic pin-broker-key" in capsys.readouterr().err
     assert clinic.broker.refused == {} and len(clinic.broker.inbox) == 1
 
 

@@ -40,7 +40,12 @@ def _test_clinic() -> ClinicSecrets:
 
 
 def test_the_refused_ids_are_exactly_the_published_keys() -> None:
-    published = {KEYS["broker_key_id"], KEYS["clinic_signing_key_id"], KEYS["clinic_encryption_key_id"]}
+    published = {
+        KEYS["broker_key_id"],
+        KEYS["broker_next_key_id"],
+        KEYS["clinic_signing_key_id"],
+        KEYS["clinic_encryption_key_id"],
+    }
     assert published == PUBLISHED_TEST_KEY_IDS
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from referral_clinic import durable, fhir, folder_lock, key_commands, keystore, watch
+from referral_clinic import broker_pins, durable, fhir, folder_lock, key_commands, keystore, watch
 from referral_clinic.broker_client import BrokerRefusedClinic, BrokerRefusedRequest, BrokerUnavailable, ClockOff
 from referral_clinic.inbox import DEFAULT_LIMIT, Inbox
 from referral_clinic.keystore import ClinicDir, ClinicDirBusy, ClinicDirProblem
@@ -27,6 +27,8 @@ from referral_clinic.progress import PullProgress
 from referral_clinic.pull_report import PullReport
 from referral_clinic.session import Session, say, shown, unlock
 from referral_protocol.clinic_identity import fingerprint_of
+from referral_protocol.encoding import key_id, parse_public_key
+from referral_protocol.key_change import broker_key_fingerprint
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None
             return _export(args)
         if command == "desk":
             return _desk(args, transport)
+        if command == "pin-broker-key":
+            return _pin_broker_key(args)
         return key_commands.run(args, transport)
     except (ClinicDirProblem, PassphraseUnavailable, LedgerDamaged, folder_lock.ClinicDirUnusable) as exc:
         say(str(exc))
@@ -129,8 +133,42 @@ def _parser() -> argparse.ArgumentParser:
         help="pull every SECONDS instead of waiting for the broker to answer when something arrives",
     )
 
+    pin = commands.add_parser(
+        "pin-broker-key",
+        help="trust a new broker key from its broker.pub, after comparing its fingerprint with the broker by phone",
+    )
+    pin.add_argument("--dir", required=True, type=Path, help="the clinic folder")
+    pin.add_argument("--file", required=True, type=Path, help="the broker.pub the broker's operator sent")
+    pin.add_argument("--fingerprint", help="the fingerprint the operator read out (without it, only shown)")
+
     key_commands.add_parsers(commands)
     return parser
+
+
+def _pin_broker_key(args: argparse.Namespace) -> int:
+    """Pin a broker key out of band: for a clinic that missed the broker's key-change announcement."""
+    clinic = ClinicDir(args.dir)
+    clinic.load_config()
+    if args.fingerprint is None:
+        try:
+            key = parse_public_key(args.file.read_text())
+        except OSError as exc:
+            raise ClinicDirProblem(f"cannot read {args.file}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ClinicDirProblem(f"{args.file}: {exc}") from None
+        print(f"broker key {key_id(key)}, fingerprint {broker_key_fingerprint(key)}")
+        say(
+            "nothing was pinned: call the broker's operator on a number you already know, compare this fingerprint, "
+            "and run the command again with --fingerprint"
+        )
+        return EXIT_CANNOT_START
+    with clinic.locked():
+        pinned_id, new = broker_pins.pin_from_file(clinic.path, args.file, args.fingerprint)
+    if new:
+        print(f"pinned broker key {pinned_id} beside the key pinned before; pull again to receive what waits")
+    else:
+        print(f"broker key {pinned_id} was already pinned; nothing was changed")
+    return EXIT_OK
 
 
 def _port(text: str) -> int:
@@ -306,6 +344,8 @@ def print_received(report: PullReport) -> None:
 
 
 def print_report(report: PullReport, session: Session, *, summary: bool = True) -> None:
+    for change in report.key_changes:
+        say(change)
     for delivery, reason in report.refused.items():
         told = " (reported to the broker: it leaves the inbox)" if delivery in report.reported else ""
         say(f"refused delivery {shown(delivery)}: {reason}{told}")
@@ -417,6 +457,11 @@ def news_waits(session: Session, transport: httpx.BaseTransport | None, wait: in
     return bool(page.items)
 
 
+def _broker_keys(session: Session) -> list[dict[str, str]]:
+    """The broker keys this folder trusts: the one in config.json, then any pinned beside it."""
+    return [{"key_id": key_id(k), "fingerprint": broker_key_fingerprint(k)} for k in session.keys.pinned]
+
+
 def _status(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> int:
     session = unlock(args.dir, read_passphrase())
     local_keys = session.secrets.encryption_key_ids
@@ -446,6 +491,7 @@ def _status(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> 
                     "last_pull": last_pull,
                     "destroyable": destroyable,
                     "broker_error": broker_error,
+                    "broker_keys": _broker_keys(session),
                 },
                 sort_keys=True,
                 default=str,
@@ -455,6 +501,8 @@ def _status(args: argparse.Namespace, transport: httpx.BaseTransport | None) -> 
         print(f"clinic {session.config.slug} at {session.config.broker_url}")
         signing = key_commands.signing_key_id(session)
         print(f"signing key {signing}: {_state_of(states, signing)}")
+        for pinned in _broker_keys(session):
+            print(f"broker key trusted: {pinned['key_id']} (fingerprint {pinned['fingerprint']})")
         for k in local_keys:
             held = states.get(k)
             waiting = f", {held.waiting} waiting sealed to it" if held and held.waiting else ""

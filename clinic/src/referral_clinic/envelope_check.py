@@ -12,13 +12,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import msgspec
 
 from referral_clinic import referral_file
+from referral_protocol.encoding import key_id
 from referral_protocol.enrolment import InboxItem, RefusalReason
-from referral_protocol.envelope import EnvelopeBody, OpeningKeys, verify
+from referral_protocol.envelope import EnvelopeBody, OpeningKeys, verify_pinned
 from referral_protocol.errors import EnvelopeRejected, EnvelopeSignedByAnotherKey
+from referral_protocol.key_change import KEY_CHANGE_KIND, KeyChangeInvalid, KeyChangeStatement, check_statement
 from referral_protocol.notice import NOTICE_KINDS, NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
 from referral_protocol.referral import REFERRAL_PAYLOAD_FORMAT, ReferralPayload
 from referral_protocol.validation import DECODE_ERRORS
@@ -26,6 +29,7 @@ from referral_protocol.validation import DECODE_ERRORS
 _payload_decoder = msgspec.json.Decoder(ReferralPayload)
 _notice_decoder = msgspec.json.Decoder(NoticePayload)
 _AT_PATH = re.compile(r"at `(\$[^`]*)`")
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class Refused(Exception):
@@ -40,13 +44,30 @@ class Refused(Exception):
         self.report_as: RefusalReason | None = report_as
 
 
+class UnknownBrokerKey(Refused):
+    """Signed by a broker key this clinic does not pin: left waiting, and the clinic is told to re-pin."""
+
+    def __init__(self, message: str, signer: str) -> None:
+        super().__init__(message)
+        self.signer = signer
+
+
 @dataclass(frozen=True)
 class ClinicKeys:
-    """What opening an envelope needs: who we are, whom we trust, and our private encryption keys."""
+    """What opening an envelope needs: who we are, whom we trust, and our private encryption keys.
+
+    `broker_key` is the key pinned in config.json; `extra_broker_keys` those pinned beside it during a
+    change of the broker's key (`broker_pins`), kept in `folder`."""
 
     slug: str
     broker_key: bytes
     private_keys: list[bytes]
+    extra_broker_keys: tuple[bytes, ...] = ()
+    folder: Path | None = None
+
+    @property
+    def pinned(self) -> tuple[bytes, ...]:
+        return (self.broker_key, *(k for k in self.extra_broker_keys if k != self.broker_key))
 
     @cached_property
     def opening(self) -> OpeningKeys:
@@ -57,16 +78,27 @@ class ClinicKeys:
         return self.opening.key_ids
 
 
-def _open(item: InboxItem, keys: ClinicKeys) -> tuple[EnvelopeBody, bytes]:
-    """Verify and unseal, telling apart what is wrong with the envelope from what this machine lacks."""
+def unknown_signer_message(signer: str, folder: Path | None) -> str:
+    """What a clinic is told of an envelope signed by a broker key it has not pinned."""
+    shown_id = signer if _KEY_ID.fullmatch(signer) else "(malformed key id)"
+    where = f" --dir {folder}" if folder is not None else ""
+    return (
+        f"envelope is signed by broker key {shown_id}, which this clinic has not pinned, and no key-change "
+        "statement for it was seen here; it is left waiting at the broker (nothing is lost). Ask the broker's "
+        "operator, on a number you already know, for the new broker.pub and its fingerprint, then run "
+        f"`referral-clinic pin-broker-key{where} --file broker.pub --fingerprint <fingerprint>` and pull again"
+    )
+
+
+def _open(item: InboxItem, keys: ClinicKeys) -> tuple[EnvelopeBody, bytes, bytes]:
+    """Verify and unseal, telling apart what is wrong with the envelope from what this machine lacks.
+    Returns the body, the padded-off payload and the broker key that signed it."""
     try:
-        body = verify(item.envelope, keys.broker_key)
-    except EnvelopeSignedByAnotherKey:
+        body, signed_by = verify_pinned(item.envelope, keys.pinned)
+    except EnvelopeSignedByAnotherKey as exc:
         # Our pinned key, not the envelope, may be what is out of date: never report this one.
-        raise Refused(
-            "envelope is signed by a key other than the pinned broker key; if the broker's operator "
-            "announced a new broker key, pin it (config.json) and pull again"
-        ) from None
+        shown_id = exc.signer if _KEY_ID.fullmatch(exc.signer) else "?"
+        raise UnknownBrokerKey(unknown_signer_message(exc.signer, keys.folder), shown_id) from None
     except EnvelopeRejected as exc:
         raise Refused(str(exc), "bad_signature") from None
     if body.clinic != keys.slug:
@@ -82,7 +114,7 @@ def _open(item: InboxItem, keys: ClinicKeys) -> tuple[EnvelopeBody, bytes]:
         raise Refused(str(exc), "does_not_open") from None
     if body.delivery_id != item.delivery_id:
         raise Refused("envelope was served under another delivery's id", "wrong_delivery")
-    return body, plaintext
+    return body, plaintext, signed_by
 
 
 def _where(exc: Exception) -> str:
@@ -93,14 +125,21 @@ def _where(exc: Exception) -> str:
 def open_referral(item: InboxItem, keys: ClinicKeys) -> ReferralPayload:
     """Verify the broker's signature, unseal, and check the referral inside is for this delivery to us."""
     opened = open_item(item, keys)
+    if isinstance(opened, KeyChangeStatement):
+        raise Refused("envelope holds a broker key-change statement, not a referral")
     if not isinstance(opened, ReferralPayload):
         raise Refused(f"envelope holds a {opened.kind!r} notice, not a referral")
     return opened
 
 
-def open_item(item: InboxItem, keys: ClinicKeys) -> ReferralPayload | NoticePayload:
-    """Open a referral or a notice and check everything it says about itself."""
-    body, plaintext = _open(item, keys)
+def open_item(item: InboxItem, keys: ClinicKeys) -> ReferralPayload | NoticePayload | KeyChangeStatement:
+    """Open a referral, a notice or a broker key-change statement and check everything it says about itself."""
+    body, plaintext, signed_by = _open(item, keys)
+    if body.kind == KEY_CHANGE_KIND:
+        try:
+            return check_statement(plaintext, signer=key_id(signed_by), clinic=keys.slug, statement_id=body.delivery_id)
+        except KeyChangeInvalid as exc:
+            raise Refused(str(exc)) from None  # never reported: a newer tool may read it
     if body.kind == "referral":
         return _check_referral(body, plaintext, keys)
     if body.kind in NOTICE_KINDS:

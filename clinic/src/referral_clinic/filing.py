@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from referral_clinic import durable, notice_file, referral_file
-from referral_clinic.envelope_check import ClinicKeys, Refused, open_item
+from referral_clinic import broker_pins, durable, notice_file, referral_file
+from referral_clinic.envelope_check import ClinicKeys, Refused, UnknownBrokerKey, open_item
 from referral_clinic.ledger import FileRecord, Ledger
 from referral_clinic.notice_file import ReceivedNotice
 from referral_clinic.pull_report import PullReport, Received
 from referral_clinic.referral_file import ReceivedReferral
 from referral_protocol.enrolment import InboxPage, Refusal
+from referral_protocol.key_change import KeyChangeStatement
 from referral_protocol.notice import NoticePayload
 from referral_protocol.referral import ReferralPayload
 
@@ -85,9 +86,23 @@ class Filer:
                 self._seen.add(item.delivery_id)
                 report.pulled += 1
                 try:
-                    filing = self._plan(open_item(item, self._keys), page_references)
+                    opened = open_item(item, self._keys)
+                    if isinstance(opened, KeyChangeStatement):
+                        # Pinned (durably) before the page's next envelope is opened: those after it in the
+                        # page may be signed by the new key. Acknowledged like a filed item.
+                        self._keys, message = broker_pins.apply(self._keys, opened, now=self._clock())
+                        if message:
+                            report.key_changes.append(message)
+                        # The broker serves it on every reading until the next change: acknowledged once
+                        # from here, so the ledger does not grow by a line a pull.
+                        if message or not self._ledger.is_acknowledged(item.delivery_id):
+                            already.append(item.delivery_id)
+                        continue
+                    filing = self._plan(opened, page_references)
                 except Refused as exc:
                     report.refused[item.delivery_id] = str(exc)
+                    if isinstance(exc, UnknownBrokerKey):
+                        report.unknown_broker_keys.add(exc.signer)
                     if exc.report_as is not None:
                         result.refusals.append(Refusal(delivery_id=item.delivery_id, reason=exc.report_as))
                     continue

@@ -45,6 +45,8 @@ class PullReport:
     received: list[Received] = field(default_factory=list)  # filed in this run, in that order
     # referrals written, or given a notice, in this run, in that order (a dict: each once, found at once)
     references: dict[str, None] = field(default_factory=dict)
+    key_changes: list[str] = field(default_factory=list)  # the broker's signing key changed: what was pinned
+    unknown_broker_keys: set[str] = field(default_factory=set)  # key ids of signers this clinic does not pin
 
     @property
     def complete(self) -> bool:
@@ -88,6 +90,8 @@ class PullReport:
             "stopped": self.stopped,
             "complete": self.complete,
             "references": list(self.references),
+            "key_changes": self.key_changes,
+            "unknown_broker_keys": sorted(self.unknown_broker_keys),
             "received": [
                 {"reference": r.reference, "kind": r.kind, "received_at": r.at.isoformat()} for r in self.received
             ],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 
+from referral_clinic import broker_pins
 from referral_clinic.broker_client import BrokerClient
 from referral_clinic.envelope_check import ClinicKeys
 from referral_clinic.keystore import ClinicConfig, ClinicDir
@@ -34,6 +35,8 @@ class Session:
             slug=self.config.slug,
             broker_key=self.config.broker_public_key,
             private_keys=list(self.secrets.encryption_secrets),
+            extra_broker_keys=broker_pins.extra_keys(self.clinic.path),
+            folder=self.clinic.path,
         )
 
 

@@ -14,7 +14,9 @@ def key_id(public_key: bytes) -> str:
 #: Key ids of the test keys published with the protocol's test vectors (docs/protocol/vectors/): their
 #: secret halves are public, so they are refused wherever a key is taken into use — an enrolment, a key
 #: request, a pinned broker key, the broker's own signing key.
-PUBLISHED_TEST_KEY_IDS: frozenset[str] = frozenset({"bcb4e1592b1a6cf2", "44541a2630ad2b09", "fdbed0b152061643"})
+PUBLISHED_TEST_KEY_IDS: frozenset[str] = frozenset(
+    {"bcb4e1592b1a6cf2", "44541a2630ad2b09", "fdbed0b152061643", "78afafb85008389a"}
+)
 PUBLISHED_TEST_KEY = "a published test key of the protocol's test vectors, whose secret anyone can read"
 
 

@@ -114,17 +114,52 @@ def seal(
     return SealedEnvelope(data=_encoder.encode(signed), body=body)
 
 
+def signer_of(data: bytes) -> str:
+    """The key id an envelope names as its signer (nothing is verified)."""
+    try:
+        return _signed_decoder.decode(data).signer
+    except DECODE_ERRORS as exc:
+        raise EnvelopeRejected(f"envelope is malformed: {exc}") from None
+
+
+def resign(data: bytes, signer: BrokerSigner) -> bytes:
+    """The same envelope signed by `signer`: the body's bytes (and so its sealed boxes) are unchanged,
+    only `signer` and `signature` are new. Used when a broker key retires while envelopes still wait."""
+    try:
+        signed = _signed_decoder.decode(data)
+    except DECODE_ERRORS as exc:
+        raise EnvelopeRejected(f"envelope is malformed: {exc}") from None
+    again = SignedEnvelope(
+        format=signed.format,
+        signer=signer.key_id,
+        body=signed.body,
+        signature=signer.sign(_SIGNATURE_DOMAIN, signed.body),
+    )
+    return _encoder.encode(again)
+
+
 def verify(data: bytes, broker_key: bytes) -> EnvelopeBody:
     """Check the broker's signature and return the body; anything else is refused.
 
     A well-formed envelope from another signer raises `EnvelopeSignedByAnotherKey`, so a clinic can
     tell an out-of-date pin from a damaged envelope."""
+    return verify_pinned(data, [broker_key])[0]
+
+
+def verify_pinned(data: bytes, broker_keys: Iterable[bytes]) -> tuple[EnvelopeBody, bytes]:
+    """`verify` against whichever of the pinned broker keys signed it (during a key change a clinic pins
+    two); returns the body and the key that signed it. `EnvelopeSignedByAnotherKey.signer` names the
+    key id of a signer that is none of them."""
     try:
         signed = _signed_decoder.decode(data)
     except DECODE_ERRORS as exc:
         raise EnvelopeRejected(f"envelope is malformed: {exc}") from None
-    if signed.signer != key_id(broker_key):
-        raise EnvelopeSignedByAnotherKey("envelope is signed by a key other than the pinned broker key")
+    pinned = {key_id(k): k for k in broker_keys}
+    broker_key = pinned.get(signed.signer)
+    if broker_key is None:
+        raise EnvelopeSignedByAnotherKey(
+            "envelope is signed by a key other than the pinned broker key", signer=signed.signer
+        )
     if _encoder.encode(signed) != data:
         # Only the canonical encoding is accepted, so no two byte strings pass as the same envelope
         # (non-canonical base64 padding bits would otherwise decode to identical bytes).
@@ -136,7 +171,7 @@ def verify(data: bytes, broker_key: bytes) -> EnvelopeBody:
     except (BadSignatureError, ValueError, TypeError):
         raise EnvelopeRejected("envelope signature does not verify against the pinned broker key") from None
     try:
-        return _body_decoder.decode(signed.body)
+        return _body_decoder.decode(signed.body), broker_key
     except DECODE_ERRORS as exc:
         raise EnvelopeRejected(f"signed envelope body is malformed: {exc}") from None
 

@@ -43,6 +43,10 @@ class EnvelopeRejected(DomainError):
 class EnvelopeSignedByAnotherKey(EnvelopeRejected):
     """A well-formed envelope names a signer other than the pinned broker key: the pin may be out of date."""
 
+    def __init__(self, message: str, signer: str = "") -> None:
+        super().__init__(message)
+        self.signer = signer  # the key id the envelope names (16 hex digits once decoded strictly)
+
 
 class KeyFileError(DomainError):
     """A key file could not be read: wrong passphrase, wrong format, or damaged."""

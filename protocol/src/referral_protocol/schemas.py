@@ -34,6 +34,7 @@ from referral_protocol.enrolment import (
     RefusalResult,
 )
 from referral_protocol.envelope import ENVELOPE_FORMAT, EnvelopeBody, SignedEnvelope
+from referral_protocol.key_change import KEY_CHANGE_FORMAT, KEY_CHANGE_KIND, KeyChangeAction, KeyChangeStatement
 from referral_protocol.notice import NOTICE_PAYLOAD_FORMAT, NoticeKind, NoticePayload
 from referral_protocol.referral import REFERRAL_PAYLOAD_FORMAT, ReferralPayload
 from referral_protocol.webhook import WEBHOOK_TYPES, WebhookBody
@@ -45,7 +46,7 @@ _KEY_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$", "description": "a key 
 _KEY_32 = {"contentEncoding": "base64", "description": "a 32-byte public key, base64 (RFC 4648 §4, padded)"}
 _SIGNATURE = {"contentEncoding": "base64", "description": "a 64-byte Ed25519 signature, base64"}
 _UUID = {"pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
-ENVELOPE_KINDS = ("referral", *(k.value for k in NoticeKind))
+ENVELOPE_KINDS = ("referral", *(k.value for k in NoticeKind), KEY_CHANGE_KIND)
 
 
 def schema_id(name: str) -> str:
@@ -237,6 +238,29 @@ def _webhook() -> dict[str, Any]:
     return s
 
 
+def _key_change() -> dict[str, Any]:
+    s = _base(
+        "key-change-v1",
+        KeyChangeStatement,
+        "Broker key-change statement, v1",
+        f"The plaintext of a {KEY_CHANGE_KIND} envelope (format {KEY_CHANGE_FORMAT}): the broker announces a new "
+        "signing key (signed by the old one) or retires the old one (signed by the new one).",
+    )
+    _const(s, "KeyChangeStatement", "format", KEY_CHANGE_FORMAT)
+    p = _props(s, "KeyChangeStatement")
+    p["action"] = {"type": "string", "enum": [a.value for a in KeyChangeAction]}
+    p["statement_id"] = {"type": "string", **_UUID}
+    p["old_key"] |= _KEY_32
+    p["new_key"] |= _KEY_32
+    p["new_key_fingerprint"] = {
+        "type": "string",
+        "pattern": "^[A-Z2-7]{4}(-[A-Z2-7]{4}){7}$",
+        "description": "base32 of the first 20 bytes of SHA-256('referral-broker broker key v1' 0x00 new_key), "
+        "in groups of four",
+    }
+    return s
+
+
 def _plain(name: str, type_: Any, title: str, description: str) -> dict[str, Any]:
     return _base(name, type_, title, description)
 
@@ -259,6 +283,7 @@ def generate() -> dict[str, dict[str, Any]]:
         _key_request(),
         _plain("key-request-answer", KeyRequestAnswer, "Key request answer", "The answer to POST /api/v1/clinic/keys."),
         _webhook(),
+        _key_change(),
     ]
     return {s["$id"].removeprefix(PATH).removesuffix(".schema.json"): s for s in schemas}
 
@@ -273,6 +298,7 @@ NAMES: tuple[str, ...] = (
     "envelope-v1",
     "inbox-item",
     "inbox-page",
+    "key-change-v1",
     "key-request-answer",
     "key-request-v1",
     "notice-correction-v1",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -46,13 +46,18 @@ def signature_header(sign: Callable[[bytes, bytes], bytes], signer_key_id: str, 
     return f"t={timestamp}, keyid={signer_key_id}, ed25519={base64.b64encode(signature).decode()}"
 
 
-def verify_webhook(header: str, body: bytes, broker_key: bytes, *, now: datetime | None = None) -> WebhookBody:
-    """Check the signature header against the pinned `broker_key` and the freshness rule; return the body."""
+def verify_webhook(
+    header: str, body: bytes, broker_key: bytes | Sequence[bytes], *, now: datetime | None = None
+) -> WebhookBody:
+    """Check the signature header against the pinned `broker_key` (or, during a key change, whichever of the
+    pinned keys it names) and the freshness rule; return the body."""
     match = _HEADER.match(header.strip())
     if match is None:
         raise WebhookInvalid(f"{SIGNATURE_HEADER} is malformed")
-    if match["keyid"] != key_id(broker_key):
+    pinned = {key_id(k): k for k in ([broker_key] if isinstance(broker_key, bytes) else broker_key)}
+    if match["keyid"] not in pinned:
         raise WebhookInvalid("the webhook is signed by a key other than the pinned broker key")
+    broker_key = pinned[match["keyid"]]
     sent = int(match["t"])
     moment = (now or datetime.now(UTC)).timestamp()
     if abs(moment - sent) > MAX_AGE.total_seconds():

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from referral_broker.cli import data_keys, legal_hold, operations, retention
+from referral_broker.cli import data_keys, legal_hold, operations, retention, signing_keys
 from referral_broker.cli.command_context import run_with_context
 from referral_broker.crypto.broker_keys import BrokerKeysMissing, init_keys, load_keys
 from referral_broker.crypto.data_keys import DataKeyError
-from referral_broker.services import enrolment
+from referral_broker.services import enrolment, signing_rotation
 from referral_broker.services.settings import ConfigError, Settings
 from referral_protocol.errors import DomainError
 
@@ -125,7 +125,12 @@ def cmd_clinic_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_clinic_list(args: argparse.Namespace) -> int:
-    clinics = run_with_context(enrolment.list_clinics)
+    async def listed(ctx: Any) -> tuple[Any, Any]:
+        return await enrolment.list_clinics(ctx), await signing_rotation.status(ctx)
+
+    clinics, signing = run_with_context(listed)
+    # While the broker's signing key changes: when each clinic acknowledged the announcement (decision 0071).
+    pinned = {p.slug: p.acknowledged_at for p in signing.pins}
     rows: list[dict[str, Any]] = [
         {
             "slug": c.clinic.slug,
@@ -141,6 +146,7 @@ def cmd_clinic_list(args: argparse.Namespace) -> int:
             ],
             "fingerprint": c.keys[0].fingerprint if c.keys else None,
             "last_pull_at": c.clinic.last_pull_at.isoformat() if c.clinic.last_pull_at else None,
+            "broker_key_pinned_at": _pinned_at(pinned, c.clinic.slug),
         }
         for c in clinics
     ]
@@ -153,8 +159,18 @@ def cmd_clinic_list(args: argparse.Namespace) -> int:
         states = ", ".join(f"{k['purpose']} {k['key_id']}={k['state']}" for k in r["keys"])
         numbers = f"org.nr. {r['organisation_number'] or 'not given'}"
         numbers += f", HER-id {r['her_id']}" if r["her_id"] else ""
-        print(f"{r['slug']:<24} {r['status']:<10} {r['name']} ({numbers})  [{states}]")
+        line = f"{r['slug']:<24} {r['status']:<10} {r['name']} ({numbers})  [{states}]"
+        if signing.pins:
+            at = r["broker_key_pinned_at"]
+            line += f"  new broker key: {'pinned ' + at if at else 'NOT pinned'}"
+        print(line)
     return 0
+
+
+def _pinned_at(pinned: dict[str, Any], slug: str) -> str | None:
+    """When `slug` pinned the broker's announced signing key; None when it has not, or no change is under way."""
+    at = pinned.get(slug)
+    return at.isoformat() if at is not None else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     k_init.add_argument("--dir", help="keys folder (default: $REFERRAL_BROKER_KEYS_DIR or keys/)")
     k_init.set_defaults(func=cmd_keys_init)
     data_keys.add_commands(keys)
+    signing_keys.add_commands(keys)
 
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
 

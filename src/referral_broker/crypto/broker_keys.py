@@ -12,7 +12,8 @@ from pathlib import Path
 
 from referral_broker.crypto.contact import ContactVault
 from referral_broker.crypto.data_keys import DATA_FILE, load_vault
-from referral_protocol.encoding import PUBLISHED_TEST_KEY, b64, format_public_key, is_published_test_key, unb64
+from referral_broker.crypto.signing_keys import SigningKeyProblem, SigningKeyring
+from referral_protocol.encoding import b64, format_public_key, unb64
 from referral_protocol.envelope import BrokerSigner
 from referral_protocol.keyfile import write_private
 
@@ -30,8 +31,13 @@ class BrokerKeysUnusable(BrokerKeysMissing):
 
 @dataclass(frozen=True)
 class BrokerKeys:
-    signer: BrokerSigner
+    signing: SigningKeyring
     vault: ContactVault
+
+    @property
+    def signer(self) -> BrokerSigner:
+        """The active signing key, as the folder holds it now (see crypto/signing_keys.py)."""
+        return self.signing.active
 
 
 def init_keys(folder: Path) -> list[str]:
@@ -59,7 +65,8 @@ def load_keys(folder: Path) -> BrokerKeys:
     for name in (SIGNING_FILE, DATA_FILE):
         if not (folder / name).exists():
             raise BrokerKeysMissing(f"{folder / name} is missing; run `referral-broker keys init` first")
-    signer = BrokerSigner(unb64((folder / SIGNING_FILE).read_text()))
-    if is_published_test_key(signer.public_key):
-        raise BrokerKeysUnusable(f"{folder / SIGNING_FILE} holds {PUBLISHED_TEST_KEY}; make a new one")
-    return BrokerKeys(signer=signer, vault=load_vault(folder))
+    try:
+        signing = SigningKeyring(folder)
+    except SigningKeyProblem as exc:
+        raise BrokerKeysUnusable(str(exc)) from None
+    return BrokerKeys(signing=signing, vault=load_vault(folder))

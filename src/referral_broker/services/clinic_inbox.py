@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from referral_broker.services import signing_rotation
 from referral_broker.services.context import BrokerContext
-from referral_broker.store import audit, clinics, deliveries, notices
+from referral_broker.store import audit, broker_key_changes, clinics, deliveries, notices
 from referral_broker.store.clinics import ClinicRow
 from referral_protocol.enrolment import (
     INBOX_START,
@@ -85,6 +86,11 @@ async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int, after: s
     items: list[InboxItem] = []
     more = False
     async with ctx.pool.acquire() as conn, conn.transaction():
+        # The signing key's change statements come first in every reading, outside `limit` (decision 0071).
+        statements = [
+            InboxItem(delivery_id=str(sid), envelope=envelope)
+            for sid, envelope in (await signing_rotation.statements_for(ctx, conn, clinic) if place is None else [])
+        ]
         if place is None or place.kind == "r":
             rows = await deliveries.inbox(conn, clinic.id, limit, None if place is None else place.after)
             more = len(rows) > limit
@@ -113,6 +119,7 @@ async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int, after: s
             elif place is None or place.kind == "r":
                 place = _Place("n")  # the referrals ended with this page: the next one begins with the notices
     await clinics.record_pull(ctx.pool, clinic.id, ctx.clock())
+    items = statements + items
     return InboxPage(items=items, more=more, next=place.cursor() if more and place is not None else None)
 
 
@@ -142,6 +149,18 @@ async def acknowledge(ctx: BrokerContext, clinic: ClinicRow, request: AckRequest
         settled = {*moved, *before}
         rest = [i for i in ids if i not in settled]
         notices_moved, notices_before = await notices.acknowledge(conn, clinic.id, rest, now) if rest else ([], [])
+        settled |= {*notices_moved, *notices_before}
+        rest = [i for i in ids if i not in settled]
+        pinned, pinned_before = await broker_key_changes.acknowledge(conn, clinic.id, rest, now) if rest else ([], [])
+        if pinned:
+            await audit.append(
+                conn,
+                at=now,
+                actor=f"clinic:{clinic.slug}",
+                action="broker_key.statement_acknowledged",
+                subject=clinic.slug,
+                details={"statements": [str(i) for i in pinned]},
+            )
         if notices_moved:
             await audit.append(
                 conn,
@@ -151,7 +170,7 @@ async def acknowledge(ctx: BrokerContext, clinic: ClinicRow, request: AckRequest
                 subject=clinic.slug,
                 details={"notices": [str(i) for i in notices_moved]},
             )
-    known = {str(i) for i in (*moved, *before, *notices_moved, *notices_before)}
+    known = {str(i) for i in (*moved, *before, *notices_moved, *notices_before, *pinned, *pinned_before)}
     return AckResult(
         acknowledged=[r for r in request.delivery_ids if r in known],
         unknown=[r for r in request.delivery_ids if r not in known],

@@ -63,6 +63,11 @@ PROBLEMS = {
         "then try again."
     ),
     "pdf": N_("A PDF could not be written. The referral itself is safe on this computer."),
+    "broker_key_unknown": N_(
+        "The broker signed something with a key this clinic does not trust yet. It waits at the broker; nothing is "
+        "lost. Call the broker's operator on a number you already know, ask for the new broker key and its "
+        "fingerprint, and pin it with `referral-clinic pin-broker-key`."
+    ),
 }
 STATE_NAMES = {
     State.NEW: N_("New"),

@@ -11,13 +11,14 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
-from referral_clinic import watch
+from referral_clinic import broker_pins, watch
 from referral_clinic.broker_client import BrokerRefusedClinic, BrokerUnavailable
+from referral_clinic.broker_pins import PinChange
 from referral_clinic.cli import news_waits, pull_once
 from referral_clinic.desk import deletion, pdf
 from referral_clinic.desk.states import DeskStates, State
@@ -40,12 +41,28 @@ class PullStatus:
     pulled: int = 0
     running: bool = False
     failures: int = 0
+    key_change: PinChange | None = None  # the broker's signing key changed lately (broker_pins)
 
 
 @dataclass
 class Listing:
     referrals: list[tuple[LocalReferral, State]] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # file names only
+
+
+#: How long the desk shows that the broker's signing key changed.
+KEY_CHANGE_SHOWN = timedelta(days=30)
+
+
+def recent_key_change(folder: Path) -> PinChange | None:
+    """The last change of the broker keys this clinic trusts, if it was lately (never fails the pull)."""
+    try:
+        changes = broker_pins.load(folder).changes
+    except ClinicDirProblem:
+        return None
+    if not changes or datetime.now(UTC) - changes[-1].at > KEY_CHANGE_SHOWN:
+        return None
+    return changes[-1]
 
 
 class Busy(Exception):
@@ -158,12 +175,15 @@ class FrontDesk:
                     should_stop=self._stop.is_set,
                 )
                 status.pulled = report.written + report.notices
+                status.key_change = recent_key_change(self.clinic.path)
                 self._after_pull(status)
                 error = report.broker_error
                 if isinstance(error, BrokerRefusedClinic):
                     status.problem, status.detail = "broker_refused", str(error)
                 elif isinstance(error, BrokerUnavailable):
                     status.problem, status.detail = "broker_away", str(error)
+                elif report.unknown_broker_keys:
+                    status.problem, status.detail = "broker_key_unknown", ", ".join(sorted(report.unknown_broker_keys))
                 elif report.local_failures:
                     status.problem, status.detail = "disk", next(iter(report.local_failures.values()))
                 elif report.refused or report.not_acknowledged:

@@ -12,7 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from referral_broker.services import clinic_keys, monitoring, operator_actions
+from referral_broker.services import clinic_keys, monitoring, operator_actions, signing_rotation
 from referral_broker.services.operators import SignedIn
 from referral_broker.web.ops import display
 from referral_broker.web.ops.access import broker_of
@@ -41,6 +41,7 @@ async def _page(
     # The clinic a finished action was about, named from the board (never echoed from the query).
     names = {w.delivery.slug: w.delivery.name for w in board.clinics}
     undeliverable = await clinic_keys.undeliverable_summary(broker_of(request))
+    signing = await signing_rotation.status(broker_of(request))
     t = display.ops_translator(request)
     return display.ops_page(
         request,
@@ -49,6 +50,7 @@ async def _page(
             "who": who,
             "board": board,
             "undeliverable": undeliverable,
+            "signing": signing,
             "throughput": throughput_chart(board.last_day, t),
             "latency": latency_chart(board.last_day, t),
             "done": f"ops.done.{done}" if done in DONE else None,
