@@ -17,7 +17,7 @@ from referral_broker.cli import signing_keys as signing_cli
 from referral_broker.crypto import signing_keys
 from referral_broker.crypto.broker_keys import init_keys
 from referral_broker.crypto.signing_keys import SigningKeyProblem, SigningKeyring
-from referral_broker.services import clinic_inbox, dispatch, signing_rotation
+from referral_broker.services import clinic_inbox, dispatch, inbox_waiting, signing_rotation
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
 from referral_broker.services.signing_rotation import RotationRefused
@@ -282,3 +282,25 @@ async def test_waiting_envelopes_are_signed_again_batch_by_batch(
         assert await signing_rotation._resign_all(conn, old.key_id, new, batch=1) == 3
     items = [i for i in await _inbox(broker, "klinikk-a") if signer_of(i.envelope) == new.key_id]
     assert len(items) == 3 and all(verify(i.envelope, new.public_key).kind == "referral" for i in items)
+
+
+async def test_a_long_poll_is_not_woken_again_and_again_by_a_statement_the_clinic_has_pinned(
+    broker: BrokerContext, keys_dir: Path
+) -> None:
+    """While a rotation lasts (days), a clinic that has acknowledged the statement must not have every long poll
+    answered at once by it: that would make `watch` ask without pause. A plain reading still serves it, for the
+    clinic's other machines."""
+    await enrol_clinic(broker, "klinikk-lang")
+    row = await clinics.by_slug(broker.pool, "klinikk-lang")
+    assert row is not None
+    await signing_rotation.rotate(broker)
+    waiters = inbox_waiting.InboxWaiters(max_held=10)
+    first = await inbox_waiting.list_or_wait(broker, waiters, row, 1, None, 1)
+    assert len(first.items) == 1  # not acknowledged yet: news, answered at once
+    await _ack(broker, "klinikk-lang", [first.items[0].delivery_id])
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    held = await inbox_waiting.list_or_wait(broker, waiters, row, 1, None, 1)
+    assert held.items == [] and loop.time() - started >= 0.9  # it waited its whole second: nothing new
+    assert [i.delivery_id for i in await _inbox(broker, "klinikk-lang")] == [first.items[0].delivery_id]

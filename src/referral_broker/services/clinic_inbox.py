@@ -60,7 +60,9 @@ class _Place:
         return cls(kind, _EPOCH + int(micros) * _MICROSECOND, uuid.UUID(hex=hexid))
 
 
-async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int, after: str | None = None) -> InboxPage:
+async def list_inbox(
+    ctx: BrokerContext, clinic: ClinicRow, limit: int, after: str | None = None, *, as_news: bool = False
+) -> InboxPage:
     """Referrals first, oldest first, each followed by the notices about it (decision 0140); then notices
     about referrals the clinic has received. A referral and its notices are never split across pages (a
     page holds more than `limit` items only when one referral's notices alone fill it), and a notice is
@@ -73,7 +75,11 @@ async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int, after: s
 
     One transaction: the listed deliveries are locked and marked served (decision 0139), so a withdrawal,
     erasure or correction deciding at the same moment which clinics to tell sees each copy either served
-    or not, and a copy it cancels is not listed."""
+    or not, and a copy it cancels is not listed.
+
+    `as_news` (a long poll): key-change statements the clinic has acknowledged are left out, so a clinic that
+    has pinned the new key is not woken by them again and again while the rotation lasts; a plain reading
+    still serves them, for the clinic's other machines."""
     limit = max(1, min(limit, MAX_PAGE))
     if after is not None:
         try:
@@ -89,7 +95,11 @@ async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int, after: s
         # The signing key's change statements come first in every reading, outside `limit` (decision 0071).
         statements = [
             InboxItem(delivery_id=str(sid), envelope=envelope)
-            for sid, envelope in (await signing_rotation.statements_for(ctx, conn, clinic) if place is None else [])
+            for sid, envelope in (
+                await signing_rotation.statements_for(ctx, conn, clinic, acknowledged=not as_news)
+                if place is None
+                else []
+            )
         ]
         if place is None or place.kind == "r":
             rows = await deliveries.inbox(conn, clinic.id, limit, None if place is None else place.after)

@@ -122,7 +122,7 @@ async def list_or_wait(
     with waiters.waiting(str(clinic.id)) as woken:
         while True:
             woken.clear()
-            page = await clinic_inbox.list_inbox(ctx, clinic, limit, after)
+            page = await clinic_inbox.list_inbox(ctx, clinic, limit, after, as_news=True)
             left = deadline - loop.time()
             if page.items or page.more or left <= 0 or waiters.closing:
                 return page

@@ -130,10 +130,13 @@ def _signer_for(change: KeyChange, signers: dict[str, BrokerSigner]) -> BrokerSi
     return signers.get(change.old_key_id if change.action == "announce" else change.new_key_id)
 
 
-async def statements_for(ctx: BrokerContext, conn: Connection, clinic: ClinicRow) -> list[tuple[uuid.UUID, bytes]]:
+async def statements_for(
+    ctx: BrokerContext, conn: Connection, clinic: ClinicRow, *, acknowledged: bool = True
+) -> list[tuple[uuid.UUID, bytes]]:
     """The statements of the current rotation for `clinic`, in order, made now if it has none yet (a
     clinic enrolled during the rotation). Served first on the first page of every inbox reading, also
-    after they are acknowledged: every machine of a clinic must see them."""
+    after they are acknowledged: every machine of a clinic must see them. `acknowledged=False` leaves out
+    those the clinic has acknowledged (a long poll's answer: they are no news to wake it for)."""
     cycle = await broker_key_changes.current_cycle(conn)
     if not cycle:
         return []
@@ -147,7 +150,7 @@ async def statements_for(ctx: BrokerContext, conn: Connection, clinic: ClinicRow
                 made |= await _make_statement(conn, change, clinic, signer, ctx.clock())
         if made:
             have = await broker_key_changes.statements_of(conn, clinic.id, [c.id for c in cycle])
-    return [(s.id, s.envelope) for s in have]
+    return [(s.id, s.envelope) for s in have if acknowledged or s.acknowledged_at is None]
 
 
 async def rotate(ctx: BrokerContext) -> Announced:
