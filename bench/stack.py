@@ -41,5 +41,5 @@ def bench_stack(folder: Path, *, durable: bool = True) -> Stack:
         passphrase=PASSPHRASE,
         # One client address sends every request of the load test; the per-client limit would refuse
         # all but the first few a minute. Turned off for the bench, and said so in the report.
-        extra_env={"REFERRAL_BROKER_SUBMIT_RATE": "0"},
+        extra_env={"REFERRAL_BROKER_SUBMIT_RATE": "0", "REFERRAL_BROKER_SUBMIT_REFUSED_RATE": "0"},
     )

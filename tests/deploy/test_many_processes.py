@@ -34,6 +34,7 @@ def env(settings: Settings) -> dict[str, str]:
         "REFERRAL_BROKER_KEYS_DIR": str(settings.keys_dir),
         "REFERRAL_BROKER_JOB_TIMEOUT": "5",
         "REFERRAL_BROKER_SUBMIT_RATE": "0",  # a load test from one address
+        "REFERRAL_BROKER_SUBMIT_REFUSED_RATE": "0",  # (in-flight submissions hold a place in both counts)
         **{k: v for k, v in os.environ.items() if k.startswith("COVERAGE_") or k == "PYTHONPATH"},
     }
 

@@ -126,6 +126,7 @@ def started_broker(
         "REFERRAL_BROKER_PUBLIC_URL": url,
         "REFERRAL_BROKER_JOB_TIMEOUT": "3",
         "REFERRAL_BROKER_SUBMIT_RATE": "0",  # every submission here comes from one address
+        "REFERRAL_BROKER_SUBMIT_REFUSED_RATE": "0",
         "REFERRAL_CLINIC_PASSPHRASE": PASSPHRASE,
         "REFERRAL_CLINIC_KDF_PROFILE": "interactive",
         # coverage.py's subprocess measurement travels in this variable

@@ -27,7 +27,12 @@ def stack(clean_db: str, own_redis: devstack.RedisServer, tmp_path: Path) -> Ite
     # The submission limit stays on (fail-open is part of what an outage tests), high enough for one address.
     # Jobs held on purpose inside their transaction must not be timed out by arq meanwhile.
     made = fault_stack(
-        tmp_path, clean_db, own_redis.url, REFERRAL_BROKER_SUBMIT_RATE="1000", REFERRAL_BROKER_JOB_TIMEOUT="60"
+        tmp_path,
+        clean_db,
+        own_redis.url,
+        REFERRAL_BROKER_SUBMIT_RATE="1000",
+        REFERRAL_BROKER_SUBMIT_REFUSED_RATE="0",
+        REFERRAL_BROKER_JOB_TIMEOUT="60",
     )
     try:
         yield made

@@ -42,7 +42,12 @@ def fault_stack(folder: Path, database_url: str, redis_url: str, **extra: str) -
         redis_url=redis_url,
         base_env={"PATH": "/usr/bin:/bin", "HOME": str(folder)},
         passphrase=PASSPHRASE,
-        extra_env={"REFERRAL_BROKER_JOB_TIMEOUT": "3", "REFERRAL_BROKER_SUBMIT_RATE": "0", **extra},
+        extra_env={
+            "REFERRAL_BROKER_JOB_TIMEOUT": "3",
+            "REFERRAL_BROKER_SUBMIT_RATE": "0",
+            "REFERRAL_BROKER_SUBMIT_REFUSED_RATE": "0",
+            **extra,
+        },
     ).up()
 
 

@@ -40,7 +40,15 @@ class Served:
 @pytest.fixture
 def served(servers: Servers, clean_db: str, redis_url: str, keys_dir: Path, tmp_path: Path) -> Iterator[Served]:
     bounds = {"REFERRAL_BROKER_HEADER_TIMEOUT": f"{BOUND}s", "REFERRAL_BROKER_BODY_TIMEOUT": f"{BOUND}s"}
-    with serving(clean_db, redis_url, keys_dir, tmp_path, REFERRAL_BROKER_SUBMIT_RATE="0", **bounds) as (url, server):
+    with serving(
+        clean_db,
+        redis_url,
+        keys_dir,
+        tmp_path,
+        REFERRAL_BROKER_SUBMIT_RATE="0",
+        REFERRAL_BROKER_SUBMIT_REFUSED_RATE="0",
+        **bounds,
+    ) as (url, server):
         yield Served(url, server)
 
 
