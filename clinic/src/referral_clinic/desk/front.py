@@ -4,6 +4,10 @@ Pages read from it; a background thread pulls as `watch` does (the same `pull_on
 folder's lock, with `watch.next_delay`'s back-off), then writes each new or changed referral's PDF.
 One lock inside the desk keeps a pull and an action (mark, delete) from running at once; the folder's
 own lock keeps a `pull` or `watch` started elsewhere out, with a clear message on the page.
+
+Every change the pages may show (a pull that filed something, its outcome, a mark, a deletion) moves the
+desk's `generation` on and wakes the pages' scripts waiting in `wait_for_change` (decision 0137), so what
+the pull files is on the screen at once instead of at the page's next look.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from referral_clinic.referral_view import FileSeen, LocalReferral, ReferralUnrea
 from referral_clinic.session import Session, unlock
 
 PAGE = 100
+#: At most this many page scripts wait for a change at once: each holds one of the desk server's threads.
+WAITING_MAX = 2
 
 
 @dataclass
@@ -81,6 +87,9 @@ class FrontDesk:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._read: dict[str, tuple[tuple[FileSeen, ...], LocalReferral]] = {}
+        self._changes = threading.Condition()
+        self._generation = 0
+        self._waiting = 0
 
     @property
     def clinic_name(self) -> str:
@@ -101,11 +110,37 @@ class FrontDesk:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        with self._changes:
+            self._changes.notify_all()  # the pages' waiting requests answer at once
         if self._thread is not None:
             self._thread.join(timeout=30)
 
     def pull_now(self) -> None:
         self._wake.set()
+
+    @property
+    def generation(self) -> int:
+        """Moves on with every change a page may show; a page notes it before it reads what it shows."""
+        with self._changes:
+            return self._generation
+
+    def changed(self) -> None:
+        with self._changes:
+            self._generation += 1
+            self._changes.notify_all()
+
+    def wait_for_change(self, seen: int, timeout: float) -> int | None:
+        """The generation once it is not `seen` any more, or after `timeout` seconds, or when the desk stops;
+        None at once when WAITING_MAX requests already wait (checked and counted under one lock)."""
+        with self._changes:
+            if self._waiting >= WAITING_MAX:
+                return None
+            self._waiting += 1
+            try:
+                self._changes.wait_for(lambda: self._generation != seen or self._stop.is_set(), timeout)
+                return self._generation
+            finally:
+                self._waiting -= 1
 
     def _run(self) -> None:
         pull = True
@@ -144,6 +179,7 @@ class FrontDesk:
         session = self.session
         if session is None:
             return
+        before = (self.status.problem, self.status.detail)
         status = PullStatus(at=self.status.at, running=True, failures=self.status.failures)
         self.status = status
         with self._work:
@@ -158,6 +194,8 @@ class FrontDesk:
                     should_stop=self._stop.is_set,
                 )
                 status.pulled = report.written + report.notices
+                if status.pulled:
+                    self.changed()  # the files are on disk: the pages show them now, their PDFs follow
                 self._after_pull(status)
                 error = report.broker_error
                 if isinstance(error, BrokerRefusedClinic):
@@ -179,6 +217,8 @@ class FrontDesk:
                 status.at = datetime.now(UTC)
                 status.running = False
                 status.failures = status.failures + 1 if status.problem else 0
+                if status.pulled or (status.problem, status.detail) != before:
+                    self.changed()
 
     def _after_pull(self, status: PullStatus) -> None:
         with self.clinic.locked():
@@ -217,6 +257,7 @@ class FrontDesk:
     def mark(self, reference: str, state: State) -> None:
         with self._work:
             self.states.mark(reference, state)
+        self.changed()
 
     def delete(self, reference: str) -> int:
         """Busy when another referral-clinic holds the folder; OSError when the disk refuses."""
@@ -228,3 +269,5 @@ class FrontDesk:
                     )
             except ClinicDirBusy:
                 raise Busy from None
+            finally:
+                self.changed()
