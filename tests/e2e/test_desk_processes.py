@@ -66,7 +66,9 @@ def test_a_referral_from_the_real_broker_reaches_the_desk_and_its_withdrawal_fol
         with Browser(broker.url) as patient:  # keeps the broker's Secure cookies over plain HTTP
             manage_path = receipt["manage_url"].removeprefix(broker.url)
             manage = patient.get(manage_path)
-            withdrawn = patient.post(f"{manage_path}/withdraw", data={"_csrf_token": csrf_of(manage.text)})
+            asked = patient.post(f"{manage_path}/withdraw", data={"_csrf_token": csrf_of(manage.text)})
+            assert asked.status_code == 200 and f'action="{manage_path}/withdraw/confirm"' in asked.text  # confirm step
+            withdrawn = patient.post(f"{manage_path}/withdraw/confirm", data={"_csrf_token": csrf_of(asked.text)})
             assert withdrawn.status_code == 200, withdrawn.text
         page = _wait_for(client, f"/referral/{reference}", "The patient has withdrawn their consent")
         assert page.index("The patient has withdrawn their consent") < page.index(NEED)

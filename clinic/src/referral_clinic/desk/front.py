@@ -12,7 +12,6 @@ the pull files is on the screen at once instead of at the page's next look.
 
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ import httpx
 
 from referral_clinic import watch
 from referral_clinic.broker_client import BrokerRefusedClinic, BrokerUnavailable
-from referral_clinic.cli import news_waits, pull_once
+from referral_clinic.cli import LongPoll, pull_once
 from referral_clinic.desk import deletion, pdf
 from referral_clinic.desk.states import DeskStates, State
 from referral_clinic.desk.texts import Texts
@@ -30,6 +29,7 @@ from referral_clinic.keystore import ClinicConfig, ClinicDir, ClinicDirBusy, Cli
 from referral_clinic.ledger import Ledger, LedgerDamaged
 from referral_clinic.referral_view import FileSeen, LocalReferral, ReferralUnreadable, files_by_reference, load
 from referral_clinic.session import Session, unlock
+from referral_protocol.enrolment import InboxPage
 
 PAGE = 100
 #: At most this many page scripts wait for a change at once: each holds one of the desk server's threads.
@@ -52,6 +52,10 @@ class PullStatus:
 class Listing:
     referrals: list[tuple[LocalReferral, State]] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)  # file names only
+
+
+def _no_session() -> Session:
+    raise RuntimeError("the desk waits on the broker only once unlocked")
 
 
 class Busy(Exception):
@@ -144,6 +148,7 @@ class FrontDesk:
 
     def _run(self) -> None:
         pull = True
+        poll = LongPoll(lambda: self.session or _no_session(), self.transport, limit=PAGE)
         while not self._stop.is_set():
             session = self.session
             if session is None:
@@ -151,19 +156,17 @@ class FrontDesk:
                 self._wake.clear()
                 continue
             if pull:
-                self.pull()
+                self.pull(first_page=poll.take())
             if self.status.failures or self.interval is not None:
                 self._pause(self.status.failures)
                 pull = True
                 continue
             # As `watch` does: the broker answers when something arrives; a click on "pull now" ends the wait.
-            waited = watch.wait_for_news(
-                functools.partial(news_waits, session, self.transport),
-                wait=watch.DEFAULT_WAIT,
-                interrupted=self._wake.is_set,
-            )
+            waited = watch.wait_for_news(poll, wait=watch.DEFAULT_WAIT, interrupted=self._wake.is_set)
             woken = self._wake.is_set()
             self._wake.clear()
+            if woken or waited is not watch.Waited.NEWS:
+                poll.take()  # a click, or nothing: the pull lists afresh
             pull = woken or waited in (watch.Waited.NEWS, watch.Waited.FAILED)
             if not woken and waited in (watch.Waited.TOO_SOON, watch.Waited.FAILED):
                 self._pause(int(waited is watch.Waited.FAILED))  # the broker does not hold, or is away: no spinning
@@ -174,8 +177,9 @@ class FrontDesk:
         self._wake.wait(watch.next_delay(failures, interval=interval, max_backoff=15 * 60))
         self._wake.clear()
 
-    def pull(self) -> None:
-        """One pull, its PDFs, and the sweep of deleted referrals' leftovers; the outcome goes to `status`."""
+    def pull(self, first_page: InboxPage | None = None) -> None:
+        """One pull, its PDFs, and the sweep of deleted referrals' leftovers; the outcome goes to `status`.
+        `first_page`: the inbox's first page, listed already by the long poll."""
         session = self.session
         if session is None:
             return
@@ -192,6 +196,7 @@ class FrontDesk:
                     fhir_export=False,
                     transport=self.transport,
                     should_stop=self._stop.is_set,
+                    first_page=first_page,
                 )
                 status.pulled = report.written + report.notices
                 if status.pulled:
