@@ -11,6 +11,7 @@ out). The idle rate is counted at the broker: each signed clinic request leaves 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,9 +26,13 @@ SLUG = "bench-a"
 
 
 def _watch(stack: Stack, out: Path, log: Path) -> Program:
-    watcher = Program(
-        [str(BIN / "referral-clinic"), "watch", "--dir", str(stack.clinic_dir(SLUG)), "--out", str(out)], stack.env, log
-    )
+    command = [str(BIN / "referral-clinic"), "watch", "--dir", str(stack.clinic_dir(SLUG)), "--out", str(out)]
+    profile = os.environ.get("BENCH_WATCH_PROFILE")  # a folder: `watch` runs under pyinstrument (pip install it)
+    if profile:
+        Path(profile).mkdir(parents=True, exist_ok=True)
+        report = Path(profile) / f"{out.name}.txt"
+        command = [str(BIN / "pyinstrument"), "-o", str(report), "--show-all", *command]
+    watcher = Program(command, stack.env, log)
     watcher.start()
     deadline = time.monotonic() + 60
     while "watching" not in watcher.output():

@@ -285,7 +285,7 @@ async def test_waiting_envelopes_are_signed_again_batch_by_batch(
 
 
 async def test_a_long_poll_is_not_woken_again_and_again_by_a_statement_the_clinic_has_pinned(
-    broker: BrokerContext, keys_dir: Path
+    client: AsyncTestClient[Any], broker: BrokerContext, keys_dir: Path
 ) -> None:
     """While a rotation lasts (days), a clinic that has acknowledged the statement must not have every long poll
     answered at once by it: that would make `watch` ask without pause. A plain reading still serves it, for the
@@ -304,3 +304,7 @@ async def test_a_long_poll_is_not_woken_again_and_again_by_a_statement_the_clini
     held = await inbox_waiting.list_or_wait(broker, waiters, row, 1, None, 1)
     assert held.items == [] and loop.time() - started >= 0.9  # it waited its whole second: nothing new
     assert [i.delivery_id for i in await _inbox(broker, "klinikk-lang")] == [first.items[0].delivery_id]
+    # When something new comes, the answer is whole: the statement first, for a machine that has not seen it.
+    await _submit(client, broker, ["klinikk-lang"])
+    woken = await inbox_waiting.list_or_wait(broker, waiters, row, 10, None, 1)
+    assert len(woken.items) == 2 and woken.items[0].delivery_id == first.items[0].delivery_id

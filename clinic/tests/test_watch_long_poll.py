@@ -8,9 +8,11 @@ import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 
-from clinic_folder import Clinic
+from broker_stand_in import referral_payload
+from clinic_folder import SLUG, Clinic
 from referral_clinic import watch
 from referral_clinic.cli import main
 from referral_clinic.pull_report import PullReport
@@ -160,3 +162,67 @@ def test_the_desk_waits_on_the_broker_by_default_and_does_not_spin_when_it_answe
     queries = [r.url.query.decode() for r in clinic.broker.requests]
     assert len(queries) == 2, queries  # its first pull, one long poll; then its interval's pause
     assert "wait" not in queries[0] and "wait=25" in queries[1]
+
+
+def _session(clinic: Clinic) -> Any:
+    from clinic_folder import PASSPHRASE
+    from referral_clinic.session import unlock
+
+    return unlock(clinic.dir, PASSPHRASE)
+
+
+def test_the_long_polls_page_is_filed_by_the_pull_without_listing_it_again(clinic: Clinic) -> None:
+    from referral_clinic.cli import LongPoll, pull_once
+
+    session = _session(clinic)
+    clinic.out.mkdir(mode=0o700, exist_ok=True)
+    served = [clinic.serve(), clinic.serve(referral_payload(SLUG))]
+    poll = LongPoll(lambda: session, clinic.broker.transport, limit=100)
+    assert poll() is True
+    page = poll.take()
+    assert page is not None and len(page.items) == 2
+    assert poll.take() is None  # handed over once
+    report = pull_once(
+        session, clinic.out, limit=100, fhir_export=False, transport=clinic.broker.transport, first_page=page
+    )
+    assert report.written == 2 and report.acknowledged == 2 and report.complete
+    assert all((clinic.out / f"{p.reference}.json").exists() for p in served)
+    assert clinic.broker.acknowledged == [p.delivery_id for p in served]
+    asked = [(r.method, r.url.path, r.url.query.decode()) for r in clinic.broker.requests]
+    assert [a for a in asked if a[0] == "GET"] == [("GET", "/api/v1/clinic/inbox", "limit=100&after=start&wait=25")]
+
+
+def test_a_page_another_pull_filed_meanwhile_is_neither_written_twice_nor_lost(clinic: Clinic) -> None:
+    from referral_clinic.cli import LongPoll, pull_once
+
+    session = _session(clinic)
+    clinic.out.mkdir(mode=0o700, exist_ok=True)
+    referral = clinic.serve()
+    poll = LongPoll(lambda: session, clinic.broker.transport, limit=100)
+    assert poll() is True
+    stale = poll.take()
+    first = pull_once(session, clinic.out, limit=100, fhir_export=False, transport=clinic.broker.transport)
+    assert first.written == 1
+    again = pull_once(
+        session, clinic.out, limit=100, fhir_export=False, transport=clinic.broker.transport, first_page=stale
+    )
+    assert again.written == 0 and again.already_had == 1 and not again.local_failures and not again.refused
+    assert [p.name for p in clinic.out.iterdir() if p.name.startswith(referral.reference)] == [
+        f"{referral.reference}.json"
+    ]
+    assert clinic.broker.acknowledged == [referral.delivery_id]
+
+
+def test_an_empty_or_failed_long_poll_hands_nothing_to_the_pull(clinic: Clinic) -> None:
+    from referral_clinic.cli import LongPoll
+
+    session = _session(clinic)
+    poll = LongPoll(lambda: session, clinic.broker.transport, limit=100)
+    assert poll() is False and poll.take() is None
+
+    def away(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("the broker is away", request=request)
+
+    clinic.serve()
+    down = LongPoll(lambda: session, httpx.MockTransport(away), limit=100)
+    assert down() is None and down.take() is None

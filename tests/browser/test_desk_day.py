@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,43 @@ async def test_a_receptionists_day_at_the_desk(browser: Browser, open_desk_for: 
     assert not [p for p in clinic.out.iterdir() if p.name.startswith(referral.reference)]
     assert referral.delivery_id in clinic.broker.acknowledged
     await context.close()
+
+
+ON_SCREEN = 5_000  # ms: generous, for a loaded machine; without /changes the page would look only after an hour
+
+
+async def test_a_referral_the_desk_files_is_on_the_screen_at_once_not_at_the_next_look(
+    browser: Browser, clinic: Clinic
+) -> None:
+    """The page waits on the desk's /changes: what the desk's own loop files shows without the page's
+    periodic look (set to an hour here), is announced politely, and nothing else is asked of anyone."""
+    clinic.out.mkdir(mode=0o700, exist_ok=True)
+    desk = open_desk(
+        clinic.dir, clinic.out, lang="nb", transport=clinic.broker.transport, interval=0.2, refresh_seconds=3600
+    )
+    desk.serve_in_background()
+    try:
+        context = await browser.new_context(locale="nb-NO", viewport=WIDTHS[0])  # type: ignore[arg-type]
+        page = await context.new_page()
+        day = Day(page, desk.guard.origin)
+        await page.goto(desk.guard.start_url)
+        await page.get_by_label("Passordfrase").fill(PASSPHRASE)
+        await page.get_by_role("button", name="Lås opp").click()
+        await expect(page.get_by_text("Ingen henvisninger ennå")).to_be_visible(timeout=ARRIVAL)
+        waits_before = len([u for u in day.requests if "/changes?seen=" in u])
+        await page.evaluate("window.notReloaded = true")
+
+        referral = clinic.serve()
+        row = page.get_by_role("row", name=referral.reference)
+        await expect(row).to_be_visible(timeout=ON_SCREEN)
+        landed = (clinic.out / f"{referral.reference}.json").stat().st_mtime
+        print(f"file landed → row on screen: at most {time.time() - landed:.3f} s")  # for the record, not a test
+        await expect(row).to_contain_text(CANARY_NAME)
+        await expect(page.locator("#changes-said")).to_have_text("Listen over henvisninger er oppdatert.")
+        assert (clinic.out / f"{referral.reference}.json").exists()
+        assert len([u for u in day.requests if "/changes?seen=" in u]) > waits_before  # it waited on the desk
+        assert await page.evaluate("window.notReloaded") is True  # put in place, not a reload of the page
+        await day.check("arrived-at-once")
+        await context.close()
+    finally:
+        desk.stop()

@@ -66,11 +66,41 @@ def test_a_referral_from_the_real_broker_reaches_the_desk_and_its_withdrawal_fol
         with Browser(broker.url) as patient:  # keeps the broker's Secure cookies over plain HTTP
             manage_path = receipt["manage_url"].removeprefix(broker.url)
             manage = patient.get(manage_path)
-            withdrawn = patient.post(f"{manage_path}/withdraw", data={"_csrf_token": csrf_of(manage.text)})
+            asked = patient.post(f"{manage_path}/withdraw", data={"_csrf_token": csrf_of(manage.text)})
+            assert asked.status_code == 200 and f'action="{manage_path}/withdraw/confirm"' in asked.text  # confirm step
+            withdrawn = patient.post(f"{manage_path}/withdraw/confirm", data={"_csrf_token": csrf_of(asked.text)})
             assert withdrawn.status_code == 200, withdrawn.text
         page = _wait_for(client, f"/referral/{reference}", "The patient has withdrawn their consent")
         assert page.index("The patient has withdrawn their consent") < page.index(NEED)
         withdrawal = "The patient has withdrawn their consent"
         wait_until(lambda: withdrawal in _pdf_text(out / f"{reference}.pdf"), seconds=60)
+    finally:
+        desk.stop()
+
+
+def test_the_desk_waiting_on_the_real_broker_files_what_arrives_and_its_page_is_told(broker: Broker) -> None:
+    """The desk's default: it long-polls the real broker (which holds the request), files what the long poll
+    brought, and a page waiting on the desk's /changes is answered (decisions 0137, 0138; that the long poll's
+    page is filed without a second listing is tested against the stand-in in clinic/tests/test_watch_long_poll.py)."""
+    folder = broker.clinic("klinikk-desk")
+    broker.start_worker()
+    out = broker.folder / "desk-out"
+    desk = open_desk(folder, out, lang="en")  # no --interval: the long poll
+    desk.serve_in_background()
+    try:
+        client = httpx.Client(base_url=desk.guard.origin, timeout=60)
+        assert client.get(desk.guard.start_url.removeprefix(desk.guard.origin)).status_code == 303
+        token = CSRF.search(client.get("/").text)
+        assert token is not None
+        assert client.post("/unlock", data={"csrf": token.group(1), "passphrase": PASSPHRASE}).status_code == 303
+        wait_until(lambda: desk.front.status.at is not None and not desk.front.status.running, seconds=60)
+        seen = int(client.get("/").text.split('data-generation="', 1)[1].split('"', 1)[0])
+
+        body = referral_json(["klinikk-desk"], description=NEED, name="Åse Ødegård")
+        reference = httpx.post(f"{broker.url}/api/v1/referrals", json=body, timeout=10).json()["reference"]
+        told = client.get("/changes", params={"seen": seen})  # held until the desk's loop has filed something
+        assert told.status_code == 200 and told.json()["generation"] > seen
+        assert (out / f"{reference}.json").exists()
+        assert reference in client.get("/").text
     finally:
         desk.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -91,6 +93,14 @@ def local_clock() -> datetime:
     return datetime.now(UTC)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's own default context (certifi's CA bundle, or SSL_CERT_FILE / SSL_CERT_DIR), made once a process:
+    making it reads the whole bundle, which took 50-100 ms a client on a busy machine, twice a `watch` cycle
+    (the long poll's client and the pull's), and was the largest part of the cycle (decision 0138)."""
+    return httpx.create_ssl_context()
+
+
 class BrokerRefusedRequest(Exception):
     """The broker answered 400 to a request it understood and refused; the message is the broker's."""
 
@@ -113,7 +123,11 @@ class BrokerClient:
         self._timeout = timeout
         # Redirects are not followed: a signature covers one path, and a moved broker should be re-configured.
         self._http = httpx.Client(
-            transport=transport, timeout=timeout, headers={"user-agent": USER_AGENT}, follow_redirects=False
+            transport=transport,
+            timeout=timeout,
+            headers={"user-agent": USER_AGENT},
+            follow_redirects=False,
+            verify=_tls_context() if transport is None else True,
         )
 
     def __enter__(self) -> BrokerClient:

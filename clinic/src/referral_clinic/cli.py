@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from referral_clinic.pull_report import PullReport
 from referral_clinic.session import Session, say, shown, unlock
 from referral_protocol.clinic_identity import fingerprint_of
 from referral_protocol.encoding import key_id, parse_public_key
+from referral_protocol.enrolment import INBOX_START, InboxPage
 from referral_protocol.key_change import broker_key_fingerprint
 
 EXIT_OK = 0
@@ -274,8 +277,11 @@ def pull_once(
     transport: httpx.BaseTransport | None,
     progress: PullProgress | None = None,
     should_stop: Any = None,
+    first_page: InboxPage | None = None,
 ) -> PullReport:
-    """One pull under the folder's lock: fetch, write, acknowledge; record it; export FHIR if asked."""
+    """One pull under the folder's lock: fetch, write, acknowledge; record it; export FHIR if asked.
+
+    `first_page`: the inbox's first page, already listed by a long poll (`LongPoll.take`)."""
     with session.clinic.locked():
         ledger = Ledger(session.clinic.ledger_file)
         with session.client(transport) as client:
@@ -287,7 +293,7 @@ def pull_once(
                 should_stop=should_stop or (lambda: False),
                 on_item=progress.advance if progress else (lambda report: None),
             )
-            report = inbox.pull(limit)
+            report = inbox.pull(limit, first_page=first_page)
         _record_last_pull(session.clinic, report)
     if fhir_export and report.references:
         organization = fhir.Organization.of(session.config)
@@ -409,6 +415,7 @@ def _keep_pulling(args: argparse.Namespace, transport: httpx.BaseTransport | Non
                 fhir_export=args.format == "fhir",
                 transport=transport,
                 should_stop=stopper,
+                first_page=poll.take(),
             )
         except ClinicDirBusy as exc:
             say(f"{exc}; skipping this turn")
@@ -425,8 +432,10 @@ def _keep_pulling(args: argparse.Namespace, transport: httpx.BaseTransport | Non
             _offer_destroy(session, transport, offered)
         return report
 
+    poll = LongPoll(lambda: session, transport, limit=args.limit)
+
     def long_poll(stopper: watch.Stopper) -> watch.Waited:
-        return watch.wait_for_news(lambda: news_waits(session, transport), wait=watch.DEFAULT_WAIT, interrupted=stopper)
+        return watch.wait_for_news(poll, wait=watch.DEFAULT_WAIT, interrupted=stopper)
 
     stopper = watch.Stopper()
     if args.interval is None:
@@ -444,17 +453,52 @@ def _keep_pulling(args: argparse.Namespace, transport: httpx.BaseTransport | Non
         )
 
 
-def news_waits(session: Session, transport: httpx.BaseTransport | None, wait: int = watch.DEFAULT_WAIT) -> bool | None:
-    """Ask the broker to answer when something waits in the inbox (at most `wait` s): True when something
-    does, False when nothing came, None (said why) when the broker could not be asked. Holds no lock: a
-    `status` or key command may run meanwhile; the pull that follows takes the folder's lock."""
-    try:
-        with session.client(transport) as client:
-            page = client.fetch_inbox(1, wait=wait)
-    except (BrokerUnavailable, BrokerRefusedClinic) as exc:
-        say(str(exc))
-        return None
-    return bool(page.items)
+class LongPoll:
+    """Ask the broker to answer when something waits in the inbox (at most `wait` s), for `watch.wait_for_news`:
+    True when something does, False when nothing came, None (said why) when the broker could not be asked.
+
+    It asks for a whole page (`limit`, from the inbox's start), and keeps a page that has something for the
+    pull that follows (`take`), which files it instead of listing it again (decision 0138). Holds no lock: a
+    `status` or key command may run meanwhile; the pull that follows takes the folder's lock, and its
+    ledger makes a page another pull filed meanwhile harmless (filed once, acknowledged again)."""
+
+    def __init__(
+        self,
+        session: Callable[[], Session],
+        transport: httpx.BaseTransport | None,
+        *,
+        limit: int,
+        wait: int = watch.DEFAULT_WAIT,
+    ) -> None:
+        self._session = session
+        self._transport = transport
+        self._limit = limit
+        self._wait = wait
+        self._lock = threading.Lock()
+        self._asked = 0  # the latest request: an earlier one abandoned by an interrupted wait keeps nothing
+        self._page: InboxPage | None = None
+
+    def __call__(self) -> bool | None:
+        with self._lock:
+            self._asked += 1
+            mine = self._asked
+            self._page = None
+        try:
+            with self._session().client(self._transport) as client:
+                page = client.fetch_inbox(self._limit, INBOX_START, wait=self._wait)
+        except (BrokerUnavailable, BrokerRefusedClinic) as exc:
+            say(str(exc))
+            return None
+        with self._lock:
+            if mine == self._asked and page.items:
+                self._page = page
+        return bool(page.items)
+
+    def take(self) -> InboxPage | None:
+        """The page the last answer brought, once; None when it brought nothing (or was not the last)."""
+        with self._lock:
+            page, self._page = self._page, None
+        return page
 
 
 def _broker_keys(session: Session) -> list[dict[str, str]]:

@@ -46,8 +46,9 @@ class Inbox:
         self._should_stop = should_stop
         self._on_item = on_item
 
-    def pull(self, limit: int = DEFAULT_LIMIT) -> PullReport:
-        """Read the inbox page by page, from `start` and then each page's `next`.
+    def pull(self, limit: int = DEFAULT_LIMIT, *, first_page: InboxPage | None = None) -> PullReport:
+        """Read the inbox page by page, from `start` (or `first_page`, the first page a long poll listed
+        already) and then each page's `next`.
 
         One network thread alone uses the broker client: while a page is filed here, it fetches the next
         one and acknowledges the one before, so neither the disk nor the broker waits for the other. A
@@ -65,7 +66,12 @@ class Inbox:
             on_item=self._on_item,
         )
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="referral-clinic-network") as network:
-            fetching: Future[InboxPage] | None = network.submit(self._client.fetch_inbox, limit, INBOX_START)
+            fetching: Future[InboxPage] | None
+            if first_page is None:
+                fetching = network.submit(self._client.fetch_inbox, limit, INBOX_START)
+            else:
+                fetching = Future()
+                fetching.set_result(first_page)
             acknowledging: tuple[list[str], Future[AckResult]] | None = None  # the page before
             while fetching is not None:
                 page = self._fetched(fetching, filer, report)

@@ -60,9 +60,15 @@ class _Place:
         return cls(kind, _EPOCH + int(micros) * _MICROSECOND, uuid.UUID(hex=hexid))
 
 
-async def list_inbox(
-    ctx: BrokerContext, clinic: ClinicRow, limit: int, after: str | None = None, *, as_news: bool = False
-) -> InboxPage:
+async def list_inbox(ctx: BrokerContext, clinic: ClinicRow, limit: int, after: str | None = None) -> InboxPage:
+    """The clinic's inbox page (see `list_inbox_and_news`)."""
+    page, _ = await list_inbox_and_news(ctx, clinic, limit, after)
+    return page
+
+
+async def list_inbox_and_news(
+    ctx: BrokerContext, clinic: ClinicRow, limit: int, after: str | None = None
+) -> tuple[InboxPage, bool]:
     """Referrals first, oldest first, each followed by the notices about it (decision 0140); then notices
     about referrals the clinic has received. A referral and its notices are never split across pages (a
     page holds more than `limit` items only when one referral's notices alone fill it), and a notice is
@@ -77,9 +83,9 @@ async def list_inbox(
     erasure or correction deciding at the same moment which clinics to tell sees each copy either served
     or not, and a copy it cancels is not listed.
 
-    `as_news` (a long poll): key-change statements the clinic has acknowledged are left out, so a clinic that
-    has pinned the new key is not woken by them again and again while the rotation lasts; a plain reading
-    still serves them, for the clinic's other machines."""
+    With the page, whether it holds news: anything but key-change statements the clinic has acknowledged.
+    Those are served in every reading, for the clinic's other machines, but must not wake a long poll again and
+    again while a rotation lasts (days)."""
     limit = max(1, min(limit, MAX_PAGE))
     if after is not None:
         try:
@@ -93,14 +99,9 @@ async def list_inbox(
     more = False
     async with ctx.pool.acquire() as conn, conn.transaction():
         # The signing key's change statements come first in every reading, outside `limit` (decision 0071).
-        statements = [
-            InboxItem(delivery_id=str(sid), envelope=envelope)
-            for sid, envelope in (
-                await signing_rotation.statements_for(ctx, conn, clinic, acknowledged=not as_news)
-                if place is None
-                else []
-            )
-        ]
+        found = await signing_rotation.statements_for(ctx, conn, clinic) if place is None else []
+        statements = [InboxItem(delivery_id=str(sid), envelope=envelope) for sid, envelope, _ in found]
+        news = any(not acknowledged for _, _, acknowledged in found)
         if place is None or place.kind == "r":
             rows = await deliveries.inbox(conn, clinic.id, limit, None if place is None else place.after)
             more = len(rows) > limit
@@ -129,8 +130,9 @@ async def list_inbox(
             elif place is None or place.kind == "r":
                 place = _Place("n")  # the referrals ended with this page: the next one begins with the notices
     await clinics.record_pull(ctx.pool, clinic.id, ctx.clock())
+    news = news or bool(items) or more
     items = statements + items
-    return InboxPage(items=items, more=more, next=place.cursor() if more and place is not None else None)
+    return InboxPage(items=items, more=more, next=place.cursor() if more and place is not None else None), news
 
 
 async def acknowledge(ctx: BrokerContext, clinic: ClinicRow, request: AckRequest) -> AckResult:

@@ -105,6 +105,10 @@ class InboxWaiters:
                 del self._by_clinic[clinic_id]
 
 
+#: A long poll's answer when nothing new came: not even key-change statements the clinic has acknowledged.
+_NOTHING_NEW = InboxPage(items=[], more=False, next=None)
+
+
 async def list_or_wait(
     ctx: BrokerContext,
     waiters: InboxWaiters,
@@ -122,14 +126,16 @@ async def list_or_wait(
     with waiters.waiting(str(clinic.id)) as woken:
         while True:
             woken.clear()
-            page = await clinic_inbox.list_inbox(ctx, clinic, limit, after, as_news=True)
+            page, news = await clinic_inbox.list_inbox_and_news(ctx, clinic, limit, after)
             left = deadline - loop.time()
-            if page.items or page.more or left <= 0 or waiters.closing:
-                return page
+            if news:
+                return page  # whole, key-change statements included: another machine of the clinic may need them
+            if left <= 0 or waiters.closing:
+                return _NOTHING_NEW
             try:
                 await asyncio.wait_for(woken.wait(), timeout=left)
             except TimeoutError:
-                return page
+                return _NOTHING_NEW
 
 
 def start_listening(ctx: BrokerContext, waiters: InboxWaiters) -> InboxListener:

@@ -131,12 +131,12 @@ def _signer_for(change: KeyChange, signers: dict[str, BrokerSigner]) -> BrokerSi
 
 
 async def statements_for(
-    ctx: BrokerContext, conn: Connection, clinic: ClinicRow, *, acknowledged: bool = True
-) -> list[tuple[uuid.UUID, bytes]]:
+    ctx: BrokerContext, conn: Connection, clinic: ClinicRow
+) -> list[tuple[uuid.UUID, bytes, bool]]:
     """The statements of the current rotation for `clinic`, in order, made now if it has none yet (a
     clinic enrolled during the rotation). Served first on the first page of every inbox reading, also
-    after they are acknowledged: every machine of a clinic must see them. `acknowledged=False` leaves out
-    those the clinic has acknowledged (a long poll's answer: they are no news to wake it for)."""
+    after they are acknowledged: every machine of a clinic must see them. Each with whether the clinic has
+    acknowledged it (then it is no news to wake a long poll for)."""
     cycle = await broker_key_changes.current_cycle(conn)
     if not cycle:
         return []
@@ -150,7 +150,7 @@ async def statements_for(
                 made |= await _make_statement(conn, change, clinic, signer, ctx.clock())
         if made:
             have = await broker_key_changes.statements_of(conn, clinic.id, [c.id for c in cycle])
-    return [(s.id, s.envelope) for s in have if acknowledged or s.acknowledged_at is None]
+    return [(s.id, s.envelope, s.acknowledged_at is not None) for s in have]
 
 
 async def rotate(ctx: BrokerContext) -> Announced:

@@ -1,4 +1,4 @@
-"""The desk's pages: a small WSGI application, server-rendered HTML, no script.
+"""The desk's pages: a small WSGI application, server-rendered HTML; one small script of its own.
 
 Every answer passes the guard first (guard.py): the Host, then the cookie (except for the start link
 and the style sheet), then for an action the CSRF token. Referral text is hostile input: the templates
@@ -33,8 +33,11 @@ from referral_protocol.wording import consent_texts
 log = logging.getLogger(__name__)
 MAX_FORM = 16 * 1024
 MAX_ROWS = 200  # the newest; searching and filtering reach the others
-# How often the inbox and a referral page look for what arrived (static/desk.js; docs/decisions/0016).
+# How often the inbox and a referral page look again when they cannot wait on /changes (static/desk.js;
+# docs/decisions/0016, 0137).
 REFRESH_SECONDS = 10
+# How long GET /changes holds a page's request when nothing changes (decision 0137).
+HOLD_SECONDS = 25
 
 PROBLEMS = {
     "broker_away": N_(
@@ -94,10 +97,18 @@ def _redirect(to: str, *extra: tuple[str, str]) -> Answer:
 
 
 class DeskApp:
-    def __init__(self, front: FrontDesk, guard: Guard, *, refresh_seconds: int = REFRESH_SECONDS) -> None:
+    def __init__(
+        self,
+        front: FrontDesk,
+        guard: Guard,
+        *,
+        refresh_seconds: int = REFRESH_SECONDS,
+        hold_seconds: float = HOLD_SECONDS,
+    ) -> None:
         self.front = front
         self.guard = guard
         self.refresh_seconds = refresh_seconds
+        self.hold_seconds = hold_seconds
         texts = front.texts
         env = Environment(
             loader=PackageLoader(__package__, "templates"),
@@ -166,6 +177,8 @@ class DeskApp:
             return _redirect("/")
         if path == "/":
             return self._inbox(query)
+        if path == "/changes":
+            return self._changes(query)
         parts = path.strip("/").split("/")
         if len(parts) in (2, 3) and parts[0] == "referral" and referral_file.is_file_safe(parts[1]):
             return self._referral(parts[1], parts[2] if len(parts) == 3 else "")
@@ -222,7 +235,25 @@ class DeskApp:
             folder_problem=self.front.folder_problem or "",
         )
 
+    def _changes(self, query: Mapping[str, str]) -> Answer:
+        """The page's script waits here: answered when the desk's generation is not `seen` any more (something
+        was filed, marked or deleted, or the pull's outcome changed), else after hold_seconds. Only a number."""
+        try:
+            seen = int(query.get("seen", ""))
+        except ValueError:
+            return Answer("400 Bad Request", b'{"error": "seen"}', "application/json")
+        generation = self.front.wait_for_change(seen, self.hold_seconds)
+        if generation is None:  # enough pages wait already: this one looks every refresh_seconds instead
+            return Answer(
+                "503 Service Unavailable",
+                b'{"error": "busy"}',
+                "application/json",
+                [("Retry-After", str(self.refresh_seconds))],
+            )
+        return Answer("200 OK", b'{"generation": %d}' % generation, "application/json")
+
     def _inbox(self, query: Mapping[str, str]) -> Answer:
+        generation = self.front.generation  # before reading: a change meanwhile wakes the page again
         listing = self.front.listing()
         wanted = query.get("state", "")
         search = query.get("q", "").strip()
@@ -253,9 +284,11 @@ class DeskApp:
                 listing.unreadable,
             ),
             changed=self.front.texts.gettext("The list of referrals has been updated."),
+            generation=generation,
         )
 
     def _referral(self, reference: str, view: str) -> Answer:
+        generation = self.front.generation
         found = self.front.referral(reference)
         if found is None:
             return self._page("problem.html", "404 Not Found", kind="not_found")
@@ -278,6 +311,7 @@ class DeskApp:
             state,
             version=_version([referral.reference, state.value, [n.notice_id for n in referral.notices]]),
             changed=self.front.texts.gettext("This referral has been updated."),
+            generation=generation,
         )
 
     def _referral_page(self, status: str, referral: Any, state: State, **extra: Any) -> Answer:
@@ -304,7 +338,7 @@ class DeskApp:
             status=self.front.status,
             csrf=self.guard.csrf,
             every=self.refresh_seconds,
-            **{"version": "", "changed": "", **context},
+            **{"version": "", "changed": "", "generation": 0, **context},
         )
         return Answer(status, page.encode())
 

@@ -4,11 +4,14 @@ Pages read from it; a background thread pulls as `watch` does (the same `pull_on
 folder's lock, with `watch.next_delay`'s back-off), then writes each new or changed referral's PDF.
 One lock inside the desk keeps a pull and an action (mark, delete) from running at once; the folder's
 own lock keeps a `pull` or `watch` started elsewhere out, with a clear message on the page.
+
+Every change the pages may show (a pull that filed something, its outcome, a mark, a deletion) moves the
+desk's `generation` on and wakes the pages' scripts waiting in `wait_for_change` (decision 0137), so what
+the pull files is on the screen at once instead of at the page's next look.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +22,7 @@ import httpx
 from referral_clinic import broker_pins, watch
 from referral_clinic.broker_client import BrokerRefusedClinic, BrokerUnavailable
 from referral_clinic.broker_pins import PinChange
-from referral_clinic.cli import news_waits, pull_once
+from referral_clinic.cli import LongPoll, pull_once
 from referral_clinic.desk import deletion, pdf
 from referral_clinic.desk.states import DeskStates, State
 from referral_clinic.desk.texts import Texts
@@ -27,8 +30,11 @@ from referral_clinic.keystore import ClinicConfig, ClinicDir, ClinicDirBusy, Cli
 from referral_clinic.ledger import Ledger, LedgerDamaged
 from referral_clinic.referral_view import FileSeen, LocalReferral, ReferralUnreadable, files_by_reference, load
 from referral_clinic.session import Session, unlock
+from referral_protocol.enrolment import InboxPage
 
 PAGE = 100
+#: At most this many page scripts wait for a change at once: each holds one of the desk server's threads.
+WAITING_MAX = 2
 
 
 @dataclass
@@ -65,6 +71,10 @@ def recent_key_change(folder: Path) -> PinChange | None:
     return changes[-1]
 
 
+def _no_session() -> Session:
+    raise RuntimeError("the desk waits on the broker only once unlocked")
+
+
 class Busy(Exception):
     """Another referral-clinic holds the clinic folder; try again in a moment."""
 
@@ -98,6 +108,9 @@ class FrontDesk:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._read: dict[str, tuple[tuple[FileSeen, ...], LocalReferral]] = {}
+        self._changes = threading.Condition()
+        self._generation = 0
+        self._waiting = 0
 
     @property
     def clinic_name(self) -> str:
@@ -118,14 +131,41 @@ class FrontDesk:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        with self._changes:
+            self._changes.notify_all()  # the pages' waiting requests answer at once
         if self._thread is not None:
             self._thread.join(timeout=30)
 
     def pull_now(self) -> None:
         self._wake.set()
 
+    @property
+    def generation(self) -> int:
+        """Moves on with every change a page may show; a page notes it before it reads what it shows."""
+        with self._changes:
+            return self._generation
+
+    def changed(self) -> None:
+        with self._changes:
+            self._generation += 1
+            self._changes.notify_all()
+
+    def wait_for_change(self, seen: int, timeout: float) -> int | None:
+        """The generation once it is not `seen` any more, or after `timeout` seconds, or when the desk stops;
+        None at once when WAITING_MAX requests already wait (checked and counted under one lock)."""
+        with self._changes:
+            if self._waiting >= WAITING_MAX:
+                return None
+            self._waiting += 1
+            try:
+                self._changes.wait_for(lambda: self._generation != seen or self._stop.is_set(), timeout)
+                return self._generation
+            finally:
+                self._waiting -= 1
+
     def _run(self) -> None:
         pull = True
+        poll = LongPoll(lambda: self.session or _no_session(), self.transport, limit=PAGE)
         while not self._stop.is_set():
             session = self.session
             if session is None:
@@ -133,19 +173,17 @@ class FrontDesk:
                 self._wake.clear()
                 continue
             if pull:
-                self.pull()
+                self.pull(first_page=poll.take())
             if self.status.failures or self.interval is not None:
                 self._pause(self.status.failures)
                 pull = True
                 continue
             # As `watch` does: the broker answers when something arrives; a click on "pull now" ends the wait.
-            waited = watch.wait_for_news(
-                functools.partial(news_waits, session, self.transport),
-                wait=watch.DEFAULT_WAIT,
-                interrupted=self._wake.is_set,
-            )
+            waited = watch.wait_for_news(poll, wait=watch.DEFAULT_WAIT, interrupted=self._wake.is_set)
             woken = self._wake.is_set()
             self._wake.clear()
+            if woken or waited is not watch.Waited.NEWS:
+                poll.take()  # a click, or nothing: the pull lists afresh
             pull = woken or waited in (watch.Waited.NEWS, watch.Waited.FAILED)
             if not woken and waited in (watch.Waited.TOO_SOON, watch.Waited.FAILED):
                 self._pause(int(waited is watch.Waited.FAILED))  # the broker does not hold, or is away: no spinning
@@ -156,11 +194,13 @@ class FrontDesk:
         self._wake.wait(watch.next_delay(failures, interval=interval, max_backoff=15 * 60))
         self._wake.clear()
 
-    def pull(self) -> None:
-        """One pull, its PDFs, and the sweep of deleted referrals' leftovers; the outcome goes to `status`."""
+    def pull(self, first_page: InboxPage | None = None) -> None:
+        """One pull, its PDFs, and the sweep of deleted referrals' leftovers; the outcome goes to `status`.
+        `first_page`: the inbox's first page, listed already by the long poll."""
         session = self.session
         if session is None:
             return
+        before = (self.status.problem, self.status.detail)
         status = PullStatus(at=self.status.at, running=True, failures=self.status.failures)
         self.status = status
         with self._work:
@@ -173,9 +213,12 @@ class FrontDesk:
                     fhir_export=False,
                     transport=self.transport,
                     should_stop=self._stop.is_set,
+                    first_page=first_page,
                 )
                 status.pulled = report.written + report.notices
                 status.key_change = recent_key_change(self.clinic.path)
+                if status.pulled:
+                    self.changed()  # the files are on disk: the pages show them now, their PDFs follow
                 self._after_pull(status)
                 error = report.broker_error
                 if isinstance(error, BrokerRefusedClinic):
@@ -199,6 +242,8 @@ class FrontDesk:
                 status.at = datetime.now(UTC)
                 status.running = False
                 status.failures = status.failures + 1 if status.problem else 0
+                if status.pulled or (status.problem, status.detail) != before:
+                    self.changed()
 
     def _after_pull(self, status: PullStatus) -> None:
         with self.clinic.locked():
@@ -237,6 +282,7 @@ class FrontDesk:
     def mark(self, reference: str, state: State) -> None:
         with self._work:
             self.states.mark(reference, state)
+        self.changed()
 
     def delete(self, reference: str) -> int:
         """Busy when another referral-clinic holds the folder; OSError when the disk refuses."""
@@ -248,3 +294,5 @@ class FrontDesk:
                     )
             except ClinicDirBusy:
                 raise Busy from None
+            finally:
+                self.changed()

@@ -21,7 +21,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from referral_clinic import watch
-from referral_clinic.desk.app import REFRESH_SECONDS, DeskApp
+from referral_clinic.desk.app import HOLD_SECONDS, REFRESH_SECONDS, DeskApp
 from referral_clinic.desk.front import FrontDesk
 from referral_clinic.desk.guard import LOOPBACK, Guard
 from referral_clinic.desk.states import StatesDamaged
@@ -85,6 +85,7 @@ def open_desk(
     transport: httpx.BaseTransport | None = None,
     interval: float | None = None,
     refresh_seconds: int = REFRESH_SECONDS,
+    hold_seconds: float = HOLD_SECONDS,
 ) -> RunningDesk:
     """Take the folder's desk lock, bind the loopback port and start pulling (once unlocked)."""
     if not folder.is_dir():
@@ -109,7 +110,7 @@ def open_desk(
             listener.close()
             raise DeskCannotStart(str(exc)) from None
         guard = Guard(port=listener.getsockname()[1])
-        app = DeskApp(front, guard, refresh_seconds=refresh_seconds)
+        app = DeskApp(front, guard, refresh_seconds=refresh_seconds, hold_seconds=hold_seconds)
         server = create_server(app, sockets=[listener], threads=4, ident="referral-clinic")
         front.start()
         return RunningDesk(front, guard, server, lock)
