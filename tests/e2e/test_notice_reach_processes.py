@@ -59,7 +59,10 @@ async def test_a_clinic_that_never_fetched_the_referral_is_not_told_of_its_withd
         # Withdrawal from the manage link: the receipt names who was told and who had not received it.
         page = browser.get(manage_path)
         assert page.status_code == 200
-        withdrawn = browser.post(f"{manage_path}/withdraw", data={"_csrf_token": _csrf(page.text)})
+        asked = browser.post(f"{manage_path}/withdraw", data={"_csrf_token": _csrf(page.text)})
+        assert asked.status_code == 200, asked.text  # the confirm step says the same before anything is done
+        assert "har ikke mottatt henvendelsen, og får derfor ingen beskjed: Klinikk klinikk-b." in asked.text
+        withdrawn = browser.post(f"{manage_path}/withdraw/confirm", data={"_csrf_token": _csrf(page.text)})
         assert withdrawn.status_code == 200, withdrawn.text
         receipt = withdrawn.text
         assert "får beskjed om at du trakk tilbake samtykket: Klinikk klinikk-a." in receipt
