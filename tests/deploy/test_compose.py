@@ -3,7 +3,7 @@ api the compose file publishes, dispatched by its worker, pulled and decrypted b
 
 What is test-only, and nothing else: the environment variables the compose file reads (REFERRAL_BROKER_SECRETS for a
 temporary secrets folder made as docs/operations.md makes deploy/secrets/, REFERRAL_BROKER_PORT for a free port,
-REFERRAL_BROKER_PUBLIC_URL), podman's global options and default ulimits for this machine (CONTAINERS_CONF), and
+REFERRAL_BROKER_PUBLIC_URL, and the controller and processors that deploy/.env would give), podman's global options and default ulimits for this machine (CONTAINERS_CONF), and
 the images postgres:15-bookworm and redis:7-bookworm, which cannot be pulled here: TEST STAND-INS built from
 Debian's packages on the same local base (tests/deploy/standins/) carry their names.
 
@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from devstack import free_port
-from tests.conftest import referral_json
+from tests.conftest import EXAMPLE_ORGANISATION_NUMBER, referral_json
 from tests.deploy.containers import (
     BROKER_UID,
     ROOT,
@@ -93,6 +93,12 @@ def test_compose_file_brings_up_the_broker_and_carries_a_referral(tmp_path: Path
         "REFERRAL_BROKER_SECRETS": str(make_secrets(tmp_path / "secrets")),
         "REFERRAL_BROKER_PORT": str(port),
         "REFERRAL_BROKER_PUBLIC_URL": url,
+        # deploy/.env at an operator's: who the privacy statement names (compose refuses to start without them)
+        "REFERRAL_BROKER_CONTROLLER_NAME": "Testformidleren AS",
+        "REFERRAL_BROKER_CONTROLLER_ORG_NUMBER": EXAMPLE_ORGANISATION_NUMBER,
+        "REFERRAL_BROKER_CONTROLLER_ADDRESS": "Testveien 1, 0150 Oslo",
+        "REFERRAL_BROKER_CONTROLLER_EMAIL": "personvern@example.no",
+        "REFERRAL_BROKER_PROCESSORS": "Test Drift AS (servers, Norway)",
     }
     compose = [str(Path(program("referral-broker")).parent / "podman-compose"), "-f", str(COMPOSE), "-p", project]
 
@@ -139,6 +145,7 @@ def test_compose_file_brings_up_the_broker_and_carries_a_referral(tmp_path: Path
         keys = tmp_path / "secrets" / "broker_keys"
         run(
             [tool, "init", "--dir", str(clinic), "--broker", url, "--broker-key", str(keys / "broker.pub"),
+             "--organisation-number", EXAMPLE_ORGANISATION_NUMBER,
              "--slug", "klinikk-compose", "--name", "Klinikk Compose"],
             clinic_env,
         )  # fmt: skip

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from devstack import free_port
-from tests.conftest import Servers, referral_json
+from tests.conftest import EXAMPLE_ORGANISATION_NUMBER, Servers, referral_json
 from tests.deploy.containers import (
     BROKER_UID,
     ULIMITS,
@@ -165,6 +165,7 @@ def test_migrate_serve_and_worker_containers_carry_a_referral_to_a_clinic_outsid
         tool = program("referral-clinic")
         run(
             [tool, "init", "--dir", str(clinic), "--broker", url, "--broker-key", str(keys / "broker.pub"),
+             "--organisation-number", EXAMPLE_ORGANISATION_NUMBER,
              "--slug", "klinikk-bilde", "--name", "Klinikk Bilde"],
             clinic_env,
         )  # fmt: skip

@@ -137,6 +137,7 @@ async def test_a_clinic_installs_from_this_repository_enrols_reads_prints_and_se
         await patient_page.goto(receipt["manage_url"])
         await _shot(patient_page, 6, "patient-manage")
         await patient_page.locator("#withdraw-button").click()
+        await patient_page.get_by_role("button", name="Yes, withdraw consent").click()  # the confirm step
         await expect(patient_page.locator(".confirmation h2")).to_have_text("Consent has been withdrawn")
         await _shot(patient_page, 7, "patient-withdrawn")
         await patient.close()
