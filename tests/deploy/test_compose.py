@@ -1,11 +1,12 @@
-"""deploy/compose.yaml itself brought up with podman-compose, and one referral walked through it: submitted to the
-api the compose file publishes, dispatched by its worker, pulled and decrypted by the clinic tool outside.
+"""deploy/compose.yaml itself brought up with podman-compose, and one referral walked through it: submitted to the api
+the compose file publishes, dispatched by its worker, pulled and decrypted by the clinic tool outside.
 
 What is test-only, and nothing else: the environment variables the compose file reads (REFERRAL_BROKER_SECRETS for a
 temporary secrets folder made as docs/operations.md makes deploy/secrets/, REFERRAL_BROKER_PORT for a free port,
-REFERRAL_BROKER_PUBLIC_URL, and the controller and processors that deploy/.env would give), podman's global options and default ulimits for this machine (CONTAINERS_CONF), and
-the images postgres:15-bookworm and redis:7-bookworm, which cannot be pulled here: TEST STAND-INS built from
-Debian's packages on the same local base (tests/deploy/standins/) carry their names.
+REFERRAL_BROKER_PUBLIC_URL, and the controller and processors that deploy/.env would give), podman's global options
+and default ulimits for this machine (CONTAINERS_CONF), and the images postgres:15-bookworm and redis:7-bookworm,
+which cannot be pulled here: TEST STAND-INS built from Debian's packages on the same local base
+(tests/deploy/standins/) carry their names.
 
 podman 4.3 cannot wait for `service_healthy` (podman-compose ignores it before podman 4.6), takes
 `service_completed_successfully` as "stopped" whatever the exit code, and fails to start a container whose
