@@ -124,7 +124,7 @@ async def test_an_answer_goes_by_e_mail_to_the_reply_address_and_is_kept_only_en
     assert CANARY_TEXT not in body  # the question is not sent back over e-mail
 
     row = await broker.pool.fetchrow("SELECT answer_ct, answered_at FROM customer_messages")
-    assert row["answered_at"] is not None and bytes(row["answer_ct"]).startswith(b"RBC1")
+    assert row["answered_at"] is not None and bytes(row["answer_ct"]).startswith(b"RBC2")
     assert b"Kanari" not in bytes(row["answer_ct"]) and b"4410" not in bytes(row["answer_ct"])
     answered = await _events(broker, "customer_message.answered")
     assert answered == [{"actor": "operator:olga", "subject": str(message_id), "details": {}}]

@@ -187,7 +187,7 @@ async def test_the_stored_row_holds_no_plaintext_and_nothing_reaches_the_logs(
         assert canary.encode() not in everything and canary.lower().encode() not in everything.lower()
         assert canary.lower() not in as_text.lower()
         assert canary.lower() not in caplog.text.lower()
-    assert bytes(row["message_ct"]).startswith(b"RBC1")
+    assert bytes(row["message_ct"]).startswith(b"RBC2")  # the versioned format naming its key (0069)
     assert await broker.pool.fetchval("SELECT count(*) FROM audit_events WHERE details::text ILIKE '%kanari%'") == 0
 
 

@@ -53,21 +53,7 @@ async def send_notice_email(server: SmtpServer, sender: str, recipient: str, not
     await deliver_email(server, message)
 
 
-async def send_code_email(server: SmtpServer, sender: str, recipient: str, text: str) -> None:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = recipient
-    message["Subject"] = CODE_SUBJECT
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
-    message.set_content(text)
-    try:
-        await deliver_email(server, message)
-    except ChannelFailed as exc:
-        raise CodeNotSent(exc.reason) from exc
-
-
-async def send_reply_email(server: SmtpServer, sender: str, recipient: str, subject: str, text: str) -> None:
+def _plain_message(sender: str, recipient: str, subject: str, text: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = recipient
@@ -75,8 +61,19 @@ async def send_reply_email(server: SmtpServer, sender: str, recipient: str, subj
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     message.set_content(text)
+    return message
+
+
+async def send_code_email(server: SmtpServer, sender: str, recipient: str, text: str) -> None:
     try:
-        await deliver_email(server, message)
+        await deliver_email(server, _plain_message(sender, recipient, CODE_SUBJECT, text))
+    except ChannelFailed as exc:
+        raise CodeNotSent(exc.reason) from exc
+
+
+async def send_reply_email(server: SmtpServer, sender: str, recipient: str, subject: str, text: str) -> None:
+    try:
+        await deliver_email(server, _plain_message(sender, recipient, subject, text))
     except ChannelFailed as exc:
         raise ReplyNotSent(exc.reason) from exc
 
