@@ -176,14 +176,18 @@ def referral_payload() -> ReferralPayload:
     )
 
 
-def envelope_vector() -> dict[str, Any]:
+_ENVELOPE_DOMAIN = b"referral-broker envelope v1\x00"
+
+
+def _sealed_envelope(payload: bytes, *, kind: str, delivery_id: str, reference: str) -> tuple[bytes, bytes, bytes]:
+    """`payload` padded, sealed to the test clinic with the fixed ephemeral key and signed by the test broker key,
+    as the broker does (deterministic): the padded payload, the envelope body and the signed envelope, as bytes."""
     encoder = msgspec.json.Encoder()
-    payload = encoder.encode(referral_payload())
     padded = iso7816_pad(payload)
     body = EnvelopeBody(
-        kind="referral",
-        delivery_id=DELIVERY_ID,
-        reference=REFERENCE,
+        kind=kind,
+        delivery_id=delivery_id,
+        reference=reference,
         clinic=SLUG,
         issued_at=ISSUED_AT,
         recipients=[
@@ -194,9 +198,17 @@ def envelope_vector() -> dict[str, Any]:
         ],
     )
     body_bytes = encoder.encode(body)
-    signature = SigningKey(BROKER_SIGNING_SEED).sign(b"referral-broker envelope v1\x00" + body_bytes).signature
+    signature = SigningKey(BROKER_SIGNING_SEED).sign(_ENVELOPE_DOMAIN + body_bytes).signature
     envelope = encoder.encode(
         SignedEnvelope(format=ENVELOPE_FORMAT, signer=_key_id(broker_public()), body=body_bytes, signature=signature)
+    )
+    return padded, body_bytes, envelope
+
+
+def envelope_vector() -> dict[str, Any]:
+    payload = msgspec.json.encode(referral_payload())
+    padded, body_bytes, envelope = _sealed_envelope(
+        payload, kind="referral", delivery_id=DELIVERY_ID, reference=REFERENCE
     )
     inbox_page = b'{"items":[{"delivery_id":"%s","envelope":"%s"}],"more":false}' % (
         DELIVERY_ID.encode(),
@@ -210,7 +222,7 @@ def envelope_vector() -> dict[str, Any]:
         "payload": payload.decode(),
         "padded_payload_length": len(padded),
         "envelope_body": body_bytes.decode(),
-        "signed_message": _b64(b"referral-broker envelope v1\x00" + body_bytes),
+        "signed_message": _b64(_ENVELOPE_DOMAIN + body_bytes),
         "envelope": envelope.decode(),
         "inbox_page": inbox_page.decode(),
     }
@@ -303,26 +315,9 @@ def key_change_vector() -> dict[str, Any]:
         new_key=broker_next_public(),
         new_key_fingerprint=broker_key_fingerprint(broker_next_public()),
     )
-    encoder = msgspec.json.Encoder()
-    payload = encoder.encode(statement)
-    padded = iso7816_pad(payload)
-    body = EnvelopeBody(
-        kind=KEY_CHANGE_KIND,
-        delivery_id=STATEMENT_ID,
-        reference=KEY_CHANGE_REFERENCE,
-        clinic=SLUG,
-        issued_at=ISSUED_AT,
-        recipients=[
-            Recipient(
-                key_id=_key_id(clinic_encryption_public()),
-                box=sealed_box(padded, clinic_encryption_public(), EPHEMERAL_SECRET),
-            )
-        ],
-    )
-    body_bytes = encoder.encode(body)
-    signature = SigningKey(BROKER_SIGNING_SEED).sign(b"referral-broker envelope v1\x00" + body_bytes).signature
-    envelope = encoder.encode(
-        SignedEnvelope(format=ENVELOPE_FORMAT, signer=_key_id(broker_public()), body=body_bytes, signature=signature)
+    payload = msgspec.json.encode(statement)
+    _, body_bytes, envelope = _sealed_envelope(
+        payload, kind=KEY_CHANGE_KIND, delivery_id=STATEMENT_ID, reference=KEY_CHANGE_REFERENCE
     )
     return {
         "warning": WARNING,
