@@ -13,7 +13,8 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from referral_broker.crypto.broker_keys import init_keys
 from referral_broker.services import enrolment
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
+from referral_broker.store import migrate
 from referral_broker.store.migrate import apply_migrations
 from referral_protocol.clinic_identity import ClinicSecrets, make_enrollment
 
@@ -84,6 +86,30 @@ async def database_url(servers: Servers) -> AsyncIterator[str]:
     yield url
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await admin.close()
+
+
+@asynccontextmanager
+async def migrated_up_to(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch, keep: Callable[[str], bool]
+) -> AsyncIterator[tuple[str, asyncpg.Connection]]:
+    """A database of its own with only the migrations whose file name `keep` accepts, as an installation that has
+    not run the rest yet: its URL and a connection (`apply_migrations(conn)` then runs the rest). Dropped after."""
+    name = f"rb_partial_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(servers.postgres_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    everything = migrate.migration_files()
+    try:
+        conn = await asyncpg.connect(_with_database(servers.postgres_url, name))
+        try:
+            with monkeypatch.context() as m:
+                m.setattr(migrate, "migration_files", lambda: [f for f in everything if keep(f[0])])
+                await apply_migrations(conn)
+            yield _with_database(servers.postgres_url, name), conn
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 @pytest.fixture

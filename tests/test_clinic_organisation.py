@@ -14,10 +14,9 @@ import pytest
 
 from referral_broker.cli.broker import main
 from referral_broker.crypto.broker_keys import init_keys
-from referral_broker.store import migrate
 from referral_broker.store.migrate import apply_migrations
 from referral_protocol.clinic_identity import ClinicSecrets, make_enrollment
-from tests.conftest import Servers
+from tests.conftest import Servers, migrated_up_to
 
 
 def _operator(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path) -> None:
@@ -79,16 +78,7 @@ def test_clinic_add_refuses_an_enrolment_without_a_valid_organisation_number(
 async def test_clinics_enrolled_before_the_migration_keep_working_with_no_numbers(
     servers: Servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = f"rb_organisation_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(servers.postgres_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = servers.postgres_url.rsplit("/", 1)[0] + "/" + name
-    everything = migrate.migration_files()
-    try:
-        conn = await asyncpg.connect(url)
-        with monkeypatch.context() as m:
-            m.setattr(migrate, "migration_files", lambda: [f for f in everything if f[0] < "0013"])
-            await apply_migrations(conn)
+    async with migrated_up_to(servers, monkeypatch, lambda file: file < "0013") as (_, conn):
         await conn.execute("INSERT INTO clinics (id, slug, name) VALUES ($1, 'gammel', 'Gammel klinikk')", uuid.uuid4())
         assert "0013_clinic_organisation.sql" in await apply_migrations(conn)
         row = await conn.fetchrow("SELECT slug, organisation_number, her_id FROM clinics")
@@ -96,7 +86,3 @@ async def test_clinics_enrolled_before_the_migration_keep_working_with_no_number
         for column, value in (("organisation_number", "98765432"), ("her_id", "0123")):
             with pytest.raises(asyncpg.CheckViolationError):
                 await conn.execute(f"UPDATE clinics SET {column} = $1", value)  # noqa: S608 - fixed names
-        await conn.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()

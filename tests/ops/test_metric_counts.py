@@ -19,11 +19,11 @@ import pytest
 from referral_broker.services import clinic_inbox, dispatch, intake, manage, retention
 from referral_broker.services.context import BrokerContext
 from referral_broker.services.settings import Settings
-from referral_broker.store import clinics, migrate, monitoring
+from referral_broker.store import clinics, monitoring
 from referral_broker.store.migrate import apply_migrations
 from referral_protocol.enrolment import AckRequest
 from referral_protocol.referral import ReferralRequest
-from tests.conftest import RecordingDoorbell, Servers, enrol_clinic, referral_json
+from tests.conftest import RecordingDoorbell, Servers, enrol_clinic, migrated_up_to, referral_json
 
 BOUNDS = [0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400]
 
@@ -161,19 +161,9 @@ async def test_rows_of_connections_that_closed_are_folded_and_nothing_is_lost(
 async def test_the_migration_counts_what_the_database_already_held(
     servers: Servers, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = f"rb_metric_counts_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(servers.postgres_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = servers.postgres_url.rsplit("/", 1)[0] + "/" + name
-    everything = migrate.migration_files()
-    try:
-        conn = await asyncpg.connect(url)
-        with monkeypatch.context() as m:
-            # every migration but the counters' own (0010, 0011): what today's code needs of later ones
-            # (0012's deliveries.served_at, read by the inbox listing; 0013's clinic columns, written by
-            # enrolment) is there, the counters are not
-            m.setattr(migrate, "migration_files", lambda: [f for f in everything if f[0][:4] not in ("0010", "0011")])
-            await apply_migrations(conn)
+    # Every migration but the counters' own (0010, 0011): what today's code needs of later ones (0012's
+    # deliveries.served_at, read by the inbox listing; 0013's clinic columns, written by enrolment) is there.
+    async with migrated_up_to(servers, monkeypatch, lambda file: file[:4] not in ("0010", "0011")) as (url, conn):
         assert not await conn.fetchval("SELECT to_regclass('metric_counts') IS NOT NULL")
         ctx = await BrokerContext.open(msgspec.structs.replace(settings, database_url=url), RecordingDoorbell())
         try:
@@ -182,10 +172,6 @@ async def test_the_migration_counts_what_the_database_already_held(
             await ctx.close()
         assert await apply_migrations(conn) == ["0010_metric_counts.sql", "0011_metric_counts_fast_path.sql"]
         _same(await _counted(conn), await _recount(conn))
-        await conn.close()
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_a_latency_on_a_bound_counts_in_that_bound_s_bucket(broker: BrokerContext) -> None:
